@@ -1,0 +1,255 @@
+//! The writer side of ABI v1, used by the host (straight into guest memory) and
+//! by native tests and benchmarks. Keeping reader and writer in one crate means
+//! the layout is defined exactly once.
+
+use crate::layout::*;
+
+/// One backend's stats, as the host reports them to a strategy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CandidateStats {
+    /// Stable backend id.
+    pub id: u32,
+    /// Worker index or `u32::MAX`.
+    pub worker: u32,
+    /// [`FLAG_HEALTHY`], [`FLAG_DRAINING`].
+    pub flags: u32,
+    /// Weight, default 1.
+    pub weight: u32,
+    /// Open connections.
+    pub active: u32,
+    /// Requests in flight.
+    pub in_flight: u32,
+    /// Requests routed in total.
+    pub total: u64,
+    /// Recent failures.
+    pub failures: u32,
+    /// EWMA connect latency in microseconds.
+    pub ewma_us: u32,
+    /// CPU permille of one core.
+    pub cpu_permille: u32,
+    /// Milliseconds since the last telemetry sample.
+    pub heartbeat_age_ms: u32,
+    /// Resident set size in bytes.
+    pub rss_bytes: u64,
+}
+
+impl CandidateStats {
+    /// A healthy candidate with weight 1 and no load: handy in tests.
+    pub const fn healthy(id: u32) -> CandidateStats {
+        CandidateStats {
+            id,
+            worker: id,
+            flags: FLAG_HEALTHY,
+            weight: 1,
+            active: 0,
+            in_flight: 0,
+            total: 0,
+            failures: 0,
+            ewma_us: 0,
+            cpu_permille: 0,
+            heartbeat_age_ms: 0,
+            rss_bytes: 0,
+        }
+    }
+
+    /// Writes this record in the v1 layout.
+    #[inline]
+    pub fn encode(&self, out: &mut [u8; CANDIDATE_LEN]) {
+        let mut put32 = |off: usize, v: u32| out[off..off + 4].copy_from_slice(&v.to_le_bytes());
+        put32(C_ID, self.id);
+        put32(C_WORKER, self.worker);
+        put32(C_FLAGS, self.flags);
+        put32(C_WEIGHT, self.weight);
+        put32(C_ACTIVE, self.active);
+        put32(C_IN_FLIGHT, self.in_flight);
+        put32(C_FAILURES, self.failures);
+        put32(C_EWMA_US, self.ewma_us);
+        put32(C_CPU_PERMILLE, self.cpu_permille);
+        put32(C_HEARTBEAT_AGE_MS, self.heartbeat_age_ms);
+        out[C_TOTAL..C_TOTAL + 8].copy_from_slice(&self.total.to_le_bytes());
+        out[C_RSS_BYTES..C_RSS_BYTES + 8].copy_from_slice(&self.rss_bytes.to_le_bytes());
+        out[C_RESERVED..C_RESERVED + 8].fill(0);
+    }
+}
+
+/// What the host knows about a request when it has to choose a backend.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// Transport.
+    pub protocol: crate::Protocol,
+    /// HTTP method, empty if not HTTP.
+    pub method: &'a [u8],
+    /// Path with query.
+    pub path: &'a [u8],
+    /// Host / :authority.
+    pub authority: &'a [u8],
+    /// TLS SNI.
+    pub sni: &'a [u8],
+    /// TLS ALPN protocols, comma separated.
+    pub alpn: &'a [u8],
+    /// Client address.
+    pub client: Option<core::net::SocketAddr>,
+    /// Headers in arrival order; names are lower-cased on the wire.
+    pub headers: &'a [(&'a [u8], &'a [u8])],
+    /// 0 on the first decision, then the retry number.
+    pub attempt: u32,
+    /// Candidate indexes that already failed for this request.
+    pub failed: &'a [u32],
+}
+
+impl RequestHead<'_> {
+    /// An empty opaque request (no head at all).
+    pub const EMPTY: RequestHead<'static> = RequestHead {
+        protocol: crate::Protocol::Opaque,
+        method: b"",
+        path: b"",
+        authority: b"",
+        sni: b"",
+        alpn: b"",
+        client: None,
+        headers: &[],
+        attempt: 0,
+        failed: &[],
+    };
+
+    /// Bytes the request section takes.
+    pub fn encoded_len(&self) -> usize {
+        let strings = self.method.len()
+            + self.path.len()
+            + self.authority.len()
+            + self.sni.len()
+            + self.alpn.len()
+            + self
+                .headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len())
+                .sum::<usize>();
+        REQUEST_FIXED_LEN + self.headers.len() * HEADER_ENTRY_LEN + self.failed.len() * 4 + strings
+    }
+}
+
+/// Per-decision header values.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Meta {
+    /// Decision sequence number.
+    pub sequence: u64,
+    /// Random bits.
+    pub random: u64,
+    /// Host clock, ms.
+    pub now_ms: u64,
+}
+
+/// Total input bytes for a request and `n` candidates.
+pub fn encoded_len(req: &RequestHead<'_>, n: usize) -> usize {
+    HEADER_LEN + n * CANDIDATE_LEN + req.encoded_len()
+}
+
+#[inline(always)]
+fn put_u16(buf: &mut [u8], off: usize, v: u16) {
+    buf[off..off + 2].copy_from_slice(&v.to_le_bytes());
+}
+#[inline(always)]
+fn put_u32(buf: &mut [u8], off: usize, v: u32) {
+    buf[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+#[inline(always)]
+fn put_u64(buf: &mut [u8], off: usize, v: u64) {
+    buf[off..off + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Writes the header for `n` candidates followed by a request section of
+/// `request_len` bytes. Returns the total length.
+pub fn encode_header(buf: &mut [u8], n: usize, request_len: usize, meta: &Meta) -> usize {
+    let request_offset = HEADER_LEN + n * CANDIDATE_LEN;
+    let total = request_offset + request_len;
+    let h = &mut buf[..HEADER_LEN];
+    h.fill(0);
+    put_u16(h, H_VERSION, ABI_VERSION as u16);
+    put_u16(h, H_HEADER_LEN, HEADER_LEN as u16);
+    put_u32(h, H_TOTAL_LEN, total as u32);
+    put_u32(h, H_CANDIDATE_COUNT, n as u32);
+    put_u16(h, H_CANDIDATE_STRIDE, CANDIDATE_LEN as u16);
+    put_u32(h, H_CANDIDATES_OFFSET, HEADER_LEN as u32);
+    put_u32(h, H_REQUEST_OFFSET, request_offset as u32);
+    put_u64(h, H_SEQUENCE, meta.sequence);
+    put_u64(h, H_RANDOM, meta.random);
+    put_u64(h, H_NOW_MS, meta.now_ms);
+    total
+}
+
+/// Writes candidate record `i`.
+#[inline]
+pub fn encode_candidate(buf: &mut [u8], i: usize, c: &CandidateStats) {
+    let at = HEADER_LEN + i * CANDIDATE_LEN;
+    let rec: &mut [u8; CANDIDATE_LEN] = (&mut buf[at..at + CANDIDATE_LEN]).try_into().unwrap();
+    c.encode(rec);
+}
+
+/// Writes the request section at absolute offset `at`; returns its length.
+pub fn encode_request(buf: &mut [u8], at: usize, req: &RequestHead<'_>) -> usize {
+    let fixed = at;
+    let headers_at = fixed + REQUEST_FIXED_LEN;
+    let failed_at = headers_at + req.headers.len() * HEADER_ENTRY_LEN;
+    let mut cursor = failed_at + req.failed.len() * 4;
+    buf[fixed..fixed + REQUEST_FIXED_LEN].fill(0);
+    buf[fixed + R_PROTOCOL] = req.protocol as u8;
+    match req.client {
+        Some(core::net::SocketAddr::V4(a)) => {
+            buf[fixed + R_CLIENT_FAMILY] = 4;
+            buf[fixed + R_CLIENT_ADDR..fixed + R_CLIENT_ADDR + 4].copy_from_slice(&a.ip().octets());
+            put_u16(buf, fixed + R_CLIENT_PORT, a.port());
+        }
+        Some(core::net::SocketAddr::V6(a)) => {
+            buf[fixed + R_CLIENT_FAMILY] = 6;
+            buf[fixed + R_CLIENT_ADDR..fixed + R_CLIENT_ADDR + 16]
+                .copy_from_slice(&a.ip().octets());
+            put_u16(buf, fixed + R_CLIENT_PORT, a.port());
+        }
+        None => {}
+    }
+    put_u32(buf, fixed + R_ATTEMPT, req.attempt);
+    put_u32(buf, fixed + R_HEADER_COUNT, req.headers.len() as u32);
+    put_u32(buf, fixed + R_HEADERS_OFFSET, headers_at as u32);
+    put_u32(buf, fixed + R_FAILED_COUNT, req.failed.len() as u32);
+    put_u32(buf, fixed + R_FAILED_OFFSET, failed_at as u32);
+    for (k, f) in req.failed.iter().enumerate() {
+        put_u32(buf, failed_at + 4 * k, *f);
+    }
+    let mut put_str = |buf: &mut [u8], field: usize, s: &[u8], lower: bool| {
+        let dst = &mut buf[cursor..cursor + s.len()];
+        dst.copy_from_slice(s);
+        if lower {
+            dst.make_ascii_lowercase();
+        }
+        put_u32(buf, field, cursor as u32);
+        put_u32(buf, field + 4, s.len() as u32);
+        cursor += s.len();
+    };
+    put_str(buf, fixed + R_METHOD, req.method, false);
+    put_str(buf, fixed + R_PATH, req.path, false);
+    put_str(buf, fixed + R_AUTHORITY, req.authority, false);
+    put_str(buf, fixed + R_SNI, req.sni, false);
+    put_str(buf, fixed + R_ALPN, req.alpn, false);
+    for (k, (name, value)) in req.headers.iter().enumerate() {
+        let e = headers_at + k * HEADER_ENTRY_LEN;
+        put_str(buf, e, name, true);
+        put_str(buf, e + 8, value, false);
+    }
+    cursor - at
+}
+
+/// Writes a whole input into `buf` (which must hold [`encoded_len`] bytes) and
+/// returns its length.
+pub fn encode(
+    buf: &mut [u8],
+    meta: &Meta,
+    req: &RequestHead<'_>,
+    candidates: &[CandidateStats],
+) -> usize {
+    let n = candidates.len();
+    for (i, c) in candidates.iter().enumerate() {
+        encode_candidate(buf, i, c);
+    }
+    let request_len = encode_request(buf, HEADER_LEN + n * CANDIDATE_LEN, req);
+    encode_header(buf, n, request_len, meta)
+}

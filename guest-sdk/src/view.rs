@@ -1,0 +1,444 @@
+//! Zero-copy, panic-free views over an ABI v1 input buffer.
+//!
+//! A guest must never trap on input it does not understand, so every accessor
+//! here is bounds-checked and answers "empty" or 0 rather than panicking. The
+//! one up-front check ([`Input::parse`]) proves that the header and the whole
+//! candidate table lie inside the buffer; after that, candidate field reads go
+//! through fixed-size array references and compile to plain loads.
+
+use crate::layout::*;
+
+#[inline(always)]
+fn u16_at(b: &[u8], off: usize) -> u16 {
+    match b.get(off..off + 2) {
+        Some(s) => u16::from_le_bytes([s[0], s[1]]),
+        None => 0,
+    }
+}
+
+#[inline(always)]
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    match b.get(off..off + 4) {
+        Some(s) => u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
+        None => 0,
+    }
+}
+
+#[inline(always)]
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    match b.get(off..off + 8) {
+        Some(s) => u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]),
+        None => 0,
+    }
+}
+
+#[inline(always)]
+fn rec_u32(r: &[u8; CANDIDATE_LEN], off: usize) -> u32 {
+    u32::from_le_bytes([r[off], r[off + 1], r[off + 2], r[off + 3]])
+}
+
+#[inline(always)]
+fn rec_u64(r: &[u8; CANDIDATE_LEN], off: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&r[off..off + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Why an input buffer was refused by [`Input::parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputError {
+    /// Shorter than the header, or than the header says.
+    Truncated,
+    /// A layout version this SDK does not know.
+    Version(u16),
+    /// The candidate table does not fit in the buffer or its stride is too small.
+    BadCandidateTable,
+}
+
+/// The transport a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Protocol {
+    /// Bytes that were neither HTTP nor TLS.
+    Opaque = 0,
+    /// HTTP/1.x.
+    Http1 = 1,
+    /// HTTP/2 (prior knowledge or h2c).
+    Http2 = 2,
+    /// HTTP/3 over QUIC.
+    Http3 = 3,
+    /// A TLS ClientHello (SNI and ALPN are filled in).
+    Tls = 4,
+}
+
+impl Protocol {
+    /// Decodes the wire byte; unknown values read as `Opaque`.
+    pub fn from_u8(v: u8) -> Protocol {
+        match v {
+            1 => Protocol::Http1,
+            2 => Protocol::Http2,
+            3 => Protocol::Http3,
+            4 => Protocol::Tls,
+            _ => Protocol::Opaque,
+        }
+    }
+}
+
+/// One decision's input: header, request and candidates.
+#[derive(Clone, Copy)]
+pub struct Input<'a> {
+    buf: &'a [u8],
+    candidates: &'a [u8],
+    count: usize,
+    stride: usize,
+    request: usize,
+}
+
+impl<'a> Input<'a> {
+    /// Checks the header and candidate table bounds once.
+    pub fn parse(buf: &'a [u8]) -> Result<Input<'a>, InputError> {
+        if buf.len() < HEADER_LEN {
+            return Err(InputError::Truncated);
+        }
+        let version = u16_at(buf, H_VERSION);
+        if version != ABI_VERSION as u16 {
+            return Err(InputError::Version(version));
+        }
+        let total = u32_at(buf, H_TOTAL_LEN) as usize;
+        if total > buf.len() {
+            return Err(InputError::Truncated);
+        }
+        let buf = &buf[..total];
+        let count = u32_at(buf, H_CANDIDATE_COUNT) as usize;
+        let stride = u16_at(buf, H_CANDIDATE_STRIDE) as usize;
+        let start = u32_at(buf, H_CANDIDATES_OFFSET) as usize;
+        if stride < CANDIDATE_LEN && count > 0 {
+            return Err(InputError::BadCandidateTable);
+        }
+        let end = count
+            .checked_mul(stride)
+            .and_then(|n| n.checked_add(start))
+            .ok_or(InputError::BadCandidateTable)?;
+        let candidates = buf.get(start..end).ok_or(InputError::BadCandidateTable)?;
+        Ok(Input {
+            buf,
+            candidates,
+            count,
+            stride,
+            request: u32_at(buf, H_REQUEST_OFFSET) as usize,
+        })
+    }
+
+    /// The whole buffer, for readers of fields this SDK does not wrap.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    /// Decision sequence number, shared by every instance of this strategy.
+    pub fn sequence(&self) -> u64 {
+        u64_at(self.buf, H_SEQUENCE)
+    }
+
+    /// Fresh random bits for this decision.
+    pub fn random(&self) -> u64 {
+        u64_at(self.buf, H_RANDOM)
+    }
+
+    /// Host monotonic clock in milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        u64_at(self.buf, H_NOW_MS)
+    }
+
+    /// The request being routed.
+    pub fn request(&self) -> Request<'a> {
+        Request {
+            buf: self.buf,
+            base: self.request,
+        }
+    }
+
+    /// The backends to choose from.
+    pub fn candidates(&self) -> Candidates<'a> {
+        Candidates {
+            table: self.candidates,
+            count: self.count,
+            stride: self.stride,
+        }
+    }
+
+    /// True if candidate `i` may take this request: healthy, not draining, not
+    /// weighted out and not already failed for this request.
+    #[inline]
+    pub fn eligible(&self, i: usize) -> bool {
+        match self.candidates().get(i) {
+            Some(c) => c.usable() && !self.request().has_failed(i),
+            None => false,
+        }
+    }
+}
+
+/// The request head, as far as the host could parse it.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    buf: &'a [u8],
+    base: usize,
+}
+
+impl<'a> Request<'a> {
+    fn str_at(&self, field: usize) -> &'a [u8] {
+        let off = u32_at(self.buf, self.base + field) as usize;
+        let len = u32_at(self.buf, self.base + field + 4) as usize;
+        off.checked_add(len)
+            .and_then(|end| self.buf.get(off..end))
+            .unwrap_or(&[])
+    }
+
+    /// Transport of the request.
+    pub fn protocol(&self) -> Protocol {
+        Protocol::from_u8(self.buf.get(self.base + R_PROTOCOL).copied().unwrap_or(0))
+    }
+
+    /// 0 on the first decision, then 1, 2, ... on retries.
+    pub fn attempt(&self) -> u32 {
+        u32_at(self.buf, self.base + R_ATTEMPT)
+    }
+
+    /// HTTP method, empty if not HTTP.
+    pub fn method(&self) -> &'a [u8] {
+        self.str_at(R_METHOD)
+    }
+
+    /// Path with query.
+    pub fn path(&self) -> &'a [u8] {
+        self.str_at(R_PATH)
+    }
+
+    /// `Host` or `:authority`.
+    pub fn authority(&self) -> &'a [u8] {
+        self.str_at(R_AUTHORITY)
+    }
+
+    /// TLS server name, empty if none.
+    pub fn sni(&self) -> &'a [u8] {
+        self.str_at(R_SNI)
+    }
+
+    /// TLS ALPN protocols offered, comma separated.
+    pub fn alpn(&self) -> &'a [u8] {
+        self.str_at(R_ALPN)
+    }
+
+    /// Client address bytes: 4 for IPv4, 16 for IPv6, empty if unknown.
+    pub fn client_ip(&self) -> &'a [u8] {
+        let family = self.buf.get(self.base + R_CLIENT_FAMILY).copied();
+        let n = match family {
+            Some(4) => 4,
+            Some(6) => 16,
+            _ => return &[],
+        };
+        let at = self.base + R_CLIENT_ADDR;
+        self.buf.get(at..at + n).unwrap_or(&[])
+    }
+
+    /// Client port, 0 if unknown.
+    pub fn client_port(&self) -> u16 {
+        u16_at(self.buf, self.base + R_CLIENT_PORT)
+    }
+
+    /// Number of headers.
+    pub fn header_count(&self) -> usize {
+        u32_at(self.buf, self.base + R_HEADER_COUNT) as usize
+    }
+
+    /// Header `i` as `(lower-case name, value)`.
+    pub fn header_at(&self, i: usize) -> Option<(&'a [u8], &'a [u8])> {
+        if i >= self.header_count() {
+            return None;
+        }
+        let e = (u32_at(self.buf, self.base + R_HEADERS_OFFSET) as usize)
+            .checked_add(i * HEADER_ENTRY_LEN)?;
+        let get = |o: usize, l: usize| {
+            let off = u32_at(self.buf, e + o) as usize;
+            let len = u32_at(self.buf, e + l) as usize;
+            self.buf.get(off..off.checked_add(len)?)
+        };
+        Some((get(0, 4)?, get(8, 12)?))
+    }
+
+    /// All headers in order.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let this = *self;
+        (0..this.header_count()).filter_map(move |i| this.header_at(i))
+    }
+
+    /// First header with this name; `name` must be lower-case.
+    pub fn header(&self, name: &[u8]) -> Option<&'a [u8]> {
+        self.headers().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// Value of cookie `name` from the `cookie` headers.
+    pub fn cookie(&self, name: &[u8]) -> Option<&'a [u8]> {
+        self.headers()
+            .filter(|(n, _)| *n == b"cookie")
+            .find_map(|(_, v)| find_cookie(v, name))
+    }
+
+    /// Number of candidates that already failed for this request.
+    pub fn failed_count(&self) -> usize {
+        u32_at(self.buf, self.base + R_FAILED_COUNT) as usize
+    }
+
+    /// True if candidate `i` already failed for this request.
+    #[inline]
+    pub fn has_failed(&self, i: usize) -> bool {
+        let n = self.failed_count();
+        if n == 0 {
+            return false;
+        }
+        let at = u32_at(self.buf, self.base + R_FAILED_OFFSET) as usize;
+        (0..n).any(|k| u32_at(self.buf, at + 4 * k) as usize == i)
+    }
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+fn find_cookie<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    header.split(|&b| b == b';').find_map(|pair| {
+        let pair = trim(pair);
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        (trim(&pair[..eq]) == name).then(|| trim(&pair[eq + 1..]))
+    })
+}
+
+/// The candidate table.
+#[derive(Clone, Copy)]
+pub struct Candidates<'a> {
+    table: &'a [u8],
+    count: usize,
+    stride: usize,
+}
+
+impl<'a> Candidates<'a> {
+    /// Number of candidates.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True if there are none.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Candidate `i`.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<Candidate<'a>> {
+        if i >= self.count {
+            return None;
+        }
+        let at = i * self.stride;
+        let rec = self.table.get(at..at + CANDIDATE_LEN)?;
+        Some(Candidate {
+            rec: rec.try_into().ok()?,
+        })
+    }
+
+    /// All candidates with their index.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, Candidate<'a>)> + 'a {
+        let this = *self;
+        (0..this.count).filter_map(move |i| this.get(i).map(|c| (i, c)))
+    }
+}
+
+/// One backend's live stats.
+#[derive(Clone, Copy)]
+pub struct Candidate<'a> {
+    rec: &'a [u8; CANDIDATE_LEN],
+}
+
+impl Candidate<'_> {
+    /// Stable backend id.
+    #[inline]
+    pub fn id(&self) -> u32 {
+        rec_u32(self.rec, C_ID)
+    }
+    /// Worker index, `u32::MAX` for static backends.
+    #[inline]
+    pub fn worker(&self) -> u32 {
+        rec_u32(self.rec, C_WORKER)
+    }
+    /// Raw flag bits.
+    #[inline]
+    pub fn flags(&self) -> u32 {
+        rec_u32(self.rec, C_FLAGS)
+    }
+    /// Passes health checks.
+    #[inline]
+    pub fn healthy(&self) -> bool {
+        self.flags() & FLAG_HEALTHY != 0
+    }
+    /// Being drained.
+    #[inline]
+    pub fn draining(&self) -> bool {
+        self.flags() & FLAG_DRAINING != 0
+    }
+    /// Healthy, not draining and weight above zero.
+    #[inline]
+    pub fn usable(&self) -> bool {
+        self.flags() & (FLAG_HEALTHY | FLAG_DRAINING) == FLAG_HEALTHY && self.weight() > 0
+    }
+    /// Configured weight.
+    #[inline]
+    pub fn weight(&self) -> u32 {
+        rec_u32(self.rec, C_WEIGHT)
+    }
+    /// Open connections.
+    #[inline]
+    pub fn active(&self) -> u32 {
+        rec_u32(self.rec, C_ACTIVE)
+    }
+    /// Requests in flight.
+    #[inline]
+    pub fn in_flight(&self) -> u32 {
+        rec_u32(self.rec, C_IN_FLIGHT)
+    }
+    /// Requests routed here in total.
+    #[inline]
+    pub fn total(&self) -> u64 {
+        rec_u64(self.rec, C_TOTAL)
+    }
+    /// Recent failures.
+    #[inline]
+    pub fn failures(&self) -> u32 {
+        rec_u32(self.rec, C_FAILURES)
+    }
+    /// EWMA connect latency in microseconds.
+    #[inline]
+    pub fn ewma_us(&self) -> u32 {
+        rec_u32(self.rec, C_EWMA_US)
+    }
+    /// CPU use in permille of one core.
+    #[inline]
+    pub fn cpu_permille(&self) -> u32 {
+        rec_u32(self.rec, C_CPU_PERMILLE)
+    }
+    /// Milliseconds since the last telemetry sample.
+    #[inline]
+    pub fn heartbeat_age_ms(&self) -> u32 {
+        rec_u32(self.rec, C_HEARTBEAT_AGE_MS)
+    }
+    /// Resident set size in bytes.
+    #[inline]
+    pub fn rss_bytes(&self) -> u64 {
+        rec_u64(self.rec, C_RSS_BYTES)
+    }
+}

@@ -1,0 +1,425 @@
+//! The only code that touches guest memory: checks a module's exports and
+//! imports against ABI v1, defines the host imports, and runs one decision in
+//! one instance.
+//!
+//! The wire layout itself lives in `switchyard-guest` (`encode`), shared with
+//! the SDK's readers, so it is defined exactly once.
+
+use std::time::Instant;
+
+use switchyard_guest::encode::{self, CandidateStats, Meta, RequestHead};
+use wasmtime::{
+    AsContextMut, Caller, ExternType, Instance, InstancePre, Linker, Memory, Module,
+    ResourceLimiter, Store, Trap, TypedFunc, ValType,
+};
+
+use super::{FallbackReason, LoadError};
+use crate::strategy::log::GuestLog;
+
+/// Module name of the host imports a strategy may use.
+pub const HOST_MODULE: &str = "switchyard";
+/// WASI preview 1's module name.
+pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
+
+/// Largest input the host will write, so a hostile head or candidate list
+/// cannot make it ask the guest for unbounded memory.
+pub const MAX_INPUT: usize = 4 << 20;
+
+/// Per-store state.
+pub struct HostState {
+    /// Memory cap; remembers whether it refused a grow.
+    pub limits: Limits,
+    /// Rate-limited sink for the guest's log lines.
+    pub log: GuestLog,
+    /// WASI context, present only for modules that import WASI.
+    #[cfg(feature = "wasi")]
+    pub wasi: Option<wasmtime_wasi::p1::WasiP1Ctx>,
+}
+
+/// Linear-memory and table cap for one store.
+pub struct Limits {
+    /// Bytes one memory may grow to.
+    pub max_memory: usize,
+    /// Set when a `memory.grow` was refused, to name the reason of a later trap.
+    pub hit: bool,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = desired <= self.max_memory;
+        self.hit |= !ok;
+        Ok(ok)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// What a module exports and imports, for `strategy check` and the status API.
+#[derive(Debug, Clone, Default)]
+pub struct Interface {
+    /// Exported names with their kinds.
+    pub exports: Vec<String>,
+    /// `module.name` of each import.
+    pub imports: Vec<String>,
+    /// Whether `switchyard_init` is exported.
+    pub has_init: bool,
+    /// Whether the module imports WASI preview 1.
+    pub uses_wasi: bool,
+}
+
+fn func_sig(ty: &ExternType) -> Option<(Vec<ValType>, Vec<ValType>)> {
+    match ty {
+        ExternType::Func(f) => Some((f.params().collect(), f.results().collect())),
+        _ => None,
+    }
+}
+
+fn is_sig(ty: &ExternType, params: &[ValType], results: &[ValType]) -> bool {
+    func_sig(ty).is_some_and(|(p, r)| {
+        p.len() == params.len()
+            && r.len() == results.len()
+            && p.iter().zip(params).all(|(a, b)| ValType::eq(a, b))
+            && r.iter().zip(results).all(|(a, b)| ValType::eq(a, b))
+    })
+}
+
+/// Checks exports and imports against ABI v1 before anything is instantiated,
+/// so the error names the exact problem.
+pub fn check_interface(module: &Module) -> Result<Interface, LoadError> {
+    use ValType::{I32, I64};
+    let mut iface = Interface::default();
+    let seen = |name: &str| module.exports().any(|e| e.name() == name);
+    for (name, params, results) in [
+        ("switchyard_abi_version", &[][..], &[I32][..]),
+        ("switchyard_input", &[I32][..], &[I32][..]),
+        ("switchyard_decide", &[I32][..], &[I32][..]),
+    ] {
+        if !seen(name) {
+            return Err(LoadError::MissingExport(name.into()));
+        }
+        let ty = module.get_export(name).unwrap();
+        if !is_sig(&ty, params, results) {
+            return Err(LoadError::BadExport(format!(
+                "`{name}` must be ({}) -> i32",
+                if params.is_empty() { "" } else { "i32" }
+            )));
+        }
+    }
+    match module.get_export("memory") {
+        Some(ExternType::Memory(m)) if !m.is_64() => {}
+        Some(_) => {
+            return Err(LoadError::BadExport(
+                "`memory` must be a 32-bit memory".into(),
+            ));
+        }
+        None => return Err(LoadError::MissingExport("memory".into())),
+    }
+    if let Some(ty) = module.get_export("switchyard_init") {
+        if !is_sig(&ty, &[I32], &[I32]) {
+            return Err(LoadError::BadExport(
+                "`switchyard_init` must be (i32) -> i32".into(),
+            ));
+        }
+        iface.has_init = true;
+    }
+    for e in module.exports() {
+        let kind = match e.ty() {
+            ExternType::Func(_) => "func",
+            ExternType::Memory(_) => "memory",
+            ExternType::Table(_) => "table",
+            ExternType::Global(_) => "global",
+            ExternType::Tag(_) => "tag",
+        };
+        iface.exports.push(format!("{} ({kind})", e.name()));
+    }
+    for i in module.imports() {
+        let full = format!("{}.{}", i.module(), i.name());
+        let ty = i.ty();
+        let allowed = match (i.module(), i.name()) {
+            (HOST_MODULE, "log") => is_sig(&ty, &[I32, I32, I32], &[]),
+            (HOST_MODULE, "clock_ns") => is_sig(&ty, &[], &[I64]),
+            (HOST_MODULE, "random_u64") => is_sig(&ty, &[], &[I64]),
+            (WASI_MODULE, _) if cfg!(feature = "wasi") => {
+                iface.uses_wasi = true;
+                matches!(ty, ExternType::Func(_))
+            }
+            _ => false,
+        };
+        if !allowed {
+            return Err(LoadError::ForbiddenImport(full));
+        }
+        iface.imports.push(full);
+    }
+    Ok(iface)
+}
+
+/// Host imports every strategy may use (`switchyard.*`), plus WASI preview 1
+/// when that feature is on.
+pub fn base_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    linker.func_wrap(
+        HOST_MODULE,
+        "log",
+        |mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
+            let Some(mem) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+                return;
+            };
+            let (data, state) = mem.data_and_store_mut(&mut caller);
+            let start = ptr as u32 as usize;
+            let end = start.saturating_add((len as u32 as usize).min(4096));
+            if let Some(bytes) = data.get(start..end) {
+                state.log.line(level, bytes);
+            }
+        },
+    )?;
+    linker.func_wrap(HOST_MODULE, "clock_ns", || -> i64 {
+        super::clock().elapsed().as_nanos() as i64
+    })?;
+    linker.func_wrap(HOST_MODULE, "random_u64", || -> i64 {
+        super::random_u64() as i64
+    })?;
+    #[cfg(feature = "wasi")]
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut HostState| {
+        s.wasi
+            .as_mut()
+            .expect("a WASI context exists for every module that imports WASI")
+    })?;
+    Ok(linker)
+}
+
+/// A module's linker: the base one, plus overrides for the WASI functions that
+/// wasmtime-wasi implements by blocking on a tokio runtime (which would panic on
+/// the balancer's runtime threads, and could stall them). Writes to stdout and
+/// stderr go to the rate-limited host log; everything else answers `EBADF`.
+pub fn module_linker(
+    base: &Linker<HostState>,
+    module: &Module,
+) -> Result<Linker<HostState>, LoadError> {
+    #[cfg(not(feature = "wasi"))]
+    {
+        let _ = module;
+        Ok(base.clone())
+    }
+    #[cfg(feature = "wasi")]
+    {
+        let mut linker = base.clone();
+        linker.allow_shadowing(true);
+        for import in module.imports().filter(|i| i.module() == WASI_MODULE) {
+            let ExternType::Func(ty) = import.ty() else {
+                return Err(LoadError::ForbiddenImport(format!(
+                    "{WASI_MODULE}.{}",
+                    import.name()
+                )));
+            };
+            if !super::wasi::BLOCKING.contains(&import.name()) {
+                continue;
+            }
+            let name = import.name().to_string();
+            let results: Vec<ValType> = ty.results().collect();
+            if results.len() != 1 || !ValType::eq(&results[0], &ValType::I32) {
+                return Err(LoadError::ForbiddenImport(format!("{WASI_MODULE}.{name}")));
+            }
+            let is_write = name == "fd_write";
+            linker
+                .func_new(WASI_MODULE, &name, ty, move |caller, params, out| {
+                    out[0] = wasmtime::Val::I32(if is_write {
+                        super::wasi::fd_write(caller, params)
+                    } else {
+                        super::wasi::EBADF
+                    });
+                    Ok(())
+                })
+                .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        }
+        Ok(linker)
+    }
+}
+
+/// One live instance with its store and typed exports.
+pub struct Slot {
+    store: Store<HostState>,
+    memory: Memory,
+    input: TypedFunc<i32, i32>,
+    decide: TypedFunc<i32, i32>,
+    /// Guest address of the input buffer, 0 until asked for.
+    buf_ptr: usize,
+    /// Capacity the guest promised at `buf_ptr`.
+    buf_cap: usize,
+    /// Message of the last failed call, for `strategy check` and load errors.
+    pub last_error: Option<String>,
+}
+
+/// Outcome of one guest call.
+pub type CallResult = Result<i32, FallbackReason>;
+
+impl Slot {
+    /// Instantiates `pre`, checks the ABI version and runs `switchyard_init`
+    /// with `config`.
+    pub fn new(
+        pre: &InstancePre<HostState>,
+        state: HostState,
+        config: &[u8],
+        fuel: u64,
+        init_fuel: u64,
+    ) -> Result<Slot, LoadError> {
+        let mut store = Store::new(pre.module().engine(), state);
+        store.limiter(|s| &mut s.limits);
+        set_budget(&mut store, init_fuel);
+        let instance: Instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let typed = |store: &mut Store<HostState>, name: &str| {
+            instance
+                .get_typed_func::<i32, i32>(store, name)
+                .map_err(|e| LoadError::BadExport(format!("{name}: {e:#}")))
+        };
+        let version = instance
+            .get_typed_func::<(), i32>(&mut store, "switchyard_abi_version")
+            .map_err(|e| LoadError::BadExport(format!("switchyard_abi_version: {e:#}")))?
+            .call(&mut store, ())
+            .map_err(|e| {
+                LoadError::Trapped(
+                    "switchyard_abi_version",
+                    call_reason(&store, &e),
+                    format!("{e:#}"),
+                )
+            })?;
+        if version != switchyard_guest::ABI_VERSION as i32 {
+            return Err(LoadError::AbiVersion(version));
+        }
+        let input = typed(&mut store, "switchyard_input")?;
+        let decide = typed(&mut store, "switchyard_decide")?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| LoadError::MissingExport("memory".into()))?;
+        let mut slot = Slot {
+            store,
+            memory,
+            input,
+            decide,
+            buf_ptr: 0,
+            buf_cap: 0,
+            last_error: None,
+        };
+        if let Ok(init) = instance.get_typed_func::<i32, i32>(&mut slot.store, "switchyard_init") {
+            set_budget(&mut slot.store, init_fuel);
+            let ptr = slot
+                .buffer(config.len().max(1))
+                .map_err(|r| LoadError::Init(format!("no input buffer ({})", r.as_str())))?;
+            slot.memory.data_mut(&mut slot.store)[ptr..ptr + config.len()].copy_from_slice(config);
+            let code = init
+                .call(&mut slot.store, config.len() as i32)
+                .map_err(|e| {
+                    let reason = call_reason(&slot.store, &e);
+                    LoadError::Trapped("switchyard_init", reason, format!("{e:#}"))
+                })?;
+            if code != 0 {
+                return Err(LoadError::InitRejected(code));
+            }
+        } else if !config.is_empty() {
+            return Err(LoadError::Init(
+                "a configuration was given but the module exports no `switchyard_init`".into(),
+            ));
+        }
+        set_budget(&mut slot.store, fuel);
+        Ok(slot)
+    }
+
+    /// A guest buffer of at least `need` bytes; asks the guest for a bigger one
+    /// only when the current one is too small.
+    fn buffer(&mut self, need: usize) -> Result<usize, FallbackReason> {
+        if need <= self.buf_cap && self.buf_ptr != 0 {
+            return Ok(self.buf_ptr);
+        }
+        let ptr = match self.input.call(&mut self.store, need as i32) {
+            Ok(p) => p as u32 as usize,
+            Err(e) => return Err(self.failed(&e)),
+        };
+        let size = self.memory.data_size(&self.store);
+        if ptr == 0 || ptr.checked_add(need).is_none_or(|end| end > size) {
+            return Err(FallbackReason::BadBuffer);
+        }
+        self.buf_ptr = ptr;
+        self.buf_cap = need;
+        Ok(ptr)
+    }
+
+    /// Writes the input and calls `switchyard_decide` under `budget`.
+    pub fn decide(
+        &mut self,
+        meta: &Meta,
+        req: &RequestHead<'_>,
+        candidates: &[CandidateStats],
+        budget: u64,
+    ) -> CallResult {
+        let need = encode::encoded_len(req, candidates.len());
+        if need > MAX_INPUT {
+            return Err(FallbackReason::InputTooLarge);
+        }
+        let ptr = self.buffer(need)?;
+        let data = self.memory.data_mut(&mut self.store);
+        // The guest may have moved or shrunk nothing (memories never shrink),
+        // but check the range again anyway: it costs one compare.
+        let Some(buf) = data.get_mut(ptr..ptr + need) else {
+            return Err(FallbackReason::BadBuffer);
+        };
+        encode::encode(buf, meta, req, candidates);
+        self.store.data_mut().limits.hit = false;
+        set_budget(&mut self.store, budget);
+        self.decide
+            .call(&mut self.store, need as i32)
+            .map_err(|e| self.failed(&e))
+    }
+
+    /// Classifies a failed call and keeps its message.
+    fn failed(&mut self, e: &wasmtime::Error) -> FallbackReason {
+        let reason = call_reason(&self.store, e);
+        let msg = match e.downcast_ref::<Trap>() {
+            Some(t) => t.to_string(),
+            None => format!("{e:#}"),
+        };
+        self.last_error = Some(msg);
+        reason
+    }
+
+    /// Fuel left after the last call (fuel metering only).
+    pub fn fuel_left(&self) -> Option<u64> {
+        self.store.get_fuel().ok()
+    }
+}
+
+/// Sets the per-call budget: fuel units, or epoch ticks when epochs meter.
+fn set_budget(store: &mut Store<HostState>, budget: u64) {
+    let mut ctx = store.as_context_mut();
+    if ctx.get_fuel().is_ok() {
+        let _ = ctx.set_fuel(budget);
+    } else {
+        ctx.set_epoch_deadline(budget.max(1));
+    }
+}
+
+/// Names why a call failed.
+fn call_reason(store: &Store<HostState>, err: &wasmtime::Error) -> FallbackReason {
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) | Some(Trap::Interrupt) => FallbackReason::OutOfFuel,
+        _ if store.data().limits.hit => FallbackReason::MemoryCap,
+        _ => FallbackReason::Trap,
+    }
+}
+
+/// Timestamp helper for `strategy check`.
+pub fn elapsed_us(since: Instant) -> u64 {
+    since.elapsed().as_micros() as u64
+}

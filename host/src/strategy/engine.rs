@@ -1,0 +1,351 @@
+//! Process-wide wasmtime state and module loading: built-ins (precompiled at
+//! build time, with an on-disk cache when the artifact does not fit this
+//! engine), files and bytes; ABI checks and the dry run that every module must
+//! pass before it may serve.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use switchyard_guest::{CandidateStats, Meta, Protocol, RequestHead};
+use wasmtime::{Linker, Module};
+
+use super::abi::{self, HostState, Limits, Slot};
+use super::engine_config::{Metering, engine_config};
+use super::log::GuestLog;
+use super::{
+    FallbackReason, Generation, LoadError, LoadReport, StrategyOptions, StrategySource,
+    StrategySpec,
+};
+
+/// A built-in strategy embedded in the binary.
+pub struct BuiltinModule {
+    /// Name, as in `builtin:NAME`.
+    pub name: &'static str,
+    /// The WebAssembly module.
+    pub wasm: &'static [u8],
+    /// The same, precompiled by `host/build.rs` for [`PRECOMPILED_HASH`].
+    pub cwasm: &'static [u8],
+}
+
+include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
+
+/// Names of the built-in strategies.
+pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+    BUILTIN_MODULES.iter().map(|b| b.name)
+}
+
+/// The built-in called `name`.
+pub fn builtin(name: &str) -> Option<&'static BuiltinModule> {
+    BUILTIN_MODULES.iter().find(|b| b.name == name)
+}
+
+/// The wasmtime engine, host imports and limits shared by every strategy in
+/// the process.
+pub struct StrategyEngine {
+    engine: wasmtime::Engine,
+    linker: Linker<HostState>,
+    options: StrategyOptions,
+    compat_hash: u64,
+    /// Built-ins already loaded, so swapping back to one is instant.
+    builtin_cache: Mutex<Vec<(&'static str, Module)>>,
+    /// Stops the epoch ticker when the engine goes away.
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for StrategyEngine {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl StrategyEngine {
+    /// Builds the engine. With epoch metering this starts a 1 ms ticker thread.
+    pub fn new(mut options: StrategyOptions) -> Result<Arc<StrategyEngine>, LoadError> {
+        if options.pool_size == 0 {
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            options.pool_size = (2 * cores).max(4);
+        }
+        let engine = wasmtime::Engine::new(&engine_config(options.metering))
+            .map_err(|e| LoadError::Invalid(format!("wasmtime engine: {e:#}")))?;
+        let linker = abi::base_linker(&engine)
+            .map_err(|e| LoadError::Invalid(format!("host imports: {e:#}")))?;
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        if options.metering == Metering::Epoch {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new()
+                .name("switchyard-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(1));
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| LoadError::Invalid(format!("epoch ticker: {e}")))?;
+        }
+        Ok(Arc::new(StrategyEngine {
+            engine,
+            linker,
+            options,
+            compat_hash: hasher.finish(),
+            builtin_cache: Mutex::new(Vec::new()),
+            ticker_stop,
+        }))
+    }
+
+    /// The options decisions run under.
+    pub fn options(&self) -> &StrategyOptions {
+        &self.options
+    }
+
+    /// The per-call budget in the metering's unit.
+    pub(crate) fn budget(&self) -> u64 {
+        match self.options.metering {
+            Metering::Fuel => self.options.fuel,
+            Metering::Epoch => self.options.fuel.div_ceil(1_000_000).max(1),
+        }
+    }
+
+    fn init_budget(&self) -> u64 {
+        match self.options.metering {
+            Metering::Fuel => self.options.init_fuel,
+            Metering::Epoch => self.options.init_fuel.div_ceil(1_000_000).max(1),
+        }
+    }
+
+    /// Compiles or deserializes the module for `source`; returns it and
+    /// whether a precompiled artifact was used.
+    fn module(&self, source: &StrategySource) -> Result<(Module, bool), LoadError> {
+        match source {
+            StrategySource::Builtin(name) => {
+                let b = builtin(name).ok_or_else(|| LoadError::UnknownBuiltin(name.clone()))?;
+                let mut cache = self.builtin_cache.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((_, m)) = cache.iter().find(|(n, _)| *n == b.name) {
+                    return Ok((m.clone(), true));
+                }
+                let (module, precompiled) = self.builtin_module(b)?;
+                cache.push((b.name, module.clone()));
+                Ok((module, precompiled))
+            }
+            StrategySource::File(path) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| LoadError::Read(path.clone(), e.to_string()))?;
+                self.compile(&bytes).map(|m| (m, false))
+            }
+            StrategySource::Bytes { bytes, .. } => self.compile(bytes).map(|m| (m, false)),
+        }
+    }
+
+    fn compile(&self, bytes: &[u8]) -> Result<Module, LoadError> {
+        // `Module::new` also accepts the text format (the `wat` feature).
+        Module::new(&self.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))
+    }
+
+    /// A built-in: the artifact from build time if this engine matches it,
+    /// else one from the on-disk cache, else compiled now and cached.
+    fn builtin_module(&self, b: &BuiltinModule) -> Result<(Module, bool), LoadError> {
+        if self.compat_hash == PRECOMPILED_HASH {
+            // SAFETY: the artifact was produced by `Engine::precompile_module`
+            // in this crate's build script from our own strategy sources, with
+            // the same engine configuration (checked by the hash above, and
+            // again by wasmtime itself).
+            if let Ok(m) = unsafe { Module::deserialize(&self.engine, b.cwasm) } {
+                return Ok((m, true));
+            }
+        }
+        let cached = cache_path(self.compat_hash, b);
+        if let Some(path) = &cached
+            && path.exists()
+        {
+            // SAFETY: written below by this program from the embedded
+            // module for this engine hash; the cache directory is the
+            // user's own, as trusted as the binary. A corrupt or foreign
+            // file fails wasmtime's header checks and is recompiled.
+            if let Ok(m) = unsafe { Module::deserialize_file(&self.engine, path) } {
+                return Ok((m, true));
+            }
+        }
+        let module = self.compile(b.wasm)?;
+        if let Some(path) = cached
+            && let Ok(bytes) = module.serialize()
+        {
+            let _ = write_atomically(&path, &bytes);
+        }
+        Ok((module, false))
+    }
+
+    /// Everything before a module may serve: compile, check exports and
+    /// imports, instantiate, check the ABI version, run `init`, and dry-run
+    /// decisions on 1, 4 and 64 candidates that must each return a valid
+    /// index within the budget.
+    pub(crate) fn prepare(&self, spec: &StrategySpec) -> Result<Generation, LoadError> {
+        let started = Instant::now();
+        let (module, precompiled) = self.module(&spec.source)?;
+        let compile_us = abi::elapsed_us(started);
+        let validating = Instant::now();
+        let interface = abi::check_interface(&module)?;
+        let linker = abi::module_linker(&self.linker, &module)?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let name = spec.source.to_string();
+        let log = GuestLog::new(&name);
+        let state = || HostState {
+            limits: Limits {
+                max_memory: self.options.max_memory,
+                hit: false,
+            },
+            log: log.clone(),
+            #[cfg(feature = "wasi")]
+            wasi: interface.uses_wasi.then(super::wasi::context),
+        };
+        let mut slot = Slot::new(
+            &pre,
+            state(),
+            &spec.config,
+            self.budget(),
+            self.init_budget(),
+        )?;
+        let mut fuel_used = Vec::new();
+        for n in [1usize, 4, 64] {
+            let used = dry_run(&mut slot, n, self.budget())?;
+            if let Some(used) = used {
+                fuel_used.push((n, used));
+            }
+        }
+        let report = LoadReport {
+            name: name.clone(),
+            interface: interface.clone(),
+            fuel_used,
+            precompiled,
+            compile_us,
+            validate_us: abi::elapsed_us(validating),
+        };
+        let slots = (0..self.options.pool_size)
+            .map(|_| Mutex::new(None))
+            .collect();
+        Ok(Generation {
+            id: 1,
+            name,
+            spec: spec.clone(),
+            pre,
+            uses_wasi: interface.uses_wasi,
+            log,
+            report,
+            sequence: AtomicU64::new(0),
+            slots,
+            consecutive_failures: AtomicU64::new(0),
+            open_until_ms: AtomicU64::new(0),
+        })
+    }
+}
+
+/// A realistic request head for dry runs and `strategy check`: ~300 bytes,
+/// a dozen headers.
+pub fn sample_request() -> RequestHead<'static> {
+    const HEADERS: &[(&[u8], &[u8])] = &[
+        (b"host", b"shop.example.com"),
+        (
+            b"user-agent",
+            b"Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/140.0",
+        ),
+        (b"accept", b"text/html,application/xhtml+xml"),
+        (b"accept-language", b"en-US,en;q=0.5"),
+        (b"accept-encoding", b"gzip, deflate, br"),
+        (b"cookie", b"sid=8f14e45fceea167a; theme=dark"),
+        (b"x-user-id", b"user-4242"),
+        (b"x-request-id", b"5d41402abc4b2a76"),
+        (b"connection", b"keep-alive"),
+        (b"upgrade-insecure-requests", b"1"),
+        (b"sec-fetch-mode", b"navigate"),
+        (b"cache-control", b"max-age=0"),
+    ];
+    RequestHead {
+        protocol: Protocol::Http1,
+        method: b"GET",
+        path: b"/products/42?ref=home",
+        authority: b"shop.example.com",
+        sni: b"",
+        alpn: b"",
+        client: Some("127.0.0.1:50000".parse().expect("literal address")),
+        headers: HEADERS,
+        attempt: 0,
+        failed: &[],
+    }
+}
+
+/// `n` healthy candidates with varied load, for dry runs and benchmarks.
+pub fn sample_candidates(n: usize) -> Vec<CandidateStats> {
+    (0..n as u32)
+        .map(|i| CandidateStats {
+            active: (i * 7) % 13,
+            in_flight: (i * 5) % 11,
+            total: 1000 + i as u64,
+            cpu_permille: (i * 37) % 1000,
+            rss_bytes: (64 + (i as u64 * 13) % 200) << 20,
+            ewma_us: 100 + i,
+            ..CandidateStats::healthy(i)
+        })
+        .collect()
+}
+
+fn dry_run(slot: &mut Slot, n: usize, budget: u64) -> Result<Option<u64>, LoadError> {
+    let candidates = sample_candidates(n);
+    let meta = Meta {
+        sequence: n as u64,
+        random: 0x5eed_5eed_5eed_5eed ^ n as u64,
+        now_ms: 0,
+    };
+    let fail = |reason: String| LoadError::DryRun {
+        candidates: n,
+        reason,
+    };
+    match slot.decide(&meta, &sample_request(), &candidates, budget) {
+        Ok(i) if i >= 0 && (i as usize) < n => Ok(slot.fuel_left().map(|left| budget - left)),
+        Ok(i) if i < 0 => Err(fail(format!(
+            "returned {i} (no opinion) for a plain request with all candidates healthy"
+        ))),
+        Ok(i) => Err(fail(format!("returned index {i}, out of range 0..{n}"))),
+        Err(FallbackReason::OutOfFuel) => Err(fail(format!(
+            "ran out of fuel (budget {budget}); raise --fuel or fix the loop"
+        ))),
+        Err(FallbackReason::MemoryCap) => Err(fail(format!(
+            "trapped after hitting the memory cap ({})",
+            slot.last_error.take().unwrap_or_default()
+        ))),
+        Err(reason) => Err(fail(format!(
+            "{reason}: {}",
+            slot.last_error.take().unwrap_or_default()
+        ))),
+    }
+}
+
+/// `$SWITCHYARD_CACHE_DIR`, else `$XDG_CACHE_HOME/switchyard`, else
+/// `~/.cache/switchyard`; keyed by engine hash and module content.
+fn cache_path(engine_hash: u64, b: &BuiltinModule) -> Option<PathBuf> {
+    let dir = std::env::var_os("SWITCHYARD_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("switchyard")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/switchyard")))?;
+    let mut h = DefaultHasher::new();
+    b.wasm.hash(&mut h);
+    Some(dir.join(format!("{engine_hash:016x}")).join(format!(
+        "{}-{:016x}.cwasm",
+        b.name,
+        h.finish()
+    )))
+}
+
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,98 @@
+//! Rate-limited logging for things a strategy can make happen on every request
+//! (guest log lines, fallbacks), so a misbehaving module cannot flood the log.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Allows `per_second` events per wall-clock second and counts the rest.
+#[derive(Debug)]
+pub struct RateLimit {
+    per_second: u64,
+    /// `second << 20 | count` in one word so a window switch is one CAS.
+    state: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl RateLimit {
+    /// A limiter allowing `per_second` events per second.
+    pub const fn new(per_second: u64) -> Self {
+        RateLimit {
+            per_second,
+            state: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// True if this event may be logged. On the first event of a new second,
+    /// also returns how many were suppressed since the last one logged.
+    pub fn allow(&self) -> Option<u64> {
+        let now = super::clock().elapsed().as_secs() + 1;
+        let mut cur = self.state.load(Ordering::Relaxed);
+        loop {
+            let (sec, count) = (cur >> 20, cur & 0xF_FFFF);
+            let next = if sec == now {
+                if count >= self.per_second {
+                    self.suppressed.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                cur + 1
+            } else {
+                (now << 20) | 1
+            };
+            match self
+                .state
+                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    return Some(if sec == now {
+                        0
+                    } else {
+                        self.suppressed.swap(0, Ordering::Relaxed)
+                    });
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
+
+/// Where a strategy's own log lines (the `switchyard.log` import, WASI stdout
+/// and stderr) go: the host's `tracing` output, at most 20 lines a second per
+/// strategy generation.
+#[derive(Clone, Debug)]
+pub struct GuestLog {
+    /// Strategy name shown with each line.
+    pub name: Arc<str>,
+    /// Shared by every instance of one generation.
+    pub limit: Arc<RateLimit>,
+}
+
+impl GuestLog {
+    /// A log for strategy `name`.
+    pub fn new(name: &str) -> Self {
+        GuestLog {
+            name: name.into(),
+            limit: Arc::new(RateLimit::new(20)),
+        }
+    }
+
+    /// Logs one guest line at `level` (0 error, 1 warn, 2 info, 3+ debug).
+    pub fn line(&self, level: i32, bytes: &[u8]) {
+        let Some(suppressed) = self.limit.allow() else {
+            return;
+        };
+        let text = String::from_utf8_lossy(bytes);
+        let text = text.trim_end();
+        let name = &*self.name;
+        match level {
+            0 => {
+                tracing::error!(target: "switchyard::guest", strategy = name, suppressed, "{text}")
+            }
+            1 => tracing::warn!(target: "switchyard::guest", strategy = name, suppressed, "{text}"),
+            2 => tracing::info!(target: "switchyard::guest", strategy = name, suppressed, "{text}"),
+            _ => {
+                tracing::debug!(target: "switchyard::guest", strategy = name, suppressed, "{text}")
+            }
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Behaviour of every built-in, run natively on inputs encoded exactly as the
+//! host encodes them. The same strategies run as WebAssembly in the host's
+//! tests; here we check the algorithms.
+
+use super::*;
+use switchyard_guest::encode::{encode, encoded_len};
+use switchyard_guest::{CandidateStats, FLAG_HEALTHY, Meta, Protocol, RequestHead};
+
+struct Case<'a> {
+    cands: Vec<CandidateStats>,
+    req: RequestHead<'a>,
+    seq: u64,
+    rng: u64,
+}
+
+impl<'a> Case<'a> {
+    fn new(n: u32) -> Self {
+        Case {
+            cands: (0..n).map(CandidateStats::healthy).collect(),
+            req: RequestHead::EMPTY,
+            seq: 0,
+            rng: 0x1234_5678_9abc_def0,
+        }
+    }
+
+    fn run<S: Strategy>(&mut self, s: &mut S) -> Option<usize> {
+        let mut buf = vec![0u8; encoded_len(&self.req, self.cands.len())];
+        self.rng = mix64(self.rng);
+        let meta = Meta {
+            sequence: self.seq,
+            random: self.rng,
+            now_ms: 0,
+        };
+        self.seq += 1;
+        let len = encode(&mut buf, &meta, &self.req, &self.cands);
+        let input = Input::parse(&buf[..len]).unwrap();
+        s.decide(&input)
+    }
+
+    fn histogram<S: Strategy>(&mut self, s: &mut S, rounds: usize) -> Vec<usize> {
+        let mut h = vec![0; self.cands.len()];
+        for _ in 0..rounds {
+            h[self.run(s).expect("a decision")] += 1;
+        }
+        h
+    }
+}
+
+type Decider = Box<dyn FnMut(&mut Case<'_>) -> Option<usize>>;
+
+fn all_builtins() -> Vec<(&'static str, Decider)> {
+    fn boxed<S: Strategy + 'static>(mut s: S) -> Decider {
+        Box::new(move |c| c.run(&mut s))
+    }
+    vec![
+        ("round-robin", boxed(RoundRobin)),
+        ("weighted-round-robin", boxed(WeightedRoundRobin::default())),
+        ("least-connections", boxed(LeastConnections)),
+        ("power-of-two", boxed(PowerOfTwo)),
+        ("resource-aware", boxed(ResourceAware::default())),
+        ("consistent-hash", boxed(ConsistentHash::default())),
+        ("random", boxed(Random)),
+    ]
+}
+
+#[test]
+fn every_builtin_is_listed() {
+    assert_eq!(all_builtins().len(), BUILTINS.len());
+    for ((a, _), (b, _)) in all_builtins().iter().zip(BUILTINS) {
+        assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn every_builtin_skips_unhealthy_draining_and_zero_weight() {
+    for (name, mut decide) in all_builtins() {
+        let mut case = Case::new(4);
+        case.cands[0].flags = 0;
+        case.cands[1].flags = FLAG_HEALTHY | switchyard_guest::FLAG_DRAINING;
+        case.cands[2].weight = 0;
+        for _ in 0..50 {
+            assert_eq!(decide(&mut case), Some(3), "{name}");
+        }
+    }
+}
+
+#[test]
+fn every_builtin_skips_candidates_that_failed_for_this_request() {
+    for (name, mut decide) in all_builtins() {
+        let mut case = Case::new(3);
+        case.req.failed = &[0, 2];
+        case.req.attempt = 2;
+        for _ in 0..50 {
+            assert_eq!(decide(&mut case), Some(1), "{name}");
+        }
+    }
+}
+
+#[test]
+fn every_builtin_has_no_opinion_when_nothing_is_eligible() {
+    for (name, mut decide) in all_builtins() {
+        let mut case = Case::new(0);
+        assert_eq!(decide(&mut case), None, "{name}: empty");
+        let mut case = Case::new(3);
+        for c in &mut case.cands {
+            c.flags = 0;
+        }
+        assert_eq!(decide(&mut case), None, "{name}: all unhealthy");
+    }
+}
+
+#[test]
+fn round_robin_is_exact_and_skips_holes() {
+    let mut case = Case::new(3);
+    assert_eq!(case.histogram(&mut RoundRobin, 300), vec![100, 100, 100]);
+    case.cands[1].flags = 0;
+    assert_eq!(case.histogram(&mut RoundRobin, 300), vec![150, 0, 150]);
+}
+
+#[test]
+fn smooth_weighted_round_robin_interleaves_by_weight() {
+    let mut case = Case::new(3);
+    case.cands[0].weight = 5;
+    let mut s = WeightedRoundRobin::default();
+    let picks: Vec<usize> = (0..7).map(|_| case.run(&mut s).unwrap()).collect();
+    // NGINX's documented sequence for weights 5,1,1: a a b a c a a.
+    assert_eq!(picks, vec![0, 0, 1, 0, 2, 0, 0]);
+    assert_eq!(case.histogram(&mut s, 700), vec![500, 100, 100]);
+}
+
+#[test]
+fn least_connections_picks_the_least_loaded_and_spreads_ties() {
+    let mut case = Case::new(4);
+    for (i, c) in case.cands.iter_mut().enumerate() {
+        c.active = 10 - i as u32;
+    }
+    assert_eq!(case.run(&mut LeastConnections), Some(3));
+    // Weighted: 8 connections on weight 4 is lighter than 3 on weight 1.
+    case.cands[0].active = 8;
+    case.cands[0].weight = 4;
+    assert_eq!(case.run(&mut LeastConnections), Some(0));
+    // Ties are not always broken toward index 0.
+    let mut case = Case::new(4);
+    let h = case.histogram(&mut LeastConnections, 400);
+    assert!(h.iter().all(|&n| n > 40), "{h:?}");
+}
+
+#[test]
+fn power_of_two_avoids_the_most_loaded() {
+    let mut case = Case::new(8);
+    case.cands[5].in_flight = 1000;
+    let h = case.histogram(&mut PowerOfTwo, 4000);
+    // The loaded backend wins only when both random choices land on it, which
+    // the distinct-choice rule prevents.
+    assert_eq!(h[5], 0, "{h:?}");
+    assert!(
+        h.iter().enumerate().all(|(i, &n)| i == 5 || n > 300),
+        "{h:?}"
+    );
+}
+
+#[test]
+fn resource_aware_prefers_idle_backends_and_takes_weights() {
+    let mut case = Case::new(3);
+    case.cands[0].cpu_permille = 900;
+    case.cands[1].cpu_permille = 100;
+    case.cands[2].cpu_permille = 500;
+    assert_eq!(case.run(&mut ResourceAware::default()), Some(1));
+    // Memory only: the smallest RSS wins whatever the CPU.
+    let mut s = ResourceAware::default();
+    s.configure(b"cpu=0,mem=100,conn=0").unwrap();
+    case.cands[0].rss_bytes = 10 << 20;
+    case.cands[1].rss_bytes = 900 << 20;
+    case.cands[2].rss_bytes = 500 << 20;
+    assert_eq!(case.run(&mut s), Some(0));
+    assert_eq!(ResourceAware::default().configure(b"gpu=1"), Err(3));
+    assert_eq!(ResourceAware::default().configure(b"cpu=x"), Err(2));
+    assert_eq!(
+        ResourceAware::default().configure(b"cpu=0,mem=0,conn=0"),
+        Err(4)
+    );
+}
+
+fn hash_on_header(case: &mut Case<'_>, s: &mut ConsistentHash, user: &[u8]) -> usize {
+    let headers = [(&b"x-user"[..], user)];
+    let mut c = Case {
+        cands: case.cands.clone(),
+        req: RequestHead {
+            protocol: Protocol::Http1,
+            headers: &headers,
+            ..RequestHead::EMPTY
+        },
+        seq: 0,
+        rng: case.rng,
+    };
+    c.run(s).unwrap()
+}
+
+#[test]
+fn consistent_hash_is_sticky_and_moves_few_keys() {
+    let mut case = Case::new(5);
+    let mut s = ConsistentHash::default();
+    s.configure(b"header:X-User").unwrap();
+    let keys: Vec<String> = (0..500).map(|k| format!("user-{k}")).collect();
+    let before: Vec<usize> = keys
+        .iter()
+        .map(|k| hash_on_header(&mut case, &mut s, k.as_bytes()))
+        .collect();
+    // Sticky: the same key lands on the same backend every time.
+    for (k, b) in keys.iter().zip(&before) {
+        assert_eq!(hash_on_header(&mut case, &mut s, k.as_bytes()), *b);
+    }
+    // Spread: every backend gets a share.
+    let mut h = [0; 5];
+    before.iter().for_each(|&b| h[b] += 1);
+    assert!(h.iter().all(|&n| n > 50), "{h:?}");
+    // Removing backend 2 moves only the keys it held.
+    case.cands[2].flags = 0;
+    for (k, b) in keys.iter().zip(&before) {
+        let after = hash_on_header(&mut case, &mut s, k.as_bytes());
+        if *b != 2 {
+            assert_eq!(after, *b, "key {k} moved without reason");
+        } else {
+            assert_ne!(after, 2);
+        }
+    }
+}
+
+#[test]
+fn consistent_hash_bounds_load_and_reads_cookies() {
+    let mut case = Case::new(4);
+    let mut s = ConsistentHash::default();
+    s.configure(b"header:x-user,load=125").unwrap();
+    let home = hash_on_header(&mut case, &mut s, b"alice");
+    case.cands[home].active = 100;
+    let moved = hash_on_header(&mut case, &mut s, b"alice");
+    assert_ne!(moved, home, "an overloaded home must shed the key");
+
+    let mut s = ConsistentHash::default();
+    s.configure(b"cookie:sid").unwrap();
+    let headers = [(&b"cookie"[..], &b"a=1; sid=abc; b=2"[..])];
+    let mut c = Case::new(4);
+    c.req = RequestHead {
+        headers: &headers,
+        ..RequestHead::EMPTY
+    };
+    let first = c.run(&mut s);
+    for _ in 0..20 {
+        assert_eq!(c.run(&mut s), first);
+    }
+    assert_eq!(ConsistentHash::default().configure(b"load=50"), Err(6));
+    assert_eq!(ConsistentHash::default().configure(b"nonsense"), Err(3));
+}
+
+#[test]
+fn random_follows_weights() {
+    let mut case = Case::new(2);
+    case.cands[1].weight = 3;
+    let h = case.histogram(&mut Random, 4000);
+    assert!((800..1200).contains(&h[0]), "{h:?}");
+}

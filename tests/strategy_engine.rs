@@ -1,0 +1,244 @@
+//! Hostile and broken modules against the real engine: each ends in a fallback
+//! or a rejection with the right reason, and the engine keeps deciding.
+
+use switchyard::strategy::{
+    CandidateStats, FallbackReason, LoadError, Protocol, RequestHead, Strategy, StrategyEngine,
+    StrategyOptions, StrategySpec,
+};
+use switchyard_tests::{engine, load, wat_spec};
+
+fn cands(n: u32) -> Vec<CandidateStats> {
+    (0..n).map(CandidateStats::healthy).collect()
+}
+
+/// Loads a fixture that behaves except with 5 candidates, checks that 5
+/// candidates give a fallback for `reason`, and that the engine then goes on
+/// answering with the module itself.
+fn misbehaves_live(name: &str, reason: FallbackReason) {
+    let s = load(&wat_spec(name, ""));
+    for round in 0..3 {
+        let d = s.decide(&RequestHead::EMPTY, &cands(5));
+        assert_eq!(d.fallback, Some(reason), "{name} round {round}");
+        let i = d.index.expect("the fallback still routes");
+        assert!(i < 5);
+        let ok = s.decide(&RequestHead::EMPTY, &cands(4));
+        assert_eq!(ok.fallback, None, "{name}: the engine keeps deciding");
+        assert_eq!(ok.index, Some(0));
+    }
+    let status = s.status();
+    assert_eq!(status.fallbacks, vec![(reason, 3)], "{name}");
+    assert_eq!(status.wasm_decisions, 3);
+}
+
+#[test]
+fn infinite_loop_runs_out_of_fuel() {
+    misbehaves_live("loop", FallbackReason::OutOfFuel);
+}
+
+#[test]
+fn unreachable_traps() {
+    misbehaves_live("unreachable", FallbackReason::Trap);
+}
+
+#[test]
+fn out_of_bounds_read_traps() {
+    misbehaves_live("oob_read", FallbackReason::Trap);
+}
+
+#[test]
+fn memory_grow_bomb_hits_the_cap() {
+    misbehaves_live("grow_bomb", FallbackReason::MemoryCap);
+}
+
+#[test]
+fn out_of_range_index_is_refused() {
+    misbehaves_live("out_of_range", FallbackReason::BadIndex);
+}
+
+#[test]
+fn negative_index_means_no_opinion() {
+    misbehaves_live("negative", FallbackReason::NoOpinion);
+}
+
+fn rejected(spec: &StrategySpec) -> LoadError {
+    match Strategy::load(engine(), spec) {
+        Ok(_) => panic!("{:?} should be rejected", spec.source),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn always_misbehaving_modules_are_rejected_at_load_with_the_reason() {
+    for (name, want) in [
+        ("loop", "ran out of fuel"),
+        ("unreachable", "unreachable"),
+        ("oob_read", "out of bounds"),
+        ("grow_bomb", "memory cap"),
+        ("out_of_range", "out of range"),
+        ("negative", "no opinion"),
+    ] {
+        let e = rejected(&wat_spec(name, "always"));
+        assert!(matches!(e, LoadError::DryRun { .. }), "{name}: {e}");
+        assert!(e.to_string().contains(want), "{name}: {e}");
+    }
+}
+
+#[test]
+fn interface_errors_name_the_problem() {
+    let e = rejected(&wat_spec("missing_export", ""));
+    assert!(e.to_string().contains("switchyard_decide"), "{e}");
+    let e = rejected(&wat_spec("wrong_abi", ""));
+    assert!(matches!(e, LoadError::AbiVersion(2)), "{e}");
+    let e = rejected(&wat_spec("forbidden_import", ""));
+    assert!(e.to_string().contains("env.open_socket"), "{e}");
+    let e = rejected(&StrategySpec {
+        source: switchyard::strategy::StrategySource::Bytes {
+            name: "garbage".into(),
+            bytes: b"\0asm\x01\0\0\0garbage".to_vec(),
+        },
+        config: vec![],
+    });
+    assert!(matches!(e, LoadError::Compile(_)), "{e}");
+    let e = rejected(&StrategySpec::builtin("no-such-thing"));
+    assert!(matches!(e, LoadError::UnknownBuiltin(_)), "{e}");
+}
+
+#[test]
+fn bad_configuration_is_rejected_by_init() {
+    let e = rejected(&StrategySpec {
+        source: "builtin:consistent-hash".parse().unwrap(),
+        config: b"nonsense".to_vec(),
+    });
+    assert!(matches!(e, LoadError::InitRejected(3)), "{e}");
+}
+
+#[test]
+fn huge_input_is_handled() {
+    // 1,024 candidates and a 64 KiB head: decided by the module itself.
+    let s = load(&wat_spec("first_eligible", ""));
+    let big = vec![b'x'; 64 * 1024];
+    let headers: Vec<(&[u8], &[u8])> = vec![(b"x-big", &big[..]), (b"Host", b"example.com")];
+    let mut c = cands(1024);
+    for x in c.iter_mut().take(700) {
+        x.flags = 0;
+    }
+    let failed = [700u32, 701];
+    let req = RequestHead {
+        protocol: Protocol::Http1,
+        method: b"GET",
+        path: b"/",
+        headers: &headers,
+        failed: &failed,
+        attempt: 2,
+        ..RequestHead::EMPTY
+    };
+    let d = s.decide(&req, &c);
+    assert_eq!(d.fallback, None);
+    assert_eq!(d.index, Some(702), "first healthy, not failed");
+    // Past the host's input cap (4 MiB): a fallback, never a stall.
+    let c = cands(70_000);
+    let d = s.decide(&RequestHead::EMPTY, &c);
+    assert_eq!(d.fallback, Some(FallbackReason::InputTooLarge));
+    assert!(d.index.is_some());
+}
+
+#[test]
+fn no_candidates_and_none_healthy_fall_back() {
+    let s = load(&StrategySpec::builtin("round-robin"));
+    let d = s.decide(&RequestHead::EMPTY, &[]);
+    assert_eq!(
+        d,
+        switchyard::strategy::Decision {
+            index: None,
+            fallback: Some(FallbackReason::NoCandidates)
+        }
+    );
+    let mut c = cands(3);
+    c.iter_mut().for_each(|c| c.flags = 0);
+    let d = s.decide(&RequestHead::EMPTY, &c);
+    assert_eq!(d.fallback, Some(FallbackReason::NoHealthy));
+    assert!(d.index.is_some(), "fails open rather than refusing");
+}
+
+#[test]
+fn a_module_that_keeps_failing_is_skipped_and_marked_degraded() {
+    let s = load(&wat_spec("unreachable", ""));
+    let mut reasons = Vec::new();
+    for _ in 0..20 {
+        reasons.push(s.decide(&RequestHead::EMPTY, &cands(5)).fallback.unwrap());
+    }
+    assert_eq!(reasons[..16], [FallbackReason::Trap; 16]);
+    assert_eq!(reasons[16..], [FallbackReason::CircuitOpen; 4]);
+    assert!(s.status().degraded);
+}
+
+#[test]
+fn every_builtin_loads_precompiled_and_decides() {
+    let engine = engine();
+    for name in switchyard::strategy::builtin_names() {
+        let s = Strategy::load(engine.clone(), &StrategySpec::builtin(name)).unwrap();
+        let status = s.status();
+        assert!(status.report.precompiled, "{name} was compiled at load");
+        for n in [1u32, 2, 16, 256] {
+            let d = s.decide(&RequestHead::EMPTY, &cands(n));
+            assert_eq!(d.fallback, None, "{name} with {n}");
+            assert!(d.index.unwrap() < n as usize);
+        }
+    }
+}
+
+#[test]
+fn round_robin_is_exact_across_threads() {
+    let s = std::sync::Arc::new(load(&StrategySpec::builtin("round-robin")));
+    let c = cands(4);
+    let counts: Vec<[usize; 4]> = std::thread::scope(|scope| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| {
+                let (s, c) = (s.clone(), c.clone());
+                scope.spawn(move || {
+                    let mut h = [0usize; 4];
+                    for _ in 0..1000 {
+                        h[s.decide(&RequestHead::EMPTY, &c).index.unwrap()] += 1;
+                    }
+                    h
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut total = [0; 4];
+    for h in counts {
+        for i in 0..4 {
+            total[i] += h[i];
+        }
+    }
+    assert_eq!(total, [1000; 4]);
+}
+
+#[test]
+fn tight_fuel_budget_rejects_heavy_strategies() {
+    let engine = StrategyEngine::new(StrategyOptions {
+        fuel: 300,
+        ..StrategyOptions::default()
+    })
+    .unwrap();
+    let e = Strategy::load(engine, &StrategySpec::builtin("resource-aware")).unwrap_err();
+    assert!(e.to_string().contains("ran out of fuel"), "{e}");
+}
+
+#[test]
+fn wasi_modules_log_instead_of_blocking_the_runtime() {
+    // Decisions run on tokio runtime threads; wasmtime-wasi's own fd_write
+    // would block on a runtime there and panic. Ours logs.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s = load(&wat_spec("wasi_hello", ""));
+        for _ in 0..3 {
+            let d = s.decide(&RequestHead::EMPTY, &cands(3));
+            assert_eq!(d.fallback, None);
+            assert!(d.index.unwrap() < 3);
+        }
+    });
+}
