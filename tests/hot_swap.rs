@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use switchyard::strategy::{CandidateStats, RequestHead, StrategySource, StrategySpec, reload};
-use switchyard_tests::{TempDir, load, wat_spec};
+mod support;
+use support::{TempDir, load, wat_spec};
 
 fn cands(n: u32) -> Vec<CandidateStats> {
     (0..n).map(CandidateStats::healthy).collect()

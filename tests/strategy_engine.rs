@@ -5,7 +5,8 @@ use switchyard::strategy::{
     CandidateStats, FallbackReason, LoadError, Protocol, RequestHead, Strategy, StrategyEngine,
     StrategyOptions, StrategySpec,
 };
-use switchyard_tests::{engine, load, wat_spec};
+mod support;
+use support::{engine, load, wat_spec};
 
 fn cands(n: u32) -> Vec<CandidateStats> {
     (0..n).map(CandidateStats::healthy).collect()

@@ -1,4 +1,5 @@
-//! Helpers shared by the end-to-end tests.
+//! Helpers shared by the end-to-end tests (each test crate uses a part).
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use switchyard::strategy::{
 /// Path of a fixture under `tests/wat/`.
 pub fn wat(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("wat")
+        .join("../tests/wat")
         .join(format!("{name}.wat"))
 }
 
@@ -55,4 +56,173 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// A `switchyard serve` process on loopback, killed on drop.
+pub struct Serve {
+    /// The process.
+    pub child: std::process::Child,
+    /// Balancer port.
+    pub port: u16,
+    /// Port of worker 0.
+    pub base: u16,
+    /// Everything it logged.
+    pub log: Arc<std::sync::Mutex<String>>,
+}
+
+/// `n + 1` consecutive free loopback ports (balancer, then workers).
+pub fn free_ports(n: u16) -> u16 {
+    use std::net::TcpListener;
+    for attempt in 0..200u32 {
+        let seed = (std::process::id() as u64).wrapping_mul(2_654_435_761)
+            ^ (attempt as u64).wrapping_mul(40_503)
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos() as u64)
+                .unwrap_or(0);
+        let base = 20_000 + (seed % 30_000) as u16;
+        let held: Vec<_> = (0..=n)
+            .map_while(|k| TcpListener::bind(("127.0.0.1", base + k)).ok())
+            .collect();
+        if held.len() == n as usize + 1 {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+impl Serve {
+    /// Starts `switchyard serve` with `workers` demo workers (or the command
+    /// in `args` after `--`) plus `args`, and waits until it answers.
+    pub fn start(workers: u16, args: &[&str]) -> Serve {
+        use std::io::BufRead;
+        let port = free_ports(workers.max(1));
+        let base = port + 1;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--log",
+            "info,switchyard=debug",
+        ])
+        .args(["--port", &port.to_string()])
+        .args(["--base-worker-port", &base.to_string()])
+        .args(["--workers", &workers.to_string()])
+        .args(args)
+        .env_remove("HOST")
+        .env_remove("PORT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn switchyard");
+        let log = Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let s = Serve {
+            child,
+            port,
+            base,
+            log,
+        };
+        s.wait_for_log("switchyard is serving", 30);
+        s
+    }
+
+    /// Waits (bounded) until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, secs: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if self.log.lock().unwrap().contains(needle) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!(
+            "`{needle}` not logged in {secs} s; log:\n{}",
+            self.log.lock().unwrap()
+        );
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain syscall on our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "switchyard did not exit in {secs} s; log:\n{}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 exchange over a fresh connection: writes `request`,
+/// reads to EOF (bounded by a 10 s timeout), returns (status, whole response).
+pub fn exchange(port: u16, request: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let _ = s.write_all(request);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text
+        .strip_prefix("HTTP/1.")
+        .and_then(|t| t.get(2..5))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// `GET path` with `Connection: close`; returns (status, body).
+pub fn get(port: u16, path: &str) -> (u16, String) {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let (status, text) = exchange(port, req.as_bytes());
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Polls `f` every 25 ms for at most `secs`.
+pub fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    panic!("timed out after {secs} s waiting for {what}");
 }

@@ -2,9 +2,39 @@
 //! decision is made by a hot-swappable WebAssembly module.
 //!
 //! # Layout
-//! - [`strategy`]: the strategy engine: loads, validates and hot-swaps
-//!   WebAssembly strategies and asks them for decisions under a fuel budget,
-//!   with a native fallback.
+//! - [`balancer`]: the embeddable entry point, `Balancer::builder()` → `run()`.
+//! - [`config`]: `RawConfig` (TOML, flags) validated into `Config`.
+//! - [`proxy`]: the TCP listener and each connection's phases.
+//! - [`sniff`]: what the first bytes are (HTTP/1 head, TLS ClientHello, opaque).
+//! - [`strategy`]: the WebAssembly strategy engine: fuel, fallback, hot swap.
+//! - [`backends`]: the backend set and the live stats strategies see.
+//! - [`health`]: active checks and passive ejection.
+//! - [`supervisor`]: worker processes: spawn, readiness, respawn, telemetry.
+//! - [`demo`]: the built-in demo worker.
+//! - [`shutdown`]: graceful and forced shutdown.
+//! - `watch`: debounced file watching for strategies and the backends file.
+//!
+//! # The request path
+//! 1. `proxy` accepts (a connection permit first) and reads the first bytes.
+//! 2. `sniff` classifies them and reads the head within timeouts and caps.
+//! 3. `backends` snapshots every candidate's stats.
+//! 4. `strategy` writes head and stats into a WebAssembly instance and calls it
+//!    under a fuel budget (native fallback on any failure).
+//! 5. `proxy` connects (retrying other candidates on failure) and splices bytes.
 #![deny(missing_docs)]
 
+pub mod backends;
+pub mod balancer;
+pub mod config;
+pub mod demo;
+pub mod health;
+pub mod proxy;
+pub mod shutdown;
+pub mod sniff;
 pub mod strategy;
+pub mod supervisor;
+mod watch;
+
+pub use balancer::{Balancer, BalancerBuilder, BuildError};
+pub use config::{Config, RawConfig};
+pub use shutdown::ShutdownHandle;

@@ -43,7 +43,7 @@ use arc_swap::ArcSwap;
 use wasmtime::InstancePre;
 
 pub use abi::Interface;
-pub use engine::{BuiltinModule, StrategyEngine, builtin_names};
+pub use engine::{BuiltinModule, StrategyEngine, builtin_names, sample_candidates, sample_request};
 pub use engine_config::Metering;
 pub use fallback::FallbackPolicy;
 pub use switchyard_guest::{
@@ -57,6 +57,11 @@ use log::{GuestLog, RateLimit};
 pub(crate) fn clock() -> Instant {
     static START: OnceLock<Instant> = OnceLock::new();
     *START.get_or_init(Instant::now)
+}
+
+/// Milliseconds on the process-wide monotonic clock.
+pub fn clock_ms() -> u64 {
+    clock().elapsed().as_millis() as u64
 }
 
 /// Fast per-thread random numbers (wyrand); strategies get them in the input

@@ -1,0 +1,290 @@
+//! The embeddable balancer: [`Balancer::builder`] → [`Balancer::run`].
+//!
+//! `build` does everything that can fail up front (validate the
+//! configuration, bind the listener, load and validate the strategy), so a
+//! running balancer has nothing left to reject. `run` starts the workers, the
+//! health checker, telemetry and file watchers, serves until the
+//! [`ShutdownHandle`] says stop, drains, then terminates the workers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::backends::{Backend, Backends};
+use crate::config::{Config, ConfigError, RawConfig, read_backends_file};
+use crate::proxy::{self, Shared};
+use crate::shutdown::ShutdownHandle;
+use crate::strategy::{
+    LoadError, Strategy, StrategyEngine, StrategyOptions, StrategySource, reload,
+};
+use crate::supervisor::{self, Control, WorkerCommand};
+
+/// Why a balancer could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The strategy was rejected.
+    #[error("strategy {0}: {1}")]
+    Strategy(String, LoadError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+}
+
+/// Builds a [`Balancer`].
+#[derive(Debug, Default)]
+pub struct BalancerBuilder {
+    raw: RawConfig,
+    listener: Option<std::net::TcpListener>,
+}
+
+impl BalancerBuilder {
+    /// Uses `raw` as the configuration (defaults otherwise).
+    pub fn config(mut self, raw: RawConfig) -> Self {
+        self.raw = raw;
+        self
+    }
+
+    /// Serves on an already bound listener (tests bind `127.0.0.1:0`).
+    pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// Validates, binds and loads the strategy.
+    pub fn build(self) -> Result<Balancer, BuildError> {
+        let cfg = Arc::new(self.raw.validate()?);
+        let listener = match self.listener {
+            Some(l) => l,
+            None => bind(cfg.listen).map_err(|e| BuildError::Listen(cfg.listen, e))?,
+        };
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| BuildError::Listen(cfg.listen, e))?;
+        let engine = StrategyEngine::new(StrategyOptions {
+            fuel: cfg.raw.fuel,
+            max_memory: cfg.raw.strategy_memory_mib << 20,
+            fallback: cfg.raw.fallback,
+            ..StrategyOptions::default()
+        })
+        .map_err(|e| BuildError::Strategy(cfg.raw.strategy.clone(), e))?;
+        let strategy = Strategy::load(engine, &cfg.strategy)
+            .map_err(|e| BuildError::Strategy(cfg.raw.strategy.clone(), e))?;
+        Ok(Balancer {
+            cfg,
+            listener,
+            strategy: Arc::new(strategy),
+            backends: Arc::new(Backends::new()),
+            shutdown: ShutdownHandle::new(),
+        })
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let l = socket.listen(4096)?;
+    l.into_std()
+}
+
+/// A configured balancer, ready to run.
+pub struct Balancer {
+    cfg: Arc<Config>,
+    listener: std::net::TcpListener,
+    strategy: Arc<Strategy>,
+    backends: Arc<Backends>,
+    shutdown: ShutdownHandle,
+}
+
+impl Balancer {
+    /// A builder with the default configuration.
+    pub fn builder() -> BalancerBuilder {
+        BalancerBuilder::default()
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.cfg.listen)
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The strategy (to inspect or hot-swap).
+    pub fn strategy(&self) -> Arc<Strategy> {
+        self.strategy.clone()
+    }
+
+    /// The backend set with live stats.
+    pub fn backends(&self) -> Arc<Backends> {
+        self.backends.clone()
+    }
+
+    /// Stops the balancer from another task.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Runs until shut down; returns after connections drained and workers
+    /// exited.
+    pub async fn run(self) -> std::io::Result<()> {
+        let Balancer {
+            cfg,
+            listener,
+            strategy,
+            backends,
+            shutdown,
+        } = self;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        // Backends: supervised workers first (ids 0..workers), then static.
+        let cmd = if cfg.worker_command.is_empty() {
+            WorkerCommand::Demo
+        } else {
+            WorkerCommand::Program(cfg.worker_command.clone())
+        };
+        let mut workers = tokio::task::JoinSet::new();
+        for i in 0..cfg.workers {
+            let addr = crate::config::parse_backend(&format!(
+                "{}:{}",
+                cfg.worker_host,
+                cfg.raw.base_worker_port as u32 + i
+            ))
+            .map_err(std::io::Error::other)?
+            .addr;
+            let b = Arc::new(Backend::new(i, addr, Some(i), 1));
+            backends.upsert(b.clone());
+            let control = Control {
+                stop: stop_rx.clone(),
+                force: shutdown.force.subscribe(),
+            };
+            workers.spawn(supervisor::run_worker(
+                cfg.clone(),
+                cmd.clone(),
+                i,
+                b,
+                control,
+            ));
+        }
+        set_static(&backends, &cfg.backends);
+        let _backends_watch = cfg.raw.backends_file.as_ref().and_then(|path| {
+            let (backends, cfg2) = (backends.clone(), cfg.clone());
+            let load = move |p: &std::path::Path| match read_backends_file(p) {
+                Ok(list) => {
+                    let mut all = cfg2.backends.clone();
+                    all.extend(list);
+                    set_static(&backends, &all);
+                    tracing::info!(file = %p.display(), "backends file reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "backends file rejected; keeping the previous list")
+                }
+            };
+            load(path);
+            crate::watch::watch_file(path, load)
+                .inspect_err(|e| tracing::error!(error = %e, "cannot watch the backends file"))
+                .ok()
+        });
+        let _strategy_watch = match strategy.spec().source {
+            StrategySource::File(_) => reload::watch(strategy.clone(), |_, _| {})
+                .inspect_err(|e| tracing::error!(error = %e, "cannot watch the strategy file"))
+                .ok(),
+            _ => None,
+        };
+        let background = [
+            tokio::spawn(crate::health::run(
+                cfg.clone(),
+                backends.clone(),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(supervisor::telemetry(
+                backends.clone(),
+                Duration::from_millis(cfg.raw.heartbeat_interval_ms),
+                stop_rx.clone(),
+            )),
+        ];
+
+        // Accept once the workers are up (or the ready timeout passed);
+        // clients that connect meanwhile wait in the backlog.
+        let ready_by = Instant::now() + Duration::from_millis(cfg.raw.ready_timeout_ms);
+        let mut graceful = shutdown.graceful.subscribe();
+        while cfg.workers > 0
+            && Instant::now() < ready_by
+            && !*graceful.borrow()
+            && backends
+                .load()
+                .iter()
+                .any(|b| b.worker != u32::MAX && !b.is_up())
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::info!(
+            listen = %listener.local_addr()?,
+            workers = cfg.workers,
+            backends = backends.load().len(),
+            strategy = %strategy.spec().source,
+            "switchyard is serving"
+        );
+
+        let shared = Arc::new(Shared {
+            cfg: cfg.clone(),
+            backends: backends.clone(),
+            strategy,
+        });
+        let stop_accepting = {
+            let mut g = shutdown.graceful.subscribe();
+            let (tx, rx) = watch::channel(false);
+            tokio::spawn(async move {
+                let _ = g.wait_for(|v| *v).await;
+                let _ = tx.send(true);
+            });
+            rx
+        };
+        let _ = graceful.borrow_and_update();
+        proxy::serve(listener, shared, stop_accepting, shutdown.force.subscribe()).await;
+
+        // Connections are done: stop workers and background tasks.
+        let _ = stop_tx.send(true);
+        while workers.join_next().await.is_some() {}
+        for t in background {
+            t.abort();
+        }
+        tracing::info!("switchyard stopped");
+        Ok(())
+    }
+}
+
+/// Replaces the static backends (ids from 100000 on, in list order), keeping
+/// the workers.
+fn set_static(backends: &Backends, list: &[crate::config::StaticBackend]) {
+    let current = backends.load();
+    let mut next: Vec<Arc<Backend>> = current
+        .iter()
+        .filter(|b| b.worker != u32::MAX)
+        .cloned()
+        .collect();
+    for (k, s) in list.iter().enumerate() {
+        let id = 100_000 + k as u32;
+        // Keep the live counters of an unchanged entry.
+        match current
+            .iter()
+            .find(|b| b.id == id && b.addr == s.addr && b.weight == s.weight)
+        {
+            Some(b) => next.push(b.clone()),
+            None => next.push(Arc::new(Backend::new(id, s.addr, None, s.weight))),
+        }
+    }
+    backends.store(next);
+}

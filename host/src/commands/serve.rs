@@ -1,0 +1,129 @@
+//! `switchyard serve` and `switchyard config check`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use switchyard::{Balancer, RawConfig};
+
+use crate::flags::ServeArgs;
+
+/// Defaults < config file < HOST/PORT environment < flags.
+pub fn effective_config(args: &ServeArgs) -> anyhow::Result<RawConfig> {
+    let mut raw = match &args.config {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    };
+    raw.apply_env()?;
+    macro_rules! set {
+        ($($field:ident),*) => {$(
+            if let Some(v) = args.$field.clone() {
+                raw.$field = v;
+            }
+        )*};
+    }
+    set!(
+        host,
+        port,
+        workers,
+        worker_host,
+        base_worker_port,
+        strategy,
+        strategy_config,
+        fuel,
+        fallback,
+        inspection_timeout_ms,
+        head_timeout_ms,
+        max_head_bytes,
+        opaque,
+        connect_timeout_ms,
+        retries,
+        health_check,
+        graceful_timeout_ms,
+        max_connections
+    );
+    if args.backends_file.is_some() {
+        raw.backends_file = args.backends_file.clone();
+    }
+    if !args.backends.is_empty() {
+        raw.backends = args.backends.clone();
+        // Static backends on the command line and no explicit worker count
+        // mean "balance these", not "these plus a demo worker per core".
+        if args.workers.is_none() && args.config.is_none() && args.command.is_empty() {
+            raw.workers = switchyard::config::Workers::Count(0);
+        }
+    }
+    if args.no_respawn {
+        raw.respawn = false;
+    }
+    if args.proxy_protocol {
+        raw.proxy_protocol = true;
+    }
+    if !args.command.is_empty() {
+        raw.worker_command = args.command.clone();
+    }
+    Ok(raw)
+}
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let filter = args
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    let raw = effective_config(&args)?;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let balancer = Balancer::builder().config(raw).build()?;
+        tokio::spawn(switchyard::shutdown::on_signals(balancer.shutdown_handle()));
+        balancer.run().await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn config_check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let mut raw = match RawConfig::from_file(file) {
+        Ok(raw) => raw,
+        Err(e) => {
+            eprintln!("invalid: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if let Err(e) = raw.apply_env() {
+        eprintln!("invalid: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    match raw.clone().validate() {
+        Ok(cfg) => {
+            println!(
+                "# {}: valid ({} workers, listening on {})",
+                file.display(),
+                cfg.workers,
+                cfg.listen
+            );
+            print!("{}", raw.to_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("invalid: {}: {e}", file.display());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+pub fn demo_worker() -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(switchyard::demo::main_from_env())?;
+    Ok(ExitCode::SUCCESS)
+}

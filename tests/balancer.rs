@@ -1,0 +1,270 @@
+//! `switchyard serve` as a user runs it: a real process with real worker
+//! processes, on loopback, with real clients. Every loop is bounded.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::{Serve, TempDir, eventually, exchange, get};
+
+fn worker_of(body: &str) -> (u32, u32) {
+    // "worker N (pid P)"
+    let mut it = body.split_whitespace();
+    let n = it
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("worker index");
+    let p = it
+        .nth(1)
+        .and_then(|s| s.trim_end_matches(')').parse().ok())
+        .expect("pid");
+    (n, p)
+}
+
+#[test]
+fn round_robin_spreads_over_workers_and_echoes() {
+    let s = Serve::start(2, &[]);
+    let mut counts = [0; 2];
+    for _ in 0..20 {
+        let (status, body) = get(s.port, "/");
+        assert_eq!(status, 200, "{body}");
+        counts[worker_of(&body).0 as usize] += 1;
+    }
+    assert_eq!(counts, [10, 10]);
+    let (status, text) = exchange(
+        s.port,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    );
+    assert_eq!(status, 200);
+    assert!(text.ends_with("hello"), "{text}");
+}
+
+#[test]
+fn websocket_echo_through_the_balancer() {
+    use tokio_tungstenite::tungstenite::{Message, client};
+    let s = Serve::start(1, &[]);
+    let stream = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (mut ws, resp) = client(format!("ws://127.0.0.1:{}/ws", s.port), stream).expect("upgrade");
+    assert_eq!(resp.status(), 101);
+    for i in 0..5 {
+        ws.send(Message::text(format!("ping {i}"))).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::text(format!("ping {i}")));
+    }
+    ws.close(None).unwrap();
+}
+
+#[test]
+fn killed_worker_is_respawned_and_requests_keep_succeeding() {
+    let s = Serve::start(2, &[]);
+    let mut pids = [0u32; 2];
+    for _ in 0..4 {
+        let (w, p) = worker_of(&get(s.port, "/").1);
+        pids[w as usize] = p;
+    }
+    assert!(pids.iter().all(|&p| p != 0));
+    // SAFETY: plain syscall on a worker pid we just learned.
+    unsafe {
+        libc::kill(pids[0] as i32, libc::SIGKILL);
+    }
+    // Every request succeeds: connects to the dead worker are retried on the
+    // other one, then it is ejected, then respawned.
+    let mut respawned = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for _ in 0..2000 {
+        let (status, body) = get(s.port, "/");
+        assert_eq!(status, 200, "a request failed after the kill: {body}");
+        let (w, p) = worker_of(&body);
+        if w == 0 && p != pids[0] {
+            respawned = Some(p);
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        respawned.is_some(),
+        "worker 0 was not respawned; log:\n{}",
+        s.log.lock().unwrap()
+    );
+    s.wait_for_log("worker exited", 1);
+}
+
+#[test]
+fn no_backends_gives_503_and_the_balancer_stays_up() {
+    let closed = support::free_ports(0);
+    let mut s = Serve::start(0, &["--backend", &format!("127.0.0.1:{closed}")]);
+    for _ in 0..3 {
+        let (status, body) = get(s.port, "/");
+        assert_eq!(status, 503, "{body}");
+    }
+    assert!(s.child.try_wait().unwrap().is_none(), "balancer died");
+    s.signal(libc::SIGTERM);
+    assert!(s.wait_exit(15).success());
+}
+
+#[test]
+fn oversized_malformed_and_slow_heads_get_clear_errors() {
+    let s = Serve::start(1, &["--head-timeout-ms", "300"]);
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20 * 1024)
+    );
+    let (status, _) = exchange(s.port, big.as_bytes());
+    assert_eq!(status, 431);
+    let (status, _) = exchange(s.port, b"GET / HTTP/1.1\r\nBad Header Line\r\n\r\n");
+    assert_eq!(status, 400);
+    // A slow client: half a head, then nothing.
+    let started = Instant::now();
+    let (status, text) = exchange(s.port, b"GET / HTTP/1.1\r\nHost: x\r\n");
+    assert_eq!(status, 408, "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The balancer still serves.
+    assert_eq!(get(s.port, "/").0, 200);
+}
+
+#[test]
+fn garbage_bytes_are_routed_or_rejected_per_config() {
+    // Default: routed as opaque bytes; the demo worker (HTTP) answers 400.
+    let s = Serve::start(1, &[]);
+    let (status, _) = exchange(s.port, b"\x00\x01\x02garbage\r\n\r\n");
+    assert_eq!(
+        status, 400,
+        "the worker saw the bytes untouched and refused them"
+    );
+    drop(s);
+    let s = Serve::start(1, &["--opaque", "reject"]);
+    let (status, text) = exchange(s.port, b"\x00\x01\x02garbage\r\n\r\n");
+    assert_eq!((status, text.as_str()), (0, ""), "closed without an answer");
+    assert_eq!(get(s.port, "/").0, 200);
+}
+
+#[test]
+fn graceful_shutdown_lets_in_flight_requests_finish_and_stops_workers() {
+    let mut s = Serve::start(1, &[]);
+    let (_, body) = get(s.port, "/");
+    let (_, worker_pid) = worker_of(&body);
+    let port = s.port;
+    let slow = std::thread::spawn(move || get(port, "/slow?ms=1500"));
+    std::thread::sleep(Duration::from_millis(300));
+    s.signal(libc::SIGTERM);
+    let (status, body) = slow.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("slept 1500 ms"), "{body}");
+    let status = s.wait_exit(15);
+    assert!(status.success(), "{status:?}");
+    // New connections are refused once it stopped.
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    // SAFETY: signal 0 only checks existence.
+    eventually("the worker to exit", 5, || unsafe {
+        libc::kill(worker_pid as i32, 0) != 0
+    });
+}
+
+#[test]
+fn workers_die_with_a_sigkilled_balancer() {
+    let mut s = Serve::start(2, &[]);
+    let mut pids = Vec::new();
+    for _ in 0..2 {
+        pids.push(worker_of(&get(s.port, "/").1).1);
+    }
+    s.signal(libc::SIGKILL);
+    s.wait_exit(5);
+    // SAFETY: signal 0 only checks existence.
+    eventually("workers to die with the balancer", 5, || {
+        pids.iter()
+            .all(|&p| unsafe { libc::kill(p as i32, 0) } != 0)
+    });
+}
+
+#[test]
+fn command_mode_runs_any_program_as_workers() {
+    let s = Serve::start(
+        2,
+        &[
+            "--",
+            "sh",
+            "-c",
+            "exec python3 -m http.server \"$PORT\" --bind \"$HOST\"",
+        ],
+    );
+    for _ in 0..4 {
+        let (status, body) = get(s.port, "/");
+        assert_eq!(status, 200);
+        assert!(body.contains("Directory listing"), "{body}");
+    }
+}
+
+#[test]
+fn a_hostile_strategy_never_stops_traffic() {
+    // loop.wat spins forever whenever there are 5 candidates: every decision
+    // runs out of fuel and falls back, and every request is still served.
+    let wat = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/wat/loop.wat");
+    let s = Serve::start(5, &["--strategy", wat.to_str().unwrap()]);
+    for _ in 0..30 {
+        assert_eq!(get(s.port, "/").0, 200);
+    }
+    s.wait_for_log("out_of_fuel", 5);
+}
+
+/// A module that answers `index` (0 when there are fewer candidates).
+fn constant(index: i32) -> String {
+    format!(
+        r#"(module
+  (memory (export "memory") 2)
+  (func (export "switchyard_abi_version") (result i32) (i32.const 1))
+  (func (export "switchyard_input") (param i32) (result i32) (i32.const 1024))
+  (func (export "switchyard_decide") (param i32) (result i32)
+    (if (result i32) (i32.gt_u (i32.load offset=8 (i32.const 1024)) (i32.const {index}))
+      (then (i32.const {index})) (else (i32.const 0)))))"#
+    )
+}
+
+#[test]
+fn replacing_the_strategy_file_changes_routing_without_restart() {
+    let dir = TempDir::new("serve-swap");
+    let path = dir.0.join("pick.wat");
+    std::fs::write(&path, constant(0)).unwrap();
+    let s = Serve::start(2, &["--strategy", path.to_str().unwrap()]);
+    for _ in 0..5 {
+        assert_eq!(worker_of(&get(s.port, "/").1).0, 0);
+    }
+    let tmp = dir.0.join("pick.wat.new");
+    std::fs::write(&tmp, constant(1)).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    eventually("routing to change", 10, || {
+        worker_of(&get(s.port, "/").1).0 == 1
+    });
+    // A broken module is rejected; routing stays.
+    std::fs::write(&path, "(module broken").unwrap();
+    s.wait_for_log("strategy rejected", 10);
+    for _ in 0..5 {
+        assert_eq!(worker_of(&get(s.port, "/").1).0, 1);
+    }
+}
+
+#[test]
+fn half_close_is_respected() {
+    // The client shuts its write side after the request; the response still
+    // arrives in full.
+    let s = Serve::start(1, &[]);
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /bytes?n=100000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    assert!(
+        out.ends_with(&[b'x'; 1000]),
+        "truncated: {} bytes",
+        out.len()
+    );
+    assert!(out.len() > 100_000);
+}

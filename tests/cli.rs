@@ -1,0 +1,108 @@
+//! The `switchyard` command line: names and exit codes users script against.
+
+mod support;
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .env_remove("HOST")
+        .env_remove("PORT")
+        .output()
+        .expect("run switchyard");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn strategy_list_names_every_builtin() {
+    let (code, out, _) = run(&["strategy", "list"]);
+    assert_eq!(code, 0);
+    for name in [
+        "round-robin",
+        "weighted-round-robin",
+        "least-connections",
+        "power-of-two",
+        "resource-aware",
+        "consistent-hash",
+        "random",
+    ] {
+        assert!(
+            out.contains(&format!("builtin:{name} ")),
+            "{name} missing:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn strategy_check_reports_fuel_and_rejects_with_reasons() {
+    let (code, out, err) = run(&["strategy", "check", "builtin:least-connections"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("precompiled"), "{out}");
+    assert!(out.contains("fuel per decision at   4 candidates"), "{out}");
+    assert!(out.contains("fuel per decision at  64 candidates"), "{out}");
+    let wat = |n: &str| support::wat(n).to_str().unwrap().to_string();
+    for (file, config, reason) in [
+        (wat("loop"), Some("always"), "ran out of fuel"),
+        (wat("unreachable"), Some("always"), "unreachable"),
+        (wat("grow_bomb"), Some("always"), "memory cap"),
+        (wat("out_of_range"), Some("always"), "out of range"),
+        (
+            wat("missing_export"),
+            None,
+            "missing export `switchyard_decide`",
+        ),
+        (wat("wrong_abi"), None, "wrong ABI version 2"),
+        (
+            wat("forbidden_import"),
+            None,
+            "forbidden import `env.open_socket`",
+        ),
+        ("no-such-file.wasm".into(), None, "cannot read"),
+    ] {
+        let mut args = vec!["strategy", "check", file.as_str()];
+        if let Some(c) = config {
+            args.extend(["--config", c]);
+        }
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 1, "{file}");
+        assert!(err.contains(reason), "{file}: {err}");
+    }
+}
+
+#[test]
+fn config_check_prints_the_effective_config_or_names_the_bad_key() {
+    let dir = support::TempDir::new("config");
+    let good = dir.0.join("good.toml");
+    std::fs::write(
+        &good,
+        "port = 8080\nworkers = 3\nstrategy = \"builtin:least-connections\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["config", "check", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("port = 8080") && out.contains("workers = 3"),
+        "{out}"
+    );
+    assert!(
+        out.contains("inspection_timeout_ms = 10"),
+        "defaults are shown:\n{out}"
+    );
+
+    let typo = dir.0.join("typo.toml");
+    std::fs::write(&typo, "port = 8080\nwrokers = 3\n").unwrap();
+    let (code, _, err) = run(&["config", "check", typo.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("wrokers") && err.contains("line 2"), "{err}");
+
+    let bad = dir.0.join("bad.toml");
+    std::fs::write(&bad, "health_check = \"ping\"\n").unwrap();
+    let (code, _, err) = run(&["config", "check", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("health_check"), "{err}");
+}
