@@ -174,6 +174,8 @@ macro_rules! export_strategy {
         #[cfg(target_arch = "wasm32")]
         #[doc(hidden)]
         pub mod __switchyard_exports {
+            #[allow(unused_imports)]
+            use super::*;
             use $crate::rt::GuestCell;
             static STATE: GuestCell<Option<$ty>> = GuestCell::new(None);
 

@@ -1,0 +1,127 @@
+/*
+ * Switchyard strategy ABI v1 for C, Zig (via @cImport) and anything else that
+ * reads C headers. The layout is documented byte by byte in docs/abi.md; the
+ * Rust definition is guest-sdk/src/layout.rs. All integers are little-endian
+ * (which WebAssembly is), all offsets absolute from the buffer's first byte.
+ *
+ * A strategy exports:
+ *   int32_t switchyard_abi_version(void);          returns SWITCHYARD_ABI_VERSION
+ *   int32_t switchyard_input(int32_t capacity);    address of a buffer >= capacity
+ *   int32_t switchyard_decide(int32_t len);        candidate index, or -1
+ *   int32_t switchyard_init(int32_t len);          optional; 0 accepts the config
+ *
+ * The accessors below read fields with memcpy, so they work on any alignment.
+ */
+#ifndef SWITCHYARD_H
+#define SWITCHYARD_H
+
+#include <stdint.h>
+#include <string.h>
+
+#define SWITCHYARD_ABI_VERSION 1
+
+/* Header: 64 bytes at offset 0. */
+#define SY_H_VERSION 0            /* u16 */
+#define SY_H_HEADER_LEN 2         /* u16 */
+#define SY_H_TOTAL_LEN 4          /* u32 */
+#define SY_H_CANDIDATE_COUNT 8    /* u32 */
+#define SY_H_CANDIDATE_STRIDE 12  /* u16 */
+#define SY_H_FLAGS 14             /* u16 */
+#define SY_H_CANDIDATES_OFFSET 16 /* u32 */
+#define SY_H_REQUEST_OFFSET 20    /* u32 */
+#define SY_H_SEQUENCE 24          /* u64 */
+#define SY_H_RANDOM 32            /* u64 */
+#define SY_H_NOW_MS 40            /* u64 */
+#define SY_HEADER_LEN 64
+
+/* Candidate record: 64 bytes, at candidates_offset + i * candidate_stride. */
+#define SY_C_ID 0                 /* u32 */
+#define SY_C_WORKER 4             /* u32 */
+#define SY_C_FLAGS 8              /* u32 */
+#define SY_C_WEIGHT 12            /* u32 */
+#define SY_C_ACTIVE 16            /* u32 */
+#define SY_C_IN_FLIGHT 20         /* u32 */
+#define SY_C_TOTAL 24             /* u64 */
+#define SY_C_FAILURES 32          /* u32 */
+#define SY_C_EWMA_US 36           /* u32 */
+#define SY_C_CPU_PERMILLE 40      /* u32 */
+#define SY_C_HEARTBEAT_AGE_MS 44  /* u32 */
+#define SY_C_RSS_BYTES 48         /* u64 */
+#define SY_C_RESERVED 56          /* u64 */
+#define SY_CANDIDATE_LEN 64
+
+#define SY_FLAG_HEALTHY 1u
+#define SY_FLAG_DRAINING 2u
+
+/* Request section: offsets relative to request_offset; stored values absolute. */
+#define SY_R_PROTOCOL 0           /* u8 */
+#define SY_R_CLIENT_FAMILY 1      /* u8 */
+#define SY_R_CLIENT_PORT 2        /* u16 */
+#define SY_R_ATTEMPT 4            /* u32 */
+#define SY_R_CLIENT_ADDR 8        /* 16 bytes */
+#define SY_R_HEADER_COUNT 24      /* u32 */
+#define SY_R_HEADERS_OFFSET 28    /* u32 */
+#define SY_R_FAILED_COUNT 32      /* u32 */
+#define SY_R_FAILED_OFFSET 36     /* u32 */
+#define SY_R_METHOD 40            /* string: u32 off, u32 len */
+#define SY_R_PATH 48
+#define SY_R_AUTHORITY 56
+#define SY_R_SNI 64
+#define SY_R_ALPN 72
+#define SY_R_RESERVED 80
+#define SY_REQUEST_FIXED_LEN 96
+#define SY_HEADER_ENTRY_LEN 16    /* u32 name_off, name_len, value_off, value_len */
+
+enum sy_protocol { SY_OPAQUE = 0, SY_HTTP1 = 1, SY_HTTP2 = 2, SY_HTTP3 = 3, SY_TLS = 4 };
+
+static inline uint16_t sy_u16(const uint8_t *b, uint32_t off) { uint16_t v; memcpy(&v, b + off, 2); return v; }
+static inline uint32_t sy_u32(const uint8_t *b, uint32_t off) { uint32_t v; memcpy(&v, b + off, 4); return v; }
+static inline uint64_t sy_u64(const uint8_t *b, uint32_t off) { uint64_t v; memcpy(&v, b + off, 8); return v; }
+
+/* A string field: pointer into the buffer and length. */
+typedef struct { const uint8_t *ptr; uint32_t len; } sy_str;
+
+static inline sy_str sy_string(const uint8_t *b, uint32_t field) {
+    sy_str s = { b + sy_u32(b, field), sy_u32(b, field + 4) };
+    return s;
+}
+
+static inline uint32_t sy_candidate_count(const uint8_t *b) { return sy_u32(b, SY_H_CANDIDATE_COUNT); }
+static inline const uint8_t *sy_candidate(const uint8_t *b, uint32_t i) {
+    return b + sy_u32(b, SY_H_CANDIDATES_OFFSET) + i * (uint32_t)sy_u16(b, SY_H_CANDIDATE_STRIDE);
+}
+static inline const uint8_t *sy_request(const uint8_t *b) { return b + sy_u32(b, SY_H_REQUEST_OFFSET); }
+
+/* True if candidate i already failed for this request. */
+static inline int sy_failed(const uint8_t *b, uint32_t i) {
+    const uint8_t *r = sy_request(b);
+    uint32_t n = sy_u32(r, SY_R_FAILED_COUNT), at = sy_u32(r, SY_R_FAILED_OFFSET);
+    for (uint32_t k = 0; k < n; k++) if (sy_u32(b, at + 4 * k) == i) return 1;
+    return 0;
+}
+
+/* Healthy, not draining, weight above 0, not failed for this request. */
+static inline int sy_eligible(const uint8_t *b, uint32_t i) {
+    const uint8_t *c = sy_candidate(b, i);
+    uint32_t flags = sy_u32(c, SY_C_FLAGS);
+    return (flags & (SY_FLAG_HEALTHY | SY_FLAG_DRAINING)) == SY_FLAG_HEALTHY
+        && sy_u32(c, SY_C_WEIGHT) > 0 && !sy_failed(b, i);
+}
+
+/* Value of header `name` (lower-case), or a zero-length string. */
+static inline sy_str sy_header(const uint8_t *b, const char *name) {
+    const uint8_t *r = sy_request(b);
+    uint32_t n = sy_u32(r, SY_R_HEADER_COUNT), at = sy_u32(r, SY_R_HEADERS_OFFSET);
+    uint32_t len = (uint32_t)strlen(name);
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t e = at + k * SY_HEADER_ENTRY_LEN;
+        if (sy_u32(b, e + 4) == len && memcmp(b + sy_u32(b, e), name, len) == 0) {
+            sy_str s = { b + sy_u32(b, e + 8), sy_u32(b, e + 12) };
+            return s;
+        }
+    }
+    sy_str none = { b, 0 };
+    return none;
+}
+
+#endif /* SWITCHYARD_H */
