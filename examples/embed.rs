@@ -1,38 +1,29 @@
-//! Embedding Switchyard in a Rust program: two in-process demo servers as
-//! static backends, least-connections deciding every connection, a graceful
-//! stop on Ctrl-C.
+//! Embedding Switchyard in a Rust program: two workers running as tasks in
+//! this process (the built-in demo server), least-connections deciding every
+//! connection, a graceful stop on Ctrl-C.
 //!
 //! Run: `cargo run -p switchyard-examples --example embed`, then
 //! `curl localhost:3000/`.
 
-use switchyard::config::{RawConfig, Workers};
+use switchyard::config::RawConfig;
 use switchyard::{Balancer, demo};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter("info").init();
 
-    // Backends: two demo servers in this process, on ports the OS picks.
-    let mut backends = Vec::new();
-    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    for index in 0..2 {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        backends.push(listener.local_addr()?.to_string());
-        tokio::spawn(demo::serve(
-            listener,
-            demo::DemoWorker { index },
-            stop.clone(),
-        ));
-    }
-
+    let (_keep, stop) = tokio::sync::watch::channel(false);
     let balancer = Balancer::builder()
         .config(RawConfig {
             host: "127.0.0.1".into(),
             port: 3000,
-            workers: Workers::Count(0),
-            backends,
             strategy: "builtin:least-connections".into(),
             ..RawConfig::default()
+        })
+        // Each worker is a future serving a loopback listener; Switchyard
+        // publishes it to the strategy and restarts it if it ends.
+        .in_process_workers(2, move |index, listener| {
+            demo::serve(listener, demo::DemoWorker { index }, stop.clone())
         })
         .build()?;
     println!("listening on {}", balancer.local_addr());

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{Serve, TempDir, eventually, exchange, get};
+use support::{Serve, TempDir, constant, eventually, exchange, get};
 
 fn worker_of(body: &str) -> (u32, u32) {
     // "worker N (pid P)"
@@ -213,19 +213,6 @@ fn a_hostile_strategy_never_stops_traffic() {
     s.wait_for_log("out_of_fuel", 5);
 }
 
-/// A module that answers `index` (0 when there are fewer candidates).
-fn constant(index: i32) -> String {
-    format!(
-        r#"(module
-  (memory (export "memory") 2)
-  (func (export "switchyard_abi_version") (result i32) (i32.const 1))
-  (func (export "switchyard_input") (param i32) (result i32) (i32.const 1024))
-  (func (export "switchyard_decide") (param i32) (result i32)
-    (if (result i32) (i32.gt_u (i32.load offset=8 (i32.const 1024)) (i32.const {index}))
-      (then (i32.const {index})) (else (i32.const 0)))))"#
-    )
-}
-
 #[test]
 fn replacing_the_strategy_file_changes_routing_without_restart() {
     let dir = TempDir::new("serve-swap");
@@ -267,4 +254,192 @@ fn half_close_is_respected() {
         out.len()
     );
     assert!(out.len() > 100_000);
+}
+
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn demo_worker(index: u32, port: u16) -> Child {
+    let c = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("demo-worker")
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("SWITCHYARD_WORKER_INDEX", index.to_string())
+        .spawn()
+        .expect("demo worker");
+    eventually("the demo worker to listen", 10, || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    Child(c)
+}
+
+#[test]
+fn the_backends_file_is_watched() {
+    let dir = TempDir::new("backends-file");
+    let base = support::free_ports(1);
+    let _w0 = demo_worker(0, base);
+    let _w1 = demo_worker(1, base + 1);
+    let file = dir.0.join("backends.txt");
+    std::fs::write(&file, format!("# static backends\n127.0.0.1:{base}\n")).unwrap();
+    let s = Serve::start(0, &["--backends-file", file.to_str().unwrap()]);
+    for _ in 0..4 {
+        assert_eq!(worker_of(&get(s.port, "/").1).0, 0);
+    }
+    let tmp = dir.0.join("backends.new");
+    std::fs::write(&tmp, format!("127.0.0.1:{} 2\n", base + 1)).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    eventually("the new backend list", 10, || {
+        worker_of(&get(s.port, "/").1).0 == 1
+    });
+    std::fs::write(&file, "not a backend line\n").unwrap();
+    s.wait_for_log("backends file rejected", 10);
+    for _ in 0..4 {
+        assert_eq!(worker_of(&get(s.port, "/").1).0, 1);
+    }
+}
+
+#[test]
+fn a_config_file_drives_serve_and_flags_override_it() {
+    let dir = TempDir::new("config-serve");
+    let file = dir.0.join("switchyard.toml");
+    std::fs::write(
+        &file,
+        "strategy = \"builtin:least-connections\"\nmax_head_bytes = 1024\n",
+    )
+    .unwrap();
+    let s = Serve::start(2, &["--config", file.to_str().unwrap()]);
+    s.wait_for_log("builtin:least-connections", 5);
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+        "a".repeat(2000)
+    );
+    assert_eq!(
+        exchange(s.port, head.as_bytes()).0,
+        431,
+        "max_head_bytes from the file"
+    );
+    assert_eq!(get(s.port, "/").0, 200);
+}
+
+#[test]
+fn a_second_signal_forces_an_immediate_exit() {
+    let mut s = Serve::start(1, &[]);
+    let port = s.port;
+    let slow = std::thread::spawn(move || get(port, "/slow?ms=20000"));
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    s.signal(libc::SIGTERM);
+    s.wait_for_log("shutting down gracefully", 5);
+    s.signal(libc::SIGTERM);
+    let status = s.wait_exit(10);
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "forced exit took {:?}",
+        started.elapsed()
+    );
+    let (status, _) = slow.join().unwrap();
+    assert_ne!(status, 200, "the slow request was cut, not finished");
+}
+
+#[test]
+fn proxy_protocol_v2_tells_the_backend_who_the_client_is() {
+    use std::net::TcpListener;
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = backend.local_addr().unwrap().to_string();
+    let s = Serve::start(
+        0,
+        &[
+            "--backend",
+            &addr,
+            "--proxy-protocol",
+            "--health-check",
+            "none",
+        ],
+    );
+    let port = s.port;
+    let client = std::thread::spawn(move || {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(b"GET /who HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let local = c.local_addr().unwrap();
+        let mut out = Vec::new();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = c.read_to_end(&mut out);
+        (local, out)
+    });
+    backend.set_nonblocking(false).unwrap();
+    let (mut conn, _) = backend.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut header = [0u8; 28];
+    conn.read_exact(&mut header).unwrap();
+    assert_eq!(&header[..12], b"\r\n\r\n\0\r\nQUIT\n");
+    assert_eq!(
+        (header[12], header[13]),
+        (0x21, 0x11),
+        "v2 PROXY over TCP/IPv4"
+    );
+    let mut rest = [0u8; 30];
+    conn.read_exact(&mut rest).unwrap();
+    assert_eq!(
+        &rest, b"GET /who HTTP/1.1\r\nHost: x\r\n\r\n",
+        "then the request, untouched"
+    );
+    conn.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    drop(conn);
+    let (local, out) = client.join().unwrap();
+    assert!(out.starts_with(b"HTTP/1.1 204"));
+    let src_port = u16::from_be_bytes([header[24], header[25]]);
+    assert_eq!(&header[16..20], &[127, 0, 0, 1]);
+    assert_eq!(src_port, local.port(), "the client's own port");
+}
+
+#[test]
+fn embedded_balancer_with_in_process_workers() {
+    use switchyard::{Balancer, RawConfig, demo};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (_keep, stop) = tokio::sync::watch::channel(false);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let balancer = Balancer::builder()
+            .config(RawConfig::default())
+            .listener(listener)
+            .in_process_workers(2, move |index, l| {
+                demo::serve(l, demo::DemoWorker { index }, stop.clone())
+            })
+            .build()
+            .expect("build");
+        let port = balancer.local_addr().port();
+        let shutdown = balancer.shutdown_handle();
+        let running = tokio::spawn(balancer.run());
+        let seen = tokio::task::spawn_blocking(move || {
+            let mut seen = [0; 2];
+            for _ in 0..10 {
+                let (status, body) = get(port, "/");
+                assert_eq!(status, 200, "{body}");
+                seen[worker_of(&body).0 as usize] += 1;
+            }
+            seen
+        })
+        .await
+        .unwrap();
+        assert_eq!(seen, [5, 5]);
+        shutdown.graceful();
+        tokio::time::timeout(Duration::from_secs(15), running)
+            .await
+            .expect("stops")
+            .unwrap()
+            .unwrap();
+    });
 }

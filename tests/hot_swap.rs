@@ -8,24 +8,10 @@ use std::time::{Duration, Instant};
 
 use switchyard::strategy::{CandidateStats, RequestHead, StrategySource, StrategySpec, reload};
 mod support;
-use support::{TempDir, load, wat_spec};
+use support::{TempDir, constant, load, wat_spec};
 
 fn cands(n: u32) -> Vec<CandidateStats> {
     (0..n).map(CandidateStats::healthy).collect()
-}
-
-/// A module that answers `index` whenever there are more candidates than that
-/// (and 0 otherwise, so it passes the dry run with one candidate).
-fn constant(index: i32) -> String {
-    format!(
-        r#"(module
-  (memory (export "memory") 2)
-  (func (export "switchyard_abi_version") (result i32) (i32.const 1))
-  (func (export "switchyard_input") (param i32) (result i32) (i32.const 1024))
-  (func (export "switchyard_decide") (param i32) (result i32)
-    (if (result i32) (i32.gt_u (i32.load offset=8 (i32.const 1024)) (i32.const {index}))
-      (then (i32.const {index})) (else (i32.const 0)))))"#
-    )
 }
 
 #[test]

@@ -226,3 +226,17 @@ pub fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
     panic!("timed out after {secs} s waiting for {what}");
 }
+
+/// A module that answers `index` whenever there are more candidates than that
+/// (and 0 otherwise, so it passes the dry run with one candidate).
+pub fn constant(index: i32) -> String {
+    format!(
+        r#"(module
+  (memory (export "memory") 2)
+  (func (export "switchyard_abi_version") (result i32) (i32.const 1))
+  (func (export "switchyard_input") (param i32) (result i32) (i32.const 1024))
+  (func (export "switchyard_decide") (param i32) (result i32)
+    (if (result i32) (i32.gt_u (i32.load offset=8 (i32.const 1024)) (i32.const {index}))
+      (then (i32.const {index})) (else (i32.const 0)))))"#
+    )
+}

@@ -5,7 +5,13 @@
 use crate::layout::*;
 
 /// One backend's stats, as the host reports them to a strategy.
+///
+/// The struct *is* the v1 wire record: `repr(C)`, 64 bytes, fields at the
+/// offsets of `layout::C_*` with no padding (checked at compile time below).
+/// On a little-endian host a candidate table is therefore written with one
+/// copy of the slice's bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct CandidateStats {
     /// Stable backend id.
     pub id: u32,
@@ -31,6 +37,46 @@ pub struct CandidateStats {
     pub heartbeat_age_ms: u32,
     /// Resident set size in bytes.
     pub rss_bytes: u64,
+    /// Reserved, always 0.
+    pub reserved: u64,
+}
+
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<CandidateStats>() == CANDIDATE_LEN);
+    assert!(offset_of!(CandidateStats, id) == C_ID);
+    assert!(offset_of!(CandidateStats, worker) == C_WORKER);
+    assert!(offset_of!(CandidateStats, flags) == C_FLAGS);
+    assert!(offset_of!(CandidateStats, weight) == C_WEIGHT);
+    assert!(offset_of!(CandidateStats, active) == C_ACTIVE);
+    assert!(offset_of!(CandidateStats, in_flight) == C_IN_FLIGHT);
+    assert!(offset_of!(CandidateStats, total) == C_TOTAL);
+    assert!(offset_of!(CandidateStats, failures) == C_FAILURES);
+    assert!(offset_of!(CandidateStats, ewma_us) == C_EWMA_US);
+    assert!(offset_of!(CandidateStats, cpu_permille) == C_CPU_PERMILLE);
+    assert!(offset_of!(CandidateStats, heartbeat_age_ms) == C_HEARTBEAT_AGE_MS);
+    assert!(offset_of!(CandidateStats, rss_bytes) == C_RSS_BYTES);
+    assert!(offset_of!(CandidateStats, reserved) == C_RESERVED);
+};
+
+/// Writes a whole candidate table (`candidates.len() * 64` bytes).
+#[inline]
+pub fn encode_candidates(out: &mut [u8], candidates: &[CandidateStats]) {
+    let out = &mut out[..candidates.len() * CANDIDATE_LEN];
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: `CandidateStats` is `repr(C)`, 64 bytes, with only integer
+        // fields and no padding (the const block above proves the layout), so
+        // its bytes are initialised and are exactly the little-endian wire
+        // record on this little-endian target.
+        let bytes =
+            unsafe { core::slice::from_raw_parts(candidates.as_ptr().cast::<u8>(), out.len()) };
+        out.copy_from_slice(bytes);
+    }
+    #[cfg(not(target_endian = "little"))]
+    for (c, rec) in candidates.iter().zip(out.chunks_exact_mut(CANDIDATE_LEN)) {
+        c.encode(rec.try_into().unwrap());
+    }
 }
 
 impl CandidateStats {
@@ -49,6 +95,7 @@ impl CandidateStats {
             cpu_permille: 0,
             heartbeat_age_ms: 0,
             rss_bytes: 0,
+            reserved: 0,
         }
     }
 
@@ -95,6 +142,10 @@ pub struct RequestHead<'a> {
     pub attempt: u32,
     /// Candidate indexes that already failed for this request.
     pub failed: &'a [u32],
+    /// The raw request head, if the strings above are slices of it: the
+    /// encoder then copies it in one block and points into the copy instead
+    /// of copying each string (the request path's fast case).
+    pub raw: &'a [u8],
 }
 
 impl RequestHead<'_> {
@@ -110,19 +161,38 @@ impl RequestHead<'_> {
         headers: &[],
         attempt: 0,
         failed: &[],
+        raw: &[],
     };
+
+    /// True if `s` lies inside `raw`.
+    #[inline]
+    fn in_raw(&self, s: &[u8]) -> bool {
+        let (r, p) = (self.raw.as_ptr() as usize, s.as_ptr() as usize);
+        p >= r && p + s.len() <= r + self.raw.len()
+    }
+
+    /// Bytes a string takes outside the raw block.
+    #[inline]
+    fn extra(&self, s: &[u8]) -> usize {
+        if s.is_empty() || self.in_raw(s) {
+            0
+        } else {
+            s.len()
+        }
+    }
 
     /// Bytes the request section takes.
     pub fn encoded_len(&self) -> usize {
-        let strings = self.method.len()
-            + self.path.len()
-            + self.authority.len()
-            + self.sni.len()
-            + self.alpn.len()
+        let strings = self.raw.len()
+            + self.extra(self.method)
+            + self.extra(self.path)
+            + self.extra(self.authority)
+            + self.extra(self.sni)
+            + self.extra(self.alpn)
             + self
                 .headers
                 .iter()
-                .map(|(n, v)| n.len() + v.len())
+                .map(|(n, v)| self.extra(n) + self.extra(v))
                 .sum::<usize>();
         REQUEST_FIXED_LEN + self.headers.len() * HEADER_ENTRY_LEN + self.failed.len() * 4 + strings
     }
@@ -215,25 +285,51 @@ pub fn encode_request(buf: &mut [u8], at: usize, req: &RequestHead<'_>) -> usize
     for (k, f) in req.failed.iter().enumerate() {
         put_u32(buf, failed_at + 4 * k, *f);
     }
-    let mut put_str = |buf: &mut [u8], field: usize, s: &[u8], lower: bool| {
-        let dst = &mut buf[cursor..cursor + s.len()];
-        dst.copy_from_slice(s);
-        if lower {
-            dst.make_ascii_lowercase();
+    // The raw head first, in one copy; strings inside it are pointed at.
+    let raw_at = cursor;
+    buf[raw_at..raw_at + req.raw.len()].copy_from_slice(req.raw);
+    cursor += req.raw.len();
+    let raw_base = req.raw.as_ptr() as usize;
+    let mut place = |buf: &mut [u8], s: &[u8], lower: bool| -> (u32, u32) {
+        if s.is_empty() {
+            return (0, 0);
         }
-        put_u32(buf, field, cursor as u32);
-        put_u32(buf, field + 4, s.len() as u32);
-        cursor += s.len();
+        let off = if req.in_raw(s) {
+            raw_at + (s.as_ptr() as usize - raw_base)
+        } else {
+            buf[cursor..cursor + s.len()].copy_from_slice(s);
+            cursor += s.len();
+            cursor - s.len()
+        };
+        if lower {
+            for b in &mut buf[off..off + s.len()] {
+                // Branch-free ASCII lower-casing (vectorises).
+                *b |= (b.is_ascii_uppercase() as u8) << 5;
+            }
+        }
+        (off as u32, s.len() as u32)
     };
-    put_str(buf, fixed + R_METHOD, req.method, false);
-    put_str(buf, fixed + R_PATH, req.path, false);
-    put_str(buf, fixed + R_AUTHORITY, req.authority, false);
-    put_str(buf, fixed + R_SNI, req.sni, false);
-    put_str(buf, fixed + R_ALPN, req.alpn, false);
+    let mut put_str = |buf: &mut [u8], field: usize, s: &[u8]| {
+        let (off, len) = place(buf, s, false);
+        put_u32(buf, field, off);
+        put_u32(buf, field + 4, len);
+    };
+    put_str(buf, fixed + R_METHOD, req.method);
+    put_str(buf, fixed + R_PATH, req.path);
+    put_str(buf, fixed + R_AUTHORITY, req.authority);
+    put_str(buf, fixed + R_SNI, req.sni);
+    put_str(buf, fixed + R_ALPN, req.alpn);
     for (k, (name, value)) in req.headers.iter().enumerate() {
+        let (no, nl) = place(buf, name, true);
+        let (vo, vl) = place(buf, value, false);
         let e = headers_at + k * HEADER_ENTRY_LEN;
-        put_str(buf, e, name, true);
-        put_str(buf, e + 8, value, false);
+        let rec: &mut [u8; HEADER_ENTRY_LEN] = (&mut buf[e..e + HEADER_ENTRY_LEN])
+            .try_into()
+            .expect("16-byte entry");
+        rec[0..4].copy_from_slice(&no.to_le_bytes());
+        rec[4..8].copy_from_slice(&nl.to_le_bytes());
+        rec[8..12].copy_from_slice(&vo.to_le_bytes());
+        rec[12..16].copy_from_slice(&vl.to_le_bytes());
     }
     cursor - at
 }
@@ -247,9 +343,7 @@ pub fn encode(
     candidates: &[CandidateStats],
 ) -> usize {
     let n = candidates.len();
-    for (i, c) in candidates.iter().enumerate() {
-        encode_candidate(buf, i, c);
-    }
+    encode_candidates(&mut buf[HEADER_LEN..], candidates);
     let request_len = encode_request(buf, HEADER_LEN + n * CANDIDATE_LEN, req);
     encode_header(buf, n, request_len, meta)
 }

@@ -116,6 +116,7 @@ impl Backend {
                 .saturating_sub(self.last_heartbeat_ms.load(Ordering::Relaxed))
                 .min(u32::MAX as u64) as u32,
             rss_bytes: self.rss_bytes.load(Ordering::Relaxed),
+            reserved: 0,
         }
     }
 

@@ -35,11 +35,29 @@ pub enum BuildError {
     Listen(SocketAddr, std::io::Error),
 }
 
+/// Serves one in-process worker: called with the worker index and a listener
+/// bound to an ephemeral loopback port; runs until the balancer stops.
+pub type WorkerFn = Arc<
+    dyn Fn(u32, tokio::net::TcpListener) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Builds a [`Balancer`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct BalancerBuilder {
     raw: RawConfig,
     listener: Option<std::net::TcpListener>,
+    in_process: Option<(u32, WorkerFn)>,
+}
+
+impl std::fmt::Debug for BalancerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BalancerBuilder")
+            .field("raw", &self.raw)
+            .field("in_process_workers", &self.in_process.as_ref().map(|w| w.0))
+            .finish()
+    }
 }
 
 impl BalancerBuilder {
@@ -55,9 +73,27 @@ impl BalancerBuilder {
         self
     }
 
+    /// Runs `n` workers as tasks in this process instead of as processes:
+    /// each gets its index and a loopback listener, and is restarted (with
+    /// backoff) if its future ends or panics. Replaces `workers` and
+    /// `worker_command`.
+    pub fn in_process_workers<F, Fut>(mut self, n: u32, serve: F) -> Self
+    where
+        F: Fn(u32, tokio::net::TcpListener) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.raw.workers = crate::config::Workers::Count(0);
+        self.raw.worker_command.clear();
+        let f: WorkerFn = Arc::new(move |i, l| Box::pin(serve(i, l)));
+        self.in_process = Some((n, f));
+        self
+    }
+
     /// Validates, binds and loads the strategy.
     pub fn build(self) -> Result<Balancer, BuildError> {
-        let cfg = Arc::new(self.raw.validate()?);
+        // In-process workers are backends too: zero process workers and no
+        // static backends is then fine.
+        let cfg = Arc::new(self.raw.validate_with(self.in_process.is_some())?);
         let listener = match self.listener {
             Some(l) => l,
             None => bind(cfg.listen).map_err(|e| BuildError::Listen(cfg.listen, e))?,
@@ -80,11 +116,14 @@ impl BalancerBuilder {
             strategy: Arc::new(strategy),
             backends: Arc::new(Backends::new()),
             shutdown: ShutdownHandle::new(),
+            in_process: self.in_process,
         })
     }
 }
 
-fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+/// Binds a listening socket with SO_REUSEADDR (so a restart does not wait
+/// for TIME_WAIT) and a deep backlog.
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
@@ -103,6 +142,7 @@ pub struct Balancer {
     strategy: Arc<Strategy>,
     backends: Arc<Backends>,
     shutdown: ShutdownHandle,
+    in_process: Option<(u32, WorkerFn)>,
 }
 
 impl Balancer {
@@ -145,6 +185,7 @@ impl Balancer {
             strategy,
             backends,
             shutdown,
+            in_process,
         } = self;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -177,6 +218,17 @@ impl Balancer {
                 b,
                 control,
             ));
+        }
+        if let Some((n, serve)) = in_process {
+            for i in 0..n {
+                let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+                let b = Arc::new(Backend::new(i, l.local_addr()?, Some(i), 1));
+                // Bound already: connections wait in its backlog until the
+                // task accepts, so it is up from now on.
+                b.alive.store(true, std::sync::atomic::Ordering::Relaxed);
+                backends.upsert(b.clone());
+                workers.spawn(run_in_process(i, l, b, serve.clone(), stop_rx.clone()));
+            }
         }
         set_static(&backends, &cfg.backends);
         let _backends_watch = cfg.raw.backends_file.as_ref().and_then(|path| {
@@ -263,6 +315,59 @@ impl Balancer {
         }
         tracing::info!("switchyard stopped");
         Ok(())
+    }
+}
+
+/// Supervises one in-process worker task: publishes it while it runs,
+/// restarts it on the same port with backoff if it ends or panics.
+async fn run_in_process(
+    index: u32,
+    listener: std::net::TcpListener,
+    backend: Arc<Backend>,
+    serve: WorkerFn,
+    mut stop: watch::Receiver<bool>,
+) {
+    let addr = backend.addr;
+    let mut listener = Some(listener);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let std_listener = match listener.take() {
+            Some(l) => l,
+            None => match std::net::TcpListener::bind(addr) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(worker = index, error = %e, "cannot rebind in-process worker");
+                    return;
+                }
+            },
+        };
+        let Ok(l) = std_listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(std_listener))
+        else {
+            return;
+        };
+        backend
+            .alive
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let task = tokio::spawn(serve(index, l));
+        let abort = task.abort_handle();
+        tokio::select! {
+            r = task => {
+                backend.alive.store(false, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(worker = index, panicked = r.is_err(), "in-process worker ended; restarting");
+            }
+            _ = stop.wait_for(|s| *s) => {
+                abort.abort();
+                backend.alive.store(false, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 

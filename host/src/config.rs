@@ -280,6 +280,12 @@ impl RawConfig {
 
     /// Validates and resolves.
     pub fn validate(self) -> Result<Config, ConfigError> {
+        self.validate_with(false)
+    }
+
+    /// Validates; `other_backends` says backends come from elsewhere (the
+    /// builder's in-process workers).
+    pub(crate) fn validate_with(self, other_backends: bool) -> Result<Config, ConfigError> {
         let listen = resolve(&self.host, self.port).map_err(|e| invalid("host", e))?;
         let workers = match self.workers {
             Workers::Count(n) => n,
@@ -298,7 +304,7 @@ impl RawConfig {
         for b in &self.backends {
             backends.push(parse_backend(b).map_err(|e| invalid("backends", e))?);
         }
-        if workers == 0 && backends.is_empty() && self.backends_file.is_none() {
+        if workers == 0 && backends.is_empty() && self.backends_file.is_none() && !other_backends {
             return Err(invalid(
                 "workers",
                 "0 workers and no `backends`: there would be nothing to route to",

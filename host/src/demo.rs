@@ -182,14 +182,9 @@ pub async fn main_from_env() -> std::io::Result<()> {
         .await?
         .next()
         .ok_or_else(|| std::io::Error::other(format!("cannot resolve {host}")))?;
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    let listener = socket.listen(1024)?;
+    let listener = crate::balancer::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         crate::shutdown::signal().await;

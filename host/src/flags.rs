@@ -117,6 +117,10 @@ pub struct ServeArgs {
     /// Most concurrent client connections.
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Runtime threads for the listener (default: one per core; 1 runs a
+    /// single-threaded runtime, the cheapest shape per request).
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Log filter (`info`, `debug`, `switchyard=debug`, ...); RUST_LOG also works.
     #[arg(long)]
     pub log: Option<String>,

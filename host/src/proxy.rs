@@ -280,6 +280,7 @@ async fn connect(
             let mut parsed = httparse::Request::new(&mut headers_store);
             if parsed.parse(&buf[..*n]).is_ok() {
                 req.protocol = Protocol::Http1;
+                req.raw = &buf[..*n];
                 req.method = parsed.method.unwrap_or("").as_bytes();
                 req.path = parsed.path.unwrap_or("").as_bytes();
                 for h in parsed.headers.iter() {

@@ -326,6 +326,38 @@ mod tests {
         out
     }
 
+    /// The fuzz target (`fuzz/`) in miniature, so CI exercises it too:
+    /// random and mutated inputs never panic.
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let hello = hello_bytes("a.example", &["h2"], true);
+        for round in 0..20_000 {
+            let len = (next() % 600) as usize;
+            let mut data: Vec<u8> = if round % 2 == 0 {
+                (0..len).map(|_| next() as u8).collect()
+            } else {
+                hello.clone()
+            };
+            // Mutate a few bytes of the valid hello.
+            for _ in 0..(next() % 4) {
+                if !data.is_empty() {
+                    let i = (next() as usize) % data.len();
+                    data[i] = next() as u8;
+                }
+            }
+            let _ = classify(&data);
+            let _ = http_head(&data, 16 * 1024);
+            let _ = client_hello(&data);
+        }
+    }
+
     #[test]
     fn client_hello_sni_and_alpn() {
         for split in [false, true] {

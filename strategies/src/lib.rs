@@ -155,23 +155,20 @@ impl Strategy for LeastConnections {
             return None;
         }
         let start = (input.random() % n as u64) as usize;
-        let mut best: Option<(usize, Candidate<'_>)> = None;
-        for k in 0..n {
-            let i = if start + k >= n {
-                start + k - n
-            } else {
-                start + k
-            };
-            if !input.eligible(i) {
+        // (index, active, weight) of the lightest so far.
+        let mut best: Option<(usize, u32, u32)> = None;
+        for i in (start..n).chain(0..start) {
+            let Some(c) = cands.get(i) else { continue };
+            if !c.usable() || input.has_failed(i) {
                 continue;
             }
-            let Some(c) = cands.get(i) else { continue };
+            let (a, w) = (c.active(), c.weight());
             match best {
-                Some((_, b)) if !lighter(c.active(), c.weight(), b.active(), b.weight()) => {}
-                _ => best = Some((i, c)),
+                Some((_, ba, bw)) if !lighter(a, w, ba, bw) => {}
+                _ => best = Some((i, a, w)),
             }
         }
-        best.map(|(i, _)| i)
+        best.map(|(i, _, _)| i)
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use switchyard_guest::{CandidateStats, Meta, Protocol, RequestHead};
@@ -104,18 +104,20 @@ impl StrategyEngine {
         &self.options
     }
 
-    /// The per-call budget in the metering's unit.
+    /// The per-call budget in the metering's unit. An epoch deadline of N
+    /// ticks expires after between N-1 and N tick periods (the ticker does not
+    /// start with the call), so one tick is added.
     pub(crate) fn budget(&self) -> u64 {
         match self.options.metering {
             Metering::Fuel => self.options.fuel,
-            Metering::Epoch => self.options.fuel.div_ceil(1_000_000).max(1),
+            Metering::Epoch => self.options.fuel.div_ceil(1_000_000) + 1,
         }
     }
 
     fn init_budget(&self) -> u64 {
         match self.options.metering {
             Metering::Fuel => self.options.init_fuel,
-            Metering::Epoch => self.options.init_fuel.div_ceil(1_000_000).max(1),
+            Metering::Epoch => self.options.init_fuel.div_ceil(1_000_000) + 1,
         }
     }
 
@@ -246,38 +248,51 @@ impl StrategyEngine {
     }
 }
 
-/// A realistic request head for dry runs and `strategy check`: ~300 bytes,
-/// a dozen headers.
+/// A realistic request head for dry runs, `strategy check` and benchmarks:
+/// 307 bytes, a dozen headers, parsed the way the listener parses one (its
+/// strings are slices of the raw head).
 pub fn sample_request() -> RequestHead<'static> {
-    const HEADERS: &[(&[u8], &[u8])] = &[
-        (b"host", b"shop.example.com"),
-        (
-            b"user-agent",
-            b"Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/140.0",
-        ),
-        (b"accept", b"text/html,application/xhtml+xml"),
-        (b"accept-language", b"en-US,en;q=0.5"),
-        (b"accept-encoding", b"gzip, deflate, br"),
-        (b"cookie", b"sid=8f14e45fceea167a; theme=dark"),
-        (b"x-user-id", b"user-4242"),
-        (b"x-request-id", b"5d41402abc4b2a76"),
-        (b"connection", b"keep-alive"),
-        (b"upgrade-insecure-requests", b"1"),
-        (b"sec-fetch-mode", b"navigate"),
-        (b"cache-control", b"max-age=0"),
-    ];
-    RequestHead {
-        protocol: Protocol::Http1,
-        method: b"GET",
-        path: b"/products/42?ref=home",
-        authority: b"shop.example.com",
-        sni: b"",
-        alpn: b"",
-        client: Some("127.0.0.1:50000".parse().expect("literal address")),
-        headers: HEADERS,
-        attempt: 0,
-        failed: &[],
-    }
+    static SAMPLE: OnceLock<RequestHead<'static>> = OnceLock::new();
+    *SAMPLE.get_or_init(|| {
+        const RAW: &[u8] = b"GET /products/42?ref=home HTTP/1.1\r\n\
+Host: shop.example.com\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/140.0\r\n\
+Accept: text/html,application/xhtml+xml\r\n\
+Accept-Language: en-US,en;q=0.5\r\n\
+Accept-Encoding: gzip, deflate, br\r\n\
+Cookie: sid=8f14e45fceea167a; theme=dark\r\n\
+X-User-Id: user-4242\r\n\
+X-Request-Id: 5d41402abc4b2a76\r\n\
+Connection: keep-alive\r\n\
+Upgrade-Insecure-Requests: 1\r\n\
+Sec-Fetch-Mode: navigate\r\n\
+Cache-Control: max-age=0\r\n\r\n";
+        let mut storage = [httparse::EMPTY_HEADER; 16];
+        let mut parsed = httparse::Request::new(&mut storage);
+        parsed.parse(RAW).expect("the sample head parses");
+        let headers: Vec<(&'static [u8], &'static [u8])> = parsed
+            .headers
+            .iter()
+            .map(|h| (h.name.as_bytes(), h.value))
+            .collect();
+        let host = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(b"host"))
+            .map_or(&b""[..], |(_, v)| *v);
+        RequestHead {
+            protocol: Protocol::Http1,
+            method: parsed.method.unwrap_or("").as_bytes(),
+            path: parsed.path.unwrap_or("").as_bytes(),
+            authority: host,
+            sni: b"",
+            alpn: b"",
+            client: Some("127.0.0.1:50000".parse().expect("literal address")),
+            headers: Box::leak(headers.into_boxed_slice()),
+            attempt: 0,
+            failed: &[],
+            raw: RAW,
+        }
+    })
 }
 
 /// `n` healthy candidates with varied load, for dry runs and benchmarks.

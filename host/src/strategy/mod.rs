@@ -85,8 +85,8 @@ pub(crate) fn random_u64() -> u64 {
 /// Limits and policies every decision runs under.
 #[derive(Debug, Clone)]
 pub struct StrategyOptions {
-    /// Fuel per decision. Under epoch metering, `ceil(fuel / 1_000_000)` ticks
-    /// of 1 ms (one fuel unit is roughly a nanosecond of guest code here).
+    /// Fuel per decision. Under epoch metering, `ceil(fuel / 1_000_000) + 1`
+    /// ticks of 1 ms (one fuel unit is roughly a nanosecond of guest code here).
     pub fuel: u64,
     /// Fuel for instantiation and `switchyard_init`.
     pub init_fuel: u64,

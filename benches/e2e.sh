@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# End-to-end proxy benchmark: Switchyard in TCP mode (a WebAssembly strategy
+# deciding every connection) against HAProxy `mode tcp` and against hitting a
+# backend directly, following shared/reference/proxy-peers-on-this-machine.md:
+# two one-worker nginx backends, each proxy pinned to core 0 with one thread,
+# wrk and the backends on core 1, interleaved rounds, medians. The robust
+# figure is the proxy's CPU time per request (utime+stime from /proc).
+#
+#   bash benches/e2e.sh                 # 3 rounds x 10 s, c50, path /
+#   ROUNDS=5 DURATION=10 CONNS=50 URLPATH=/big bash benches/e2e.sh
+#
+# Loopback only. Installs haproxy, nginx and wrk with apt-get if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-50}
+URLPATH=${URLPATH:-/}
+STRATEGY=${STRATEGY:-builtin:round-robin}
+WORK=$(mktemp -d /tmp/switchyard-e2e.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+need=()
+for tool in haproxy nginx wrk; do command -v "$tool" >/dev/null || need+=("$tool"); done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+bash scripts/setup.sh
+cargo build --release --locked -p switchyard >/dev/null 2>&1 || cargo build --release --locked -p switchyard
+BIN=target/release/switchyard
+
+# Backends: two nginx instances, one worker each, on core 1.
+head -c 100 /dev/zero | tr '\0' 'x' > "$WORK/index"
+head -c 4900 /dev/zero | tr '\0' 'y' > "$WORK/big"
+for port in 9001 9002; do
+  mkdir -p "$WORK/n$port"
+  cat > "$WORK/n$port/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+error_log $WORK/n$port/error.log;
+pid $WORK/n$port/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  open_file_cache max=100;
+  client_body_temp_path $WORK/n$port; proxy_temp_path $WORK/n$port;
+  fastcgi_temp_path $WORK/n$port; uwsgi_temp_path $WORK/n$port; scgi_temp_path $WORK/n$port;
+  server {
+    listen 127.0.0.1:$port reuseport;
+    location = / { root $WORK; try_files /index =404; }
+    location = /big { root $WORK; }
+  }
+}
+CONF
+  taskset -c 1 nginx -c "$WORK/n$port/nginx.conf" -p "$WORK/n$port" >/dev/null 2>&1 &
+  PIDS+=($!)
+done
+
+cat > "$WORK/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 8000
+defaults
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend f
+  bind 127.0.0.1:9100
+  mode tcp
+  default_backend b
+backend b
+  mode tcp
+  balance roundrobin
+  server b1 127.0.0.1:9001
+  server b2 127.0.0.1:9002
+CONF
+taskset -c 0 haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 &
+PIDS+=($!); HAPROXY=$!
+
+taskset -c 0 "$BIN" serve --threads 1 --host 127.0.0.1 --port 9200 --workers 0 \
+  --backend 127.0.0.1:9001 --backend 127.0.0.1:9002 --strategy "$STRATEGY" \
+  --log warn >/dev/null 2>&1 &
+PIDS+=($!); SWITCHYARD=$!
+sleep 1.5
+
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+TICK=$(getconf CLK_TCK)
+
+# run NAME PORT PID -> appends "name reqs_per_s p50 p99 us_per_req" to results
+run() {
+  local name=$1 port=$2 pid=${3:-}
+  local before=0 after=0
+  [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+  local out
+  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$port$URLPATH")
+  [ -n "$pid" ] && after=$(cpu_ticks "$pid")
+  local reqs rps p50 p99 us
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  if [ -n "$pid" ]; then
+    us=$(awk -v t=$((after - before)) -v hz="$TICK" -v r="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / r}')
+  else
+    us=-
+  fi
+  echo "$name $rps $p50 $p99 $us" >> "$WORK/results"
+}
+
+# Warm-up, then interleaved rounds.
+taskset -c 1 wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:9200$URLPATH" >/dev/null
+for r in $(seq "$ROUNDS"); do
+  run direct 9001
+  run haproxy-tcp 9100 "$HAPROXY"
+  run switchyard-tcp 9200 "$SWITCHYARD"
+done
+
+echo "path $URLPATH, c$CONNS, ${DURATION}s x $ROUNDS rounds, strategy $STRATEGY (medians)"
+echo
+echo "| target | req/s | vs direct | p50 | p99 | proxy CPU per request |"
+echo "|---|---|---|---|---|---|"
+direct=$(awk '$1=="direct" {print $2}' "$WORK/results" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+for name in direct haproxy-tcp switchyard-tcp; do
+  awk -v n="$name" -v d="$direct" '
+    $1==n {rps[++k]=$2; p50[k]=$3; p99[k]=$4; us[k]=$5}
+    END {
+      asort(rps); asort(us)
+      # p50/p99 of the median-throughput round
+      m=int((k+1)/2)
+      printf "| %s | %.0f | %.2fx | %s | %s | %s |\n", n, rps[m], rps[m]/d, p50[m], p99[m], (us[m]=="-" ? "-" : us[m] " us")
+    }' "$WORK/results"
+done
