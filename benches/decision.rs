@@ -59,11 +59,46 @@ fn wasm(c: &mut Criterion, name: &str, metering: Metering, label: &str) {
         });
     }
     group.finish();
-    assert!(
-        s.status().fallbacks.is_empty(),
-        "{name}: {:?}",
-        s.status().fallbacks
-    );
+    let fallbacks = s.status().fallbacks;
+    match metering {
+        // Fuel is deterministic: any fallback is a bug.
+        Metering::Fuel => assert!(fallbacks.is_empty(), "{name}: {fallbacks:?}"),
+        // An epoch deadline is wall-clock time, so a decision whose thread is
+        // preempted past it is interrupted: count those, they are a finding.
+        Metering::Epoch => {
+            if !fallbacks.is_empty() {
+                eprintln!("{name}/{label}: spurious epoch interruptions: {fallbacks:?}");
+            }
+        }
+    }
+}
+
+/// The pool under contention: two threads deciding at once on one strategy
+/// (ns per decision per thread; equal to the one-thread figure if the pool
+/// never makes them wait).
+fn contended(c: &mut Criterion) {
+    let engine = StrategyEngine::new(StrategyOptions::default()).expect("engine");
+    let s = Strategy::load(engine, &StrategySpec::builtin("least-connections")).expect("load");
+    let req = sample_request();
+    let cands = sample_candidates(16);
+    let mut group = c.benchmark_group("least-connections/wasm-fuel-2-threads");
+    group.bench_function(BenchmarkId::from_parameter(16), |b| {
+        b.iter_custom(|iters| {
+            let start = std::time::Instant::now();
+            std::thread::scope(|scope| {
+                for _ in 0..2 {
+                    let (s, req, cands) = (&s, &req, &cands);
+                    scope.spawn(move || {
+                        for _ in 0..iters {
+                            black_box(s.decide(black_box(req), black_box(cands)));
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        })
+    });
+    group.finish();
 }
 
 fn decisions(c: &mut Criterion) {
@@ -90,6 +125,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_millis(1200))
         .sample_size(30);
-    targets = decisions
+    targets = decisions, contended
 }
 criterion_main!(benches);

@@ -17,6 +17,11 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-50}
 URLPATH=${URLPATH:-/}
 STRATEGY=${STRATEGY:-builtin:round-robin}
+# CLOSE=1 sends `Connection: close`: one connection, and so one strategy
+# decision, per request (keep-alive runs decide once per wrk connection).
+CLOSE=${CLOSE:-0}
+WRK_HEADER=()
+[ "$CLOSE" = 1 ] && WRK_HEADER=(-H "Connection: close")
 WORK=$(mktemp -d /tmp/switchyard-e2e.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$WORK"; }
@@ -95,7 +100,7 @@ run() {
   local before=0 after=0
   [ -n "$pid" ] && before=$(cpu_ticks "$pid")
   local out
-  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$port$URLPATH")
+  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${WRK_HEADER[@]}" "http://127.0.0.1:$port$URLPATH")
   [ -n "$pid" ] && after=$(cpu_ticks "$pid")
   local reqs rps p50 p99 us
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
@@ -118,18 +123,25 @@ for r in $(seq "$ROUNDS"); do
   run switchyard-tcp 9200 "$SWITCHYARD"
 done
 
-echo "path $URLPATH, c$CONNS, ${DURATION}s x $ROUNDS rounds, strategy $STRATEGY (medians)"
+cp "$WORK/results" "${RESULTS:-/tmp/switchyard-e2e-results.txt}"
+echo "path $URLPATH, c$CONNS, close=$CLOSE, ${DURATION}s x $ROUNDS rounds, strategy $STRATEGY (medians)"
 echo
-echo "| target | req/s | vs direct | p50 | p99 | proxy CPU per request |"
-echo "|---|---|---|---|---|---|"
-direct=$(awk '$1=="direct" {print $2}' "$WORK/results" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-for name in direct haproxy-tcp switchyard-tcp; do
-  awk -v n="$name" -v d="$direct" '
-    $1==n {rps[++k]=$2; p50[k]=$3; p99[k]=$4; us[k]=$5}
-    END {
-      asort(rps); asort(us)
-      # p50/p99 of the median-throughput round
-      m=int((k+1)/2)
-      printf "| %s | %.0f | %.2fx | %s | %s | %s |\n", n, rps[m], rps[m]/d, p50[m], p99[m], (us[m]=="-" ? "-" : us[m] " us")
-    }' "$WORK/results"
-done
+python3 - "$WORK/results" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+def med(xs):
+    return statistics.median(xs) if xs else None
+direct = med([float(r[1]) for r in rows if r[0] == "direct"])
+print("| target | req/s | vs direct | p50 | p99 | proxy CPU per request |")
+print("|---|---|---|---|---|---|")
+for name in ["direct", "haproxy-tcp", "switchyard-tcp"]:
+    rs = [r for r in rows if r[0] == name]
+    if not rs:
+        continue
+    # Latencies from the round with the median throughput.
+    rs.sort(key=lambda r: float(r[1]))
+    mid = rs[(len(rs) - 1) // 2]
+    cpu = med([float(r[4]) for r in rs if r[4] != "-"])
+    cpu_s = "-" if cpu is None else f"{cpu:.1f} us"
+    print(f"| {name} | {float(mid[1]):.0f} | {float(mid[1]) / direct:.2f}x | {mid[2]} | {mid[3]} | {cpu_s} |")
+PY

@@ -16,7 +16,8 @@ def median(strategy, variant, n):
     except OSError:
         return None
 
-strategies = sorted({d.rsplit("_", 1)[0] for d in os.listdir(root) if "_" in d and not d.startswith("report")})
+strategies = sorted({d.rsplit("_", 1)[0] for d in os.listdir(root)
+                     if "_" in d and not d.startswith("report") and "threads" not in d})
 print("| strategy | N | native | wasm (fuel) | wasm (epoch) | fuel / native |")
 print("|---|---|---|---|---|---|")
 for s in strategies:
@@ -27,3 +28,10 @@ for s in strategies:
         fmt = lambda x: "-" if x is None else f"{x:.1f} ns"
         ratio = "-" if v[1] is None else f"{v[1] / v[0]:.1f}x"
         print(f"| {s} | {n} | {fmt(v[0])} | {fmt(v[1])} | {fmt(v[2])} | {ratio} |")
+
+two = median("least-connections", "wasm-fuel-2-threads", "16")
+one = median("least-connections", "wasm-fuel", "16")
+if two and one:
+    print()
+    print(f"Two threads deciding at once (least-connections, 16 candidates, fuel): "
+          f"{two:.1f} ns per decision per thread vs {one:.1f} ns alone ({two / one:.2f}x).")

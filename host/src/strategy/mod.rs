@@ -559,7 +559,11 @@ impl Strategy {
         let result = generation.with_slot(opts, |slot| slot.decide(&meta, req, candidates, budget));
         let reason = match result {
             Ok(i) if i >= 0 && (i as usize) < n && !req.failed.contains(&(i as u32)) => {
-                generation.consecutive_failures.store(0, Ordering::Relaxed);
+                // Load first: an unconditional store would bounce this cache
+                // line between cores on every decision.
+                if generation.consecutive_failures.load(Ordering::Relaxed) != 0 {
+                    generation.consecutive_failures.store(0, Ordering::Relaxed);
+                }
                 self.counters.wasm.fetch_add(1, Ordering::Relaxed);
                 return Decision {
                     index: Some(i as usize),
