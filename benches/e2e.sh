@@ -8,6 +8,7 @@
 #
 #   bash benches/e2e.sh                 # 3 rounds x 10 s, c50, path /
 #   ROUNDS=5 DURATION=10 CONNS=50 URLPATH=/big bash benches/e2e.sh
+#   FORWARD=splice URLPATH=/huge bash benches/e2e.sh   # 4.9 KB /big, 256 KB /huge
 #
 # Loopback only. Installs haproxy, nginx and wrk with apt-get if missing.
 set -euo pipefail
@@ -17,6 +18,8 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-50}
 URLPATH=${URLPATH:-/}
 STRATEGY=${STRATEGY:-builtin:round-robin}
+# FORWARD=splice moves bytes with splice(2) instead of copy_bidirectional.
+FORWARD=${FORWARD:-copy}
 # CLOSE=1 sends `Connection: close`: one connection, and so one strategy
 # decision, per request (keep-alive runs decide once per wrk connection).
 CLOSE=${CLOSE:-0}
@@ -39,6 +42,7 @@ BIN=target/release/switchyard
 # Backends: two nginx instances, one worker each, on core 1.
 head -c 100 /dev/zero | tr '\0' 'x' > "$WORK/index"
 head -c 4900 /dev/zero | tr '\0' 'y' > "$WORK/big"
+head -c 262144 /dev/zero | tr '\0' 'z' > "$WORK/huge"
 for port in 9001 9002; do
   mkdir -p "$WORK/n$port"
   cat > "$WORK/n$port/nginx.conf" <<CONF
@@ -57,6 +61,7 @@ http {
     listen 127.0.0.1:$port reuseport;
     location = / { root $WORK; try_files /index =404; }
     location = /big { root $WORK; }
+    location = /huge { root $WORK; }
   }
 }
 CONF
@@ -86,7 +91,7 @@ taskset -c 0 haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 &
 PIDS+=($!); HAPROXY=$!
 
 taskset -c 0 "$BIN" serve --threads 1 --host 127.0.0.1 --port 9200 --workers 0 \
-  --backend 127.0.0.1:9001 --backend 127.0.0.1:9002 --strategy "$STRATEGY" \
+  --backend 127.0.0.1:9001 --backend 127.0.0.1:9002 --strategy "$STRATEGY" --forward "$FORWARD" \
   --log warn >/dev/null 2>&1 &
 PIDS+=($!); SWITCHYARD=$!
 sleep 1.5
@@ -124,7 +129,7 @@ for r in $(seq "$ROUNDS"); do
 done
 
 cp "$WORK/results" "${RESULTS:-/tmp/switchyard-e2e-results.txt}"
-echo "path $URLPATH, c$CONNS, close=$CLOSE, ${DURATION}s x $ROUNDS rounds, strategy $STRATEGY (medians)"
+echo "path $URLPATH, c$CONNS, close=$CLOSE, forward=$FORWARD, ${DURATION}s x $ROUNDS rounds, strategy $STRATEGY (medians)"
 echo
 python3 - "$WORK/results" <<'PY'
 import statistics, sys

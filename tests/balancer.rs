@@ -443,3 +443,40 @@ fn embedded_balancer_with_in_process_workers() {
             .unwrap();
     });
 }
+
+#[test]
+fn splice_forwarding_passes_bodies_websockets_and_half_closes() {
+    use tokio_tungstenite::tungstenite::{Message, client};
+    let s = Serve::start(1, &["--forward", "splice"]);
+    // A body larger than a pipe's 64 KiB.
+    let (status, body) = get(s.port, "/bytes?n=1000000");
+    assert_eq!(status, 200);
+    assert_eq!(body.len(), 1_000_000);
+    let payload = "p".repeat(200_000);
+    let req = format!(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    );
+    let (status, text) = exchange(s.port, req.as_bytes());
+    assert_eq!(status, 200);
+    assert!(text.ends_with(&payload));
+    let stream = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (mut ws, _) = client(format!("ws://127.0.0.1:{}/ws", s.port), stream).expect("upgrade");
+    ws.send(Message::text("through splice")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("through splice"));
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /bytes?n=70000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    assert!(
+        out.len() > 70_000 && out.ends_with(b"xxxx"),
+        "{} bytes",
+        out.len()
+    );
+}

@@ -81,6 +81,28 @@ impl std::str::FromStr for OpaquePolicy {
     }
 }
 
+/// How bytes are moved between client and backend once routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Forward {
+    /// `copy_bidirectional` through user-space buffers.
+    #[default]
+    Copy,
+    /// `splice(2)` through a pipe per direction (Linux), no user-space copy.
+    Splice,
+}
+
+impl std::str::FromStr for Forward {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "copy" => Ok(Forward::Copy),
+            "splice" => Ok(Forward::Splice),
+            _ => Err(format!("expected `copy` or `splice`, got `{s}`")),
+        }
+    }
+}
+
 /// Every option, as written in `switchyard.toml`. Field docs are the manual.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -148,6 +170,8 @@ pub struct RawConfig {
     pub max_connections: usize,
     /// Send a PROXY protocol v2 header to backends.
     pub proxy_protocol: bool,
+    /// How bytes are forwarded: `copy` or `splice`.
+    pub forward: Forward,
 }
 
 impl Default for RawConfig {
@@ -183,6 +207,7 @@ impl Default for RawConfig {
             ready_timeout_ms: 30_000,
             max_connections: 10_000,
             proxy_protocol: false,
+            forward: Forward::Copy,
         }
     }
 }

@@ -114,6 +114,9 @@ pub struct ServeArgs {
     /// Send a PROXY protocol v2 header to backends.
     #[arg(long)]
     pub proxy_protocol: bool,
+    /// How bytes are forwarded once routed: copy or splice.
+    #[arg(long)]
+    pub forward: Option<switchyard::config::Forward>,
     /// Most concurrent client connections.
     #[arg(long)]
     pub max_connections: Option<usize>,

@@ -12,6 +12,7 @@
 //! - [`supervisor`]: worker processes: spawn, readiness, respawn, telemetry.
 //! - [`demo`]: the built-in demo worker.
 //! - [`shutdown`]: graceful and forced shutdown.
+//! - `splice`: zero-copy forwarding with `splice(2)` (`forward = "splice"`).
 //! - `watch`: debounced file watching for strategies and the backends file.
 //!
 //! # The request path
@@ -31,6 +32,7 @@ pub mod health;
 pub mod proxy;
 pub mod shutdown;
 pub mod sniff;
+mod splice;
 pub mod strategy;
 pub mod supervisor;
 mod watch;

@@ -231,7 +231,14 @@ async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
     if !upstream.first.is_empty() && client.write_all(&upstream.first).await.is_err() {
         return;
     }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream.stream).await;
+    match shared.cfg.raw.forward {
+        crate::config::Forward::Copy => {
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream.stream).await;
+        }
+        crate::config::Forward::Splice => {
+            let _ = crate::splice::bidirectional(&client, &upstream.stream).await;
+        }
+    }
 }
 
 /// A backend connection that took the buffered bytes.

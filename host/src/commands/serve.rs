@@ -39,7 +39,8 @@ pub fn effective_config(args: &ServeArgs) -> anyhow::Result<RawConfig> {
         retries,
         health_check,
         graceful_timeout_ms,
-        max_connections
+        max_connections,
+        forward
     );
     if args.backends_file.is_some() {
         raw.backends_file = args.backends_file.clone();
