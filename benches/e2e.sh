@@ -18,14 +18,16 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-50}
 URLPATH=${URLPATH:-/}
 STRATEGY=${STRATEGY:-builtin:round-robin}
-# FORWARD=splice moves bytes with splice(2) instead of copy_bidirectional.
-FORWARD=${FORWARD:-copy}
+# FORWARD=copy moves bytes with copy_bidirectional instead of splice(2).
+FORWARD=${FORWARD:-splice}
 # CLOSE=1 sends `Connection: close`: one connection, and so one strategy
 # decision, per request (keep-alive runs decide once per wrk connection).
 CLOSE=${CLOSE:-0}
 WRK_HEADER=()
 [ "$CLOSE" = 1 ] && WRK_HEADER=(-H "Connection: close")
 WORK=$(mktemp -d /tmp/switchyard-e2e.XXXXXX)
+# nginx workers run as an unprivileged user: they must be able to read the files.
+chmod 755 "$WORK"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -107,6 +109,11 @@ run() {
   local out
   out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${WRK_HEADER[@]}" "http://127.0.0.1:$port$URLPATH")
   [ -n "$pid" ] && after=$(cpu_ticks "$pid")
+  if grep -q "Non-2xx" <<<"$out"; then
+    echo "$name: error responses on $URLPATH; not a valid run:" >&2
+    echo "$out" >&2
+    exit 1
+  fi
   local reqs rps p50 p99 us
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")

@@ -239,8 +239,9 @@ fn replacing_the_strategy_file_changes_routing_without_restart() {
 #[test]
 fn half_close_is_respected() {
     // The client shuts its write side after the request; the response still
-    // arrives in full.
-    let s = Serve::start(1, &[]);
+    // arrives in full. (With `copy`: every other test runs the default,
+    // `splice`.)
+    let s = Serve::start(1, &["--forward", "copy"]);
     let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     c.write_all(b"GET /bytes?n=100000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

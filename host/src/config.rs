@@ -86,9 +86,11 @@ impl std::str::FromStr for OpaquePolicy {
 #[serde(rename_all = "kebab-case")]
 pub enum Forward {
     /// `copy_bidirectional` through user-space buffers.
-    #[default]
     Copy,
     /// `splice(2)` through a pipe per direction (Linux), no user-space copy.
+    /// The default: measured equal on small responses and 2.8x less CPU on
+    /// 256 KB ones (README, Performance).
+    #[default]
     Splice,
 }
 
@@ -207,7 +209,7 @@ impl Default for RawConfig {
             ready_timeout_ms: 30_000,
             max_connections: 10_000,
             proxy_protocol: false,
-            forward: Forward::Copy,
+            forward: Forward::Splice,
         }
     }
 }
