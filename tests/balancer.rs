@@ -422,6 +422,7 @@ fn embedded_balancer_with_in_process_workers() {
             .build()
             .expect("build");
         let port = balancer.local_addr().port();
+        let backends = balancer.backends();
         let shutdown = balancer.shutdown_handle();
         let running = tokio::spawn(balancer.run());
         let seen = tokio::task::spawn_blocking(move || {
@@ -436,6 +437,24 @@ fn embedded_balancer_with_in_process_workers() {
         .await
         .unwrap();
         assert_eq!(seen, [5, 5]);
+        // Exact counters: every connection counted once, and released on close.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let list = backends.load();
+            let active: u32 = list
+                .iter()
+                .map(|b| b.active.load(std::sync::atomic::Ordering::Relaxed))
+                .sum();
+            let total: u64 = list
+                .iter()
+                .map(|b| b.total.load(std::sync::atomic::Ordering::Relaxed))
+                .sum();
+            if active == 0 && total == 10 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "active {active}, total {total}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         shutdown.graceful();
         tokio::time::timeout(Duration::from_secs(15), running)
             .await
@@ -480,4 +499,21 @@ fn splice_forwarding_passes_bodies_websockets_and_half_closes() {
         "{} bytes",
         out.len()
     );
+}
+
+#[test]
+fn http_health_checks_mark_failing_backends() {
+    // /healthz answers 200: no complaint. A missing path answers 404: the
+    // backend fails two checks in a row (interval 2 s) and is marked.
+    let ok = Serve::start(1, &["--health-check", "http:/healthz"]);
+    let bad = Serve::start(1, &["--health-check", "http:/missing"]);
+    bad.wait_for_log("backend failed health checks", 15);
+    assert!(
+        !ok.log
+            .lock()
+            .unwrap()
+            .contains("backend failed health checks")
+    );
+    // Failing open: with its only backend unhealthy, the balancer still tries it.
+    assert_eq!(get(bad.port, "/").0, 200);
 }
