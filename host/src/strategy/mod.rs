@@ -100,10 +100,11 @@ pub struct StrategyOptions {
     pub pool_size: usize,
 }
 
-/// Default fuel per decision. The heaviest built-in (consistent-hash) uses
-/// about 12,000 at 256 candidates (`switchyard strategy check`), so this leaves
-/// ample room for custom strategies while bounding a runaway one at roughly
-/// 0.3 ms.
+/// Default fuel per decision. The heaviest built-in (resource-aware) uses
+/// about 17,000 at 64 candidates (`switchyard strategy check`), so about
+/// 70,000 at 256: this leaves ample room for custom strategies while bounding
+/// a runaway one at well under a millisecond (`loop {}` burns ~0.5 ns per
+/// unit here).
 pub const DEFAULT_FUEL: u64 = 500_000;
 
 impl Default for StrategyOptions {
