@@ -247,14 +247,6 @@ pub fn encode_header(buf: &mut [u8], n: usize, request_len: usize, meta: &Meta) 
     total
 }
 
-/// Writes candidate record `i`.
-#[inline]
-pub fn encode_candidate(buf: &mut [u8], i: usize, c: &CandidateStats) {
-    let at = HEADER_LEN + i * CANDIDATE_LEN;
-    let rec: &mut [u8; CANDIDATE_LEN] = (&mut buf[at..at + CANDIDATE_LEN]).try_into().unwrap();
-    c.encode(rec);
-}
-
 /// Writes the request section at absolute offset `at`; returns its length.
 pub fn encode_request(buf: &mut [u8], at: usize, req: &RequestHead<'_>) -> usize {
     let fixed = at;
