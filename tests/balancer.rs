@@ -517,3 +517,44 @@ fn http_health_checks_mark_failing_backends() {
     // Failing open: with its only backend unhealthy, the balancer still tries it.
     assert_eq!(get(bad.port, "/").0, 200);
 }
+
+#[test]
+fn refused_connects_are_retried_on_another_backend() {
+    // Health checks off, so the strategy keeps choosing the dead backend:
+    // every connection that lands on it must be retried on the live one,
+    // whether the refusal shows on the first write (HTTP) or must be asked
+    // of the socket (opaque: nothing to send yet).
+    let base = support::free_ports(1);
+    let dead = base + 1;
+    let _w = demo_worker(0, base);
+    let s = Serve::start(
+        0,
+        &[
+            "--backend",
+            &format!("127.0.0.1:{dead}"),
+            "--backend",
+            &format!("127.0.0.1:{base}"),
+            "--health-check",
+            "none",
+        ],
+    );
+    for _ in 0..6 {
+        let (status, body) = get(s.port, "/");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(worker_of(&body).0, 0);
+    }
+    for _ in 0..6 {
+        let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // Silent past the inspection window: routed as opaque, head empty.
+        std::thread::sleep(Duration::from_millis(50));
+        c.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        assert!(
+            out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"),
+            "{out}"
+        );
+    }
+    s.wait_for_log("backend attempt failed", 5);
+}

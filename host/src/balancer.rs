@@ -305,7 +305,18 @@ impl Balancer {
             rx
         };
         let _ = graceful.borrow_and_update();
-        proxy::serve(listener, shared, stop_accepting, shutdown.force.subscribe()).await;
+        // A task of its own rather than part of this future: when `run` is
+        // the runtime's `block_on` future (as in the binary), every wake-up
+        // of the accept loop would otherwise write the runtime's eventfd.
+        let accept = tokio::spawn(proxy::serve(
+            listener,
+            shared,
+            stop_accepting,
+            shutdown.force.subscribe(),
+        ));
+        if let Err(e) = accept.await {
+            tracing::error!(error = %e, "the accept loop failed");
+        }
 
         // Connections are done: stop workers and background tasks.
         let _ = stop_tx.send(true);

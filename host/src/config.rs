@@ -85,12 +85,14 @@ impl std::str::FromStr for OpaquePolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Forward {
-    /// `copy_bidirectional` through user-space buffers.
-    Copy,
-    /// `splice(2)` through a pipe per direction (Linux), no user-space copy.
-    /// The default: measured equal on small responses and 2.8x less CPU on
-    /// 256 KB ones (README, Performance).
+    /// `read`/`write` through a user-space buffer; a burst that fills the
+    /// buffer continues with `splice(2)`. The default: the cheapest of both
+    /// on small and on large messages (README, Performance).
     #[default]
+    Auto,
+    /// `read`/`write` through a user-space buffer only.
+    Copy,
+    /// `splice(2)` through a pipe per direction only (Linux).
     Splice,
 }
 
@@ -98,9 +100,10 @@ impl std::str::FromStr for Forward {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "auto" => Ok(Forward::Auto),
             "copy" => Ok(Forward::Copy),
             "splice" => Ok(Forward::Splice),
-            _ => Err(format!("expected `copy` or `splice`, got `{s}`")),
+            _ => Err(format!("expected `auto`, `copy` or `splice`, got `{s}`")),
         }
     }
 }
@@ -172,7 +175,7 @@ pub struct RawConfig {
     pub max_connections: usize,
     /// Send a PROXY protocol v2 header to backends.
     pub proxy_protocol: bool,
-    /// How bytes are forwarded: `copy` or `splice`.
+    /// How bytes are forwarded: `auto`, `copy` or `splice`.
     pub forward: Forward,
 }
 
@@ -209,7 +212,7 @@ impl Default for RawConfig {
             ready_timeout_ms: 30_000,
             max_connections: 10_000,
             proxy_protocol: false,
-            forward: Forward::Splice,
+            forward: Forward::Auto,
         }
     }
 }

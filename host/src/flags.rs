@@ -114,7 +114,7 @@ pub struct ServeArgs {
     /// Send a PROXY protocol v2 header to backends.
     #[arg(long)]
     pub proxy_protocol: bool,
-    /// How bytes are forwarded once routed: copy or splice.
+    /// How bytes are forwarded once routed: auto, copy or splice.
     #[arg(long)]
     pub forward: Option<switchyard::config::Forward>,
     /// Most concurrent client connections.

@@ -12,7 +12,7 @@
 //! - [`supervisor`]: worker processes: spawn, readiness, respawn, telemetry.
 //! - [`demo`]: the built-in demo worker.
 //! - [`shutdown`]: graceful and forced shutdown.
-//! - `splice`: zero-copy forwarding with `splice(2)` (`forward = "splice"`).
+//! - `forward`: moving bytes both ways once routed (read/write, `splice(2)` for bulk).
 //! - `watch`: debounced file watching for strategies and the backends file.
 //!
 //! # The request path
@@ -21,18 +21,19 @@
 //! 3. `backends` snapshots every candidate's stats.
 //! 4. `strategy` writes head and stats into a WebAssembly instance and calls it
 //!    under a fuel budget (native fallback on any failure).
-//! 5. `proxy` connects (retrying other candidates on failure) and splices bytes.
+//! 5. `proxy` connects (retrying other candidates on failure); `forward` moves
+//!    the bytes.
 #![deny(missing_docs)]
 
 pub mod backends;
 pub mod balancer;
 pub mod config;
 pub mod demo;
+mod forward;
 pub mod health;
 pub mod proxy;
 pub mod shutdown;
 pub mod sniff;
-mod splice;
 pub mod strategy;
 pub mod supervisor;
 mod watch;

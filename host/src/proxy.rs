@@ -19,13 +19,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::backends::Backends;
 use crate::config::{Config, OpaquePolicy};
+use crate::forward::Buffer;
 use crate::health;
 use crate::sniff::{self, Class, Head, HeadError, Hello};
 use crate::strategy::{CandidateStats, Protocol, RequestHead, Strategy};
@@ -105,13 +106,20 @@ pub async fn serve(
 }
 
 /// Reads more bytes into `buf` (at most `cap` in total); `Ok(0)` is EOF.
+/// Reads into the vector's spare capacity: nothing is zeroed first.
 async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>, cap: usize) -> std::io::Result<usize> {
     let room = cap.saturating_sub(buf.len()).clamp(1, 16 * 1024);
+    buf.reserve(room);
     let start = buf.len();
-    buf.resize(start + room, 0);
-    let r = s.read(&mut buf[start..]).await;
-    buf.truncate(start + *r.as_ref().unwrap_or(&0));
-    r
+    let n = {
+        let mut rb = tokio::io::ReadBuf::uninit(&mut buf.spare_capacity_mut()[..room]);
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut *s).poll_read(cx, &mut rb)).await?;
+        rb.filled().len()
+    };
+    // SAFETY: `ReadBuf` guarantees its first `n` bytes were initialized by
+    // the read, and they lie within the capacity reserved above.
+    unsafe { buf.set_len(start + n) };
+    Ok(n)
 }
 
 /// What the first bytes said.
@@ -208,7 +216,7 @@ static UNAVAILABLE: std::sync::LazyLock<Vec<u8>> =
 /// One client connection, start to end.
 async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
     let _ = client.set_nodelay(true);
-    let mut buf = Vec::with_capacity(2048);
+    let mut buf = Buffer::take();
     let sniffed = match read_head(&shared.cfg, &mut client, &mut buf).await {
         Ok(s) => s,
         Err(answer) => {
@@ -219,7 +227,11 @@ async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    let local = client.local_addr().unwrap_or(peer);
+    // Only PROXY v2 needs our own address: skip the getsockname otherwise.
+    let local = match shared.cfg.raw.proxy_protocol {
+        true => Some(client.local_addr().unwrap_or(peer)),
+        false => None,
+    };
     let Some(mut upstream) = connect(shared, &sniffed, &buf, peer, local).await else {
         if matches!(sniffed, Sniffed::Http1(_)) {
             let _ = client.write_all(&UNAVAILABLE).await;
@@ -231,21 +243,17 @@ async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
     if !upstream.first.is_empty() && client.write_all(&upstream.first).await.is_err() {
         return;
     }
-    match shared.cfg.raw.forward {
-        crate::config::Forward::Copy => {
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream.stream).await;
-        }
-        crate::config::Forward::Splice => {
-            let _ = crate::splice::bidirectional(&client, &upstream.stream).await;
-        }
-    }
+    drop(upstream.first);
+    let _ =
+        crate::forward::bidirectional(&mut client, &mut upstream.stream, shared.cfg.raw.forward)
+            .await;
 }
 
 /// A backend connection that took the buffered bytes.
 struct Upstream {
     stream: TcpStream,
     /// Response bytes already read (when the request was replayable).
-    first: Vec<u8>,
+    first: Buffer,
     _guard: crate::backends::ConnectionGuard,
 }
 
@@ -270,53 +278,24 @@ async fn connect(
     sniffed: &Sniffed,
     buf: &[u8],
     peer: SocketAddr,
-    local: SocketAddr,
+    local: Option<SocketAddr>,
 ) -> Option<Upstream> {
     let cfg = &*shared.cfg;
     let list = shared.backends.load();
     let mut candidates: Vec<CandidateStats> = Vec::with_capacity(list.len());
     let mut failed: Vec<u32> = Vec::new();
-    let mut headers_store = [httparse::EMPTY_HEADER; sniff::MAX_HEADERS];
-    let mut headers: Vec<(&[u8], &[u8])> = Vec::new();
-    let mut req = RequestHead {
-        client: Some(peer),
-        ..RequestHead::EMPTY
-    };
-    match sniffed {
-        Sniffed::Http1(n) => {
-            let mut parsed = httparse::Request::new(&mut headers_store);
-            if parsed.parse(&buf[..*n]).is_ok() {
-                req.protocol = Protocol::Http1;
-                req.raw = &buf[..*n];
-                req.method = parsed.method.unwrap_or("").as_bytes();
-                req.path = parsed.path.unwrap_or("").as_bytes();
-                for h in parsed.headers.iter() {
-                    if h.name.eq_ignore_ascii_case("host") && req.authority.is_empty() {
-                        req.authority = h.value;
-                    }
-                    headers.push((h.name.as_bytes(), h.value));
-                }
-            }
-        }
-        Sniffed::Http2 => req.protocol = Protocol::Http2,
-        Sniffed::Tls(hello) => {
-            req.protocol = Protocol::Tls;
-            req.sni = &hello.sni;
-            req.alpn = &hello.alpn;
-        }
-        Sniffed::Opaque => {}
-    }
-    req.headers = &headers;
     let replay = replayable(sniffed, buf);
     for attempt in 0..=cfg.raw.retries {
         Backends::snapshot(&list, &mut candidates);
-        let this = RequestHead {
+        let Some(i) = pick(
+            &shared.strategy,
+            sniffed,
+            buf,
+            peer,
             attempt,
-            failed: &failed,
-            ..req
-        };
-        let decision = shared.strategy.decide(&this, &candidates);
-        let Some(i) = decision.index else {
+            &failed,
+            &candidates,
+        ) else {
             tracing::debug!(client = %peer, attempt, "no backend to route to");
             return None;
         };
@@ -334,39 +313,113 @@ async fn connect(
     None
 }
 
+/// One decision. Synchronous on purpose: the parsed header table lives on
+/// this stack frame, not in the connection's future (which would carry 8 KiB
+/// of it across every await and copy it when the task is spawned). Parsing
+/// again on a retry is cheaper than keeping it.
+fn pick(
+    strategy: &Strategy,
+    sniffed: &Sniffed,
+    buf: &[u8],
+    peer: SocketAddr,
+    attempt: u32,
+    failed: &[u32],
+    candidates: &[CandidateStats],
+) -> Option<usize> {
+    let mut store = [httparse::EMPTY_HEADER; sniff::MAX_HEADERS];
+    let mut pairs: [(&[u8], &[u8]); sniff::MAX_HEADERS] = [(&[], &[]); sniff::MAX_HEADERS];
+    let mut req = RequestHead {
+        client: Some(peer),
+        attempt,
+        failed,
+        ..RequestHead::EMPTY
+    };
+    match sniffed {
+        Sniffed::Http1(n) => {
+            let mut parsed = httparse::Request::new(&mut store);
+            if parsed.parse(&buf[..*n]).is_ok() {
+                req.protocol = Protocol::Http1;
+                req.raw = &buf[..*n];
+                req.method = parsed.method.unwrap_or("").as_bytes();
+                req.path = parsed.path.unwrap_or("").as_bytes();
+                let count = parsed.headers.len();
+                for (h, slot) in parsed.headers.iter().zip(pairs.iter_mut()) {
+                    if req.authority.is_empty() && h.name.eq_ignore_ascii_case("host") {
+                        req.authority = h.value;
+                    }
+                    *slot = (h.name.as_bytes(), h.value);
+                }
+                req.headers = &pairs[..count];
+            }
+        }
+        Sniffed::Http2 => req.protocol = Protocol::Http2,
+        Sniffed::Tls(hello) => {
+            req.protocol = Protocol::Tls;
+            req.sni = &hello.sni;
+            req.alpn = &hello.alpn;
+        }
+        Sniffed::Opaque => {}
+    }
+    strategy.decide(&req, candidates).index
+}
+
+/// Starts a non-blocking connect. It completes (or fails) on the socket's
+/// first writability, and the first write tells which: one `getsockopt`
+/// fewer per connection than `TcpStream::connect`.
+fn start_connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        None,
+    )?;
+    socket.set_tcp_nodelay(true)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    TcpStream::from_std(socket.into())
+}
+
 async fn try_backend(
     cfg: &Config,
     backend: &std::sync::Arc<crate::backends::Backend>,
     buf: &[u8],
     peer: SocketAddr,
-    local: SocketAddr,
+    local: Option<SocketAddr>,
     replay: bool,
 ) -> Result<Upstream, &'static str> {
     let started = Instant::now();
-    let mut stream =
-        match tokio::time::timeout(cfg.connect_timeout(), TcpStream::connect(backend.addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(_)) => return Err("connect failed"),
-            Err(_) => return Err("connect timed out"),
-        };
-    let _ = stream.set_nodelay(true);
-    backend.connect_ok(started.elapsed().as_micros() as u64);
+    let mut stream = start_connect(backend.addr).map_err(|_| "connect failed")?;
+    match tokio::time::timeout(cfg.connect_timeout(), stream.writable()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => return Err("connect failed"),
+        Err(_) => return Err("connect timed out"),
+    }
+    // With bytes to send, the write reports a refused connect; without, ask.
+    if buf.is_empty() && local.is_none() && !matches!(stream.take_error(), Ok(None)) {
+        return Err("connect failed");
+    }
     let guard = backend.open_connection();
-    if cfg.raw.proxy_protocol {
-        stream
-            .write_all(&proxy_v2(peer, local))
-            .await
-            .map_err(|_| "write failed")?;
+    let sent = match local {
+        Some(local) => {
+            let mut first = proxy_v2(peer, local);
+            first.extend_from_slice(buf);
+            stream.write_all(&first).await
+        }
+        None if !buf.is_empty() => stream.write_all(buf).await,
+        None => Ok(()),
+    };
+    if sent.is_err() {
+        return Err("connect failed");
     }
-    if !buf.is_empty() {
-        stream.write_all(buf).await.map_err(|_| "write failed")?;
-    }
-    let mut first = Vec::new();
+    backend.connect_ok(started.elapsed().as_micros() as u64);
+    let mut first = Buffer::take();
     if replay {
-        first.resize(16 * 1024, 0);
-        match stream.read(&mut first).await {
+        match stream.read_buf(&mut *first).await {
             Ok(0) | Err(_) => return Err("closed before answering"),
-            Ok(n) => first.truncate(n),
+            Ok(_) => {}
         }
     }
     Ok(Upstream {
