@@ -100,9 +100,34 @@ fn config_check_prints_the_effective_config_or_names_the_bad_key() {
     assert_eq!(code, 1);
     assert!(err.contains("wrokers") && err.contains("line 2"), "{err}");
 
+    // A value that parses but makes no sense: key and line, from
+    // `config check` and from `serve` alike.
     let bad = dir.0.join("bad.toml");
-    std::fs::write(&bad, "health_check = \"ping\"\n").unwrap();
-    let (code, _, err) = run(&["config", "check", bad.to_str().unwrap()]);
+    std::fs::write(
+        &bad,
+        "port = 8080\n\n# probe\nhealth_check = \"ping\"\nworkers = 1\n",
+    )
+    .unwrap();
+    let bad = bad.to_str().unwrap();
+    let (code, _, err) = run(&["config", "check", bad]);
     assert_eq!(code, 1);
-    assert!(err.contains("health_check"), "{err}");
+    assert!(err.contains(&format!("{bad}:4: `health_check`")), "{err}");
+    let (code, _, err) = run(&["serve", "--config", bad]);
+    assert_ne!(code, 0);
+    assert!(err.contains(&format!("{bad}:4: `health_check`")), "{err}");
+    // The same key set badly by a flag: the file's line is not blamed.
+    let ok = dir.0.join("ok.toml");
+    std::fs::write(&ok, "health_check = \"tcp\"\nworkers = 1\n").unwrap();
+    let (code, _, err) = run(&[
+        "serve",
+        "--config",
+        ok.to_str().unwrap(),
+        "--health-check",
+        "ping",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("`health_check`") && !err.contains("ok.toml:"),
+        "{err}"
+    );
 }

@@ -275,6 +275,67 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// An error in a value written in a config file, with where it is written.
+    #[error("{}:{line}: {error}", path.display())]
+    At {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the key.
+        line: usize,
+        /// The error.
+        error: Box<ConfigError>,
+    },
+}
+
+/// Where a config file wrote each top-level key, so that an error found by
+/// [`RawConfig::validate`] (after flags and environment were applied) can
+/// name the file and line when the bad value came from the file.
+#[derive(Debug, Clone)]
+pub struct FileOrigin {
+    path: PathBuf,
+    lines: std::collections::HashMap<String, usize>,
+    values: toml::Table,
+}
+
+impl FileOrigin {
+    fn new(path: &Path, text: &str) -> FileOrigin {
+        let line_of = |at: usize| text[..at.min(text.len())].matches('\n').count() + 1;
+        let lines = toml::de::DeTable::parse(text)
+            .map(|t| {
+                t.get_ref()
+                    .iter()
+                    .map(|(k, _)| (k.get_ref().to_string(), line_of(k.span().start)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        FileOrigin {
+            path: path.into(),
+            lines,
+            values: toml::from_str(text).unwrap_or_default(),
+        }
+    }
+
+    /// Adds file and line to an [`ConfigError::Invalid`] whose key the file
+    /// wrote, unless a flag or the environment replaced the file's value
+    /// (then the line would point at the wrong culprit).
+    pub fn locate(&self, raw: &RawConfig, error: ConfigError) -> ConfigError {
+        let ConfigError::Invalid { key, .. } = &error else {
+            return error;
+        };
+        let Some(&line) = self.lines.get(*key) else {
+            return error;
+        };
+        let effective = toml::Table::try_from(raw).ok();
+        let now = effective.as_ref().and_then(|t| t.get(*key));
+        if now.is_none() || now != self.values.get(*key) {
+            return error;
+        }
+        ConfigError::At {
+            path: self.path.clone(),
+            line,
+            error: Box::new(error),
+        }
+    }
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -287,8 +348,16 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 impl RawConfig {
     /// Reads a TOML file.
     pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        Self::load(path).map(|(raw, _)| raw)
+    }
+
+    /// Reads a TOML file and remembers where each key is written, for
+    /// [`FileOrigin::locate`].
+    pub fn load(path: &Path) -> Result<(RawConfig, FileOrigin), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e.to_string()))
+        let raw =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e.to_string()))?;
+        Ok((raw, FileOrigin::new(path, &text)))
     }
 
     /// Applies `HOST` and `PORT` from the environment, as defuss-express does.

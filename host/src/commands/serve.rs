@@ -3,15 +3,20 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use switchyard::{Balancer, RawConfig};
+use switchyard::config::{ConfigError, FileOrigin};
+use switchyard::{Balancer, BuildError, RawConfig};
 
 use crate::flags::ServeArgs;
 
-/// Defaults < config file < HOST/PORT environment < flags.
-pub fn effective_config(args: &ServeArgs) -> anyhow::Result<RawConfig> {
-    let mut raw = match &args.config {
-        Some(path) => RawConfig::from_file(path)?,
-        None => RawConfig::default(),
+/// Defaults < config file < HOST/PORT environment < flags; with where the
+/// file wrote each key.
+pub fn effective_config(args: &ServeArgs) -> anyhow::Result<(RawConfig, Option<FileOrigin>)> {
+    let (mut raw, origin) = match &args.config {
+        Some(path) => {
+            let (raw, origin) = RawConfig::load(path)?;
+            (raw, Some(origin))
+        }
+        None => (RawConfig::default(), None),
     };
     raw.apply_env()?;
     macro_rules! set {
@@ -62,7 +67,7 @@ pub fn effective_config(args: &ServeArgs) -> anyhow::Result<RawConfig> {
     if !args.command.is_empty() {
         raw.worker_command = args.command.clone();
     }
-    Ok(raw)
+    Ok((raw, origin))
 }
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -75,7 +80,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .init();
-    let raw = effective_config(&args)?;
+    let (raw, origin) = effective_config(&args)?;
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -91,7 +96,14 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     .context("starting the runtime")?;
     runtime.block_on(async move {
-        let balancer = Balancer::builder().config(raw).build()?;
+        let balancer = match Balancer::builder().config(raw.clone()).build() {
+            Ok(b) => b,
+            Err(BuildError::Config(e)) => match &origin {
+                Some(o) => return Err(o.locate(&raw, e).into()),
+                None => return Err(e.into()),
+            },
+            Err(e) => return Err(e.into()),
+        };
         tokio::spawn(switchyard::shutdown::on_signals(balancer.shutdown_handle()));
         balancer.run().await?;
         Ok(ExitCode::SUCCESS)
@@ -99,8 +111,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn config_check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let mut raw = match RawConfig::from_file(file) {
-        Ok(raw) => raw,
+    let (mut raw, origin) = match RawConfig::load(file) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("invalid: {e}");
             return Ok(ExitCode::FAILURE);
@@ -122,7 +134,10 @@ pub fn config_check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("invalid: {}: {e}", file.display());
+            match origin.locate(&raw, e) {
+                e @ ConfigError::At { .. } => eprintln!("invalid: {e}"),
+                e => eprintln!("invalid: {}: {e}", file.display()),
+            }
             Ok(ExitCode::FAILURE)
         }
     }
