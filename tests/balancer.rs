@@ -558,3 +558,76 @@ fn refused_connects_are_retried_on_another_backend() {
     }
     s.wait_for_log("backend attempt failed", 5);
 }
+
+#[test]
+fn serving_threads_share_the_port_and_all_drain_on_shutdown() {
+    let mut s = Serve::start(1, &["--threads", "3"]);
+    // One single-threaded runtime per listener, named after it.
+    let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", s.child.id()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect();
+    for want in ["switchyard-1", "switchyard-2"] {
+        assert!(names.iter().any(|n| n == want), "{names:?}");
+    }
+
+    // A second balancer on the same port fails instead of quietly joining
+    // the first one's SO_REUSEPORT group.
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &s.port.to_string(),
+        ])
+        .args([
+            "--threads",
+            "2",
+            "--workers",
+            "0",
+            "--backend",
+            "127.0.0.1:9",
+        ])
+        .env_remove("HOST")
+        .env_remove("PORT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second balancer started on a port in use");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    second
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success());
+    assert!(err.contains("cannot listen"), "{err}");
+
+    // Connections land on all three listeners; every in-flight one finishes
+    // after SIGTERM, whichever thread serves it.
+    let port = s.port;
+    let slow: Vec<_> = (0..12)
+        .map(|_| std::thread::spawn(move || get(port, "/slow?ms=800")))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    s.signal(libc::SIGTERM);
+    for t in slow {
+        let (status, body) = t.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(s.wait_exit(15).success());
+}

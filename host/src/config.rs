@@ -177,6 +177,9 @@ pub struct RawConfig {
     pub proxy_protocol: bool,
     /// How bytes are forwarded: `auto`, `copy` or `splice`.
     pub forward: Forward,
+    /// Threads serving connections, each a single-threaded runtime with its
+    /// own `SO_REUSEPORT` listener; 0 = one per core.
+    pub threads: u32,
 }
 
 impl Default for RawConfig {
@@ -213,6 +216,7 @@ impl Default for RawConfig {
             max_connections: 10_000,
             proxy_protocol: false,
             forward: Forward::Auto,
+            threads: 0,
         }
     }
 }
@@ -246,6 +250,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Number of supervised workers.
     pub workers: u32,
+    /// Threads serving connections (`threads`, resolved).
+    pub threads: usize,
     /// Worker listen host.
     pub worker_host: String,
     /// Worker command; empty = built-in demo worker.
@@ -441,12 +447,18 @@ impl RawConfig {
         if self.max_connections == 0 {
             return Err(invalid("max_connections", "must be above 0"));
         }
+        let threads = match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n if n > 1024 => return Err(invalid("threads", "at most 1024")),
+            n => n as usize,
+        };
         if self.worker_command.first().is_some_and(|c| c.is_empty()) {
             return Err(invalid("worker_command", "the program name is empty"));
         }
         Ok(Config {
             listen,
             workers,
+            threads,
             worker_host: self.worker_host.clone(),
             worker_command: self.worker_command.clone(),
             backends,

@@ -120,10 +120,10 @@ pub struct ServeArgs {
     /// Most concurrent client connections.
     #[arg(long)]
     pub max_connections: Option<usize>,
-    /// Runtime threads for the listener (default: one per core; 1 runs a
-    /// single-threaded runtime, the cheapest shape per request).
+    /// Threads serving connections, each a single-threaded runtime with its
+    /// own SO_REUSEPORT listener (0 = one per core).
     #[arg(long)]
-    pub threads: Option<usize>,
+    pub threads: Option<u32>,
     /// Log filter (`info`, `debug`, `switchyard=debug`, ...); RUST_LOG also works.
     #[arg(long)]
     pub log: Option<String>,

@@ -56,8 +56,8 @@ pub async fn serve(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     mut force: watch::Receiver<bool>,
+    limit: Arc<Semaphore>,
 ) {
-    let limit = Arc::new(Semaphore::new(shared.cfg.raw.max_connections));
     let mut conns = JoinSet::new();
     let mut accept_backoff = Duration::from_millis(5);
     loop {

@@ -45,7 +45,8 @@ pub fn effective_config(args: &ServeArgs) -> anyhow::Result<(RawConfig, Option<F
         health_check,
         graceful_timeout_ms,
         max_connections,
-        forward
+        forward,
+        threads
     );
     if args.backends_file.is_some() {
         raw.backends_file = args.backends_file.clone();
@@ -81,20 +82,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_writer(std::io::stderr)
         .init();
     let (raw, origin) = effective_config(&args)?;
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let runtime = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
-    .context("starting the runtime")?;
+    // Supervision, health checks and the first listener run here; the
+    // balancer starts one more single-threaded runtime per extra `threads`.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(async move {
         let balancer = match Balancer::builder().config(raw.clone()).build() {
             Ok(b) => b,
