@@ -8,7 +8,8 @@
 #
 #   bash benches/e2e.sh                 # 3 rounds x 10 s, c50, path /
 #   ROUNDS=5 DURATION=10 CONNS=50 URLPATH=/big bash benches/e2e.sh
-#   FORWARD=splice URLPATH=/huge bash benches/e2e.sh   # 4.9 KB /big, 256 KB /huge
+#   URLPATH=/huge bash benches/e2e.sh      # 4.9 KB /big, 256 KB /huge
+#   FORWARD=copy CLOSE=1 bash benches/e2e.sh   # forwarding mode; a connection per request
 #
 # Loopback only. Installs haproxy, nginx and wrk with apt-get if missing.
 set -euo pipefail
@@ -18,8 +19,8 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-50}
 URLPATH=${URLPATH:-/}
 STRATEGY=${STRATEGY:-builtin:round-robin}
-# FORWARD=copy moves bytes with copy_bidirectional instead of splice(2).
-FORWARD=${FORWARD:-splice}
+# How Switchyard moves bytes: auto (default), copy or splice.
+FORWARD=${FORWARD:-auto}
 # CLOSE=1 sends `Connection: close`: one connection, and so one strategy
 # decision, per request (keep-alive runs decide once per wrk connection).
 CLOSE=${CLOSE:-0}
@@ -33,7 +34,7 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep
 trap cleanup EXIT
 
 need=()
-for tool in haproxy nginx wrk; do command -v "$tool" >/dev/null || need+=("$tool"); done
+for tool in haproxy nginx wrk strace; do command -v "$tool" >/dev/null || need+=("$tool"); done
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
@@ -135,17 +136,52 @@ for r in $(seq "$ROUNDS"); do
   run switchyard-tcp 9200 "$SWITCHYARD"
 done
 
+# Syscalls per request, counted (not timed) by strace over a short run of
+# each proxy: the deterministic side of the CPU figure.
+syscalls() {
+  local pid=$1 port=$2 out reqs
+  strace -c -f -p "$pid" -o "$WORK/strace.$port" 2>/dev/null &
+  local sp=$!
+  sleep 0.5
+  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d3s "${WRK_HEADER[@]}" "http://127.0.0.1:$port$URLPATH")
+  sleep 0.3
+  kill -INT "$sp" 2>/dev/null; wait "$sp" 2>/dev/null || true
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  # Total calls over requests; HAProxy's clock_gettime counts (it is a real
+  # syscall for its clock), the vDSO calls of others do not show at all.
+  awk -v r="$reqs" '$NF == "total" {printf "%.1f", $(NF-2) / r}' "$WORK/strace.$port"
+}
+if command -v strace >/dev/null; then
+  echo "syscalls haproxy-tcp $(syscalls "$HAPROXY" 9100)" >> "$WORK/results"
+  echo "syscalls switchyard-tcp $(syscalls "$SWITCHYARD" 9200)" >> "$WORK/results"
+fi
+
 cp "$WORK/results" "${RESULTS:-/tmp/switchyard-e2e-results.txt}"
 echo "path $URLPATH, c$CONNS, close=$CLOSE, forward=$FORWARD, ${DURATION}s x $ROUNDS rounds, strategy $STRATEGY (medians)"
 echo
 python3 - "$WORK/results" <<'PY'
 import statistics, sys
-rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+lines = [l.split() for l in open(sys.argv[1]) if l.strip()]
+rows = [l for l in lines if l[0] != "syscalls"]
+sysc = {l[1]: l[2] for l in lines if l[0] == "syscalls" and len(l) > 2}
 def med(xs):
     return statistics.median(xs) if xs else None
 direct = med([float(r[1]) for r in rows if r[0] == "direct"])
-print("| target | req/s | vs direct | p50 | p99 | proxy CPU per request |")
-print("|---|---|---|---|---|---|")
+# CPU per request against HAProxy, round by round: the two ran seconds
+# apart, so the ratio cancels most of this machine's drift between rounds.
+ha = [float(r[4]) for r in rows if r[0] == "haproxy-tcp"]
+def vs_haproxy(name):
+    if name == "direct":
+        return "-"
+    if name == "haproxy-tcp":
+        return "1.00x"
+    mine = [float(r[4]) for r in rows if r[0] == name]
+    if not ha or not mine:
+        return "-"
+    ratios = sorted(m / h for m, h in zip(mine, ha))
+    return f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+print("| target | req/s | vs direct | p50 | p99 | proxy CPU per request | CPU vs HAProxy, per round | syscalls per request |")
+print("|---|---|---|---|---|---|---|---|")
 for name in ["direct", "haproxy-tcp", "switchyard-tcp"]:
     rs = [r for r in rows if r[0] == name]
     if not rs:
@@ -155,5 +191,5 @@ for name in ["direct", "haproxy-tcp", "switchyard-tcp"]:
     mid = rs[(len(rs) - 1) // 2]
     cpu = med([float(r[4]) for r in rs if r[4] != "-"])
     cpu_s = "-" if cpu is None else f"{cpu:.1f} us"
-    print(f"| {name} | {float(mid[1]):.0f} | {float(mid[1]) / direct:.2f}x | {mid[2]} | {mid[3]} | {cpu_s} |")
+    print(f"| {name} | {float(mid[1]):.0f} | {float(mid[1]) / direct:.2f}x | {mid[2]} | {mid[3]} | {cpu_s} | {vs_haproxy(name)} | {sysc.get(name, '-')} |")
 PY
