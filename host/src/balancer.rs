@@ -165,6 +165,12 @@ fn listeners(
     }
     for l in &all {
         l.set_nonblocking(true)?;
+        // Accepted sockets inherit both from the listener on Linux: no
+        // setsockopt per connection. Keepalive (system timings) lets the
+        // kernel end connections to clients that vanished without a FIN.
+        let s = socket2::SockRef::from(l);
+        s.set_tcp_nodelay(true)?;
+        s.set_keepalive(true)?;
     }
     Ok(all)
 }
@@ -321,6 +327,7 @@ impl Balancer {
         tracing::info!(
             listen = %listener.local_addr()?,
             workers = cfg.workers,
+            threads = cfg.threads,
             backends = backends.load().len(),
             strategy = %strategy.spec().source,
             "switchyard is serving"
@@ -495,4 +502,35 @@ fn set_static(backends: &Backends, list: &[crate::config::StaticBackend]) {
         }
     }
     backends.store(next);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A runtime because binding goes through tokio's TcpSocket.
+    #[tokio::test]
+    async fn accepted_sockets_inherit_nodelay_and_keepalive_from_every_listener() {
+        let all = listeners(None, "127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        assert_eq!(all.len(), 3);
+        let port = all[0].local_addr().unwrap().port();
+        assert!(all.iter().all(|l| l.local_addr().unwrap().port() == port));
+        // Enough connections that each listener of the group gets some.
+        let clients: Vec<_> = (0..24)
+            .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        let mut accepted = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while accepted < clients.len() && std::time::Instant::now() < deadline {
+            for l in &all {
+                if let Ok((s, _)) = l.accept() {
+                    let s = socket2::SockRef::from(&s);
+                    assert!(s.tcp_nodelay().unwrap());
+                    assert!(s.keepalive().unwrap());
+                    accepted += 1;
+                }
+            }
+        }
+        assert_eq!(accepted, clients.len());
+    }
 }

@@ -215,7 +215,7 @@ static UNAVAILABLE: std::sync::LazyLock<Vec<u8>> =
 
 /// One client connection, start to end.
 async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
-    let _ = client.set_nodelay(true);
+    // TCP_NODELAY and SO_KEEPALIVE come from the listener (see `balancer`).
     let mut buf = Buffer::take();
     let sniffed = match read_head(&shared.cfg, &mut client, &mut buf).await {
         Ok(s) => s,
