@@ -631,3 +631,25 @@ fn serving_threads_share_the_port_and_all_drain_on_shutdown() {
     }
     assert!(s.wait_exit(15).success());
 }
+
+#[test]
+fn idle_routed_connections_are_closed_after_the_idle_timeout() {
+    let s = Serve::start(1, &["--idle-timeout-ms", "400"]);
+    let request = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 4096];
+    // Busy: a request every 150 ms for well over the timeout keeps it open.
+    for _ in 0..8 {
+        c.write_all(request).unwrap();
+        let n = c.read(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    // Idle: the balancer closes it (EOF, not our 5 s read timeout).
+    let started = Instant::now();
+    let n = c.read(&mut buf).unwrap();
+    assert_eq!(n, 0);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    s.wait_for_log("closed after the idle timeout", 5);
+}

@@ -180,6 +180,10 @@ pub struct RawConfig {
     /// Threads serving connections, each a single-threaded runtime with its
     /// own `SO_REUSEPORT` listener; 0 = one per core.
     pub threads: u32,
+    /// Close a routed connection when no byte has moved either way for
+    /// this long, ms; 0 = never (the kernel's keepalive still ends
+    /// connections whose client vanished).
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for RawConfig {
@@ -217,6 +221,7 @@ impl Default for RawConfig {
             proxy_protocol: false,
             forward: Forward::Auto,
             threads: 0,
+            idle_timeout_ms: 0,
         }
     }
 }
@@ -493,6 +498,10 @@ impl Config {
     /// Graceful shutdown timeout.
     pub fn graceful_timeout(&self) -> Duration {
         Duration::from_millis(self.raw.graceful_timeout_ms)
+    }
+    /// Idle timeout of routed connections, if any.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.raw.idle_timeout_ms > 0).then(|| Duration::from_millis(self.raw.idle_timeout_ms))
     }
 }
 

@@ -108,6 +108,9 @@ pub struct ServeArgs {
     /// Open connections may take this long to finish at shutdown, ms.
     #[arg(long)]
     pub graceful_timeout_ms: Option<u64>,
+    /// Close a routed connection idle (no byte either way) this long, ms; 0 = never.
+    #[arg(long)]
+    pub idle_timeout_ms: Option<u64>,
     /// Do not restart workers that exit.
     #[arg(long)]
     pub no_respawn: bool,

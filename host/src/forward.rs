@@ -23,7 +23,8 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
@@ -38,19 +39,72 @@ const BUF: usize = 16 * 1024;
 const CHUNK: usize = 64 * 1024;
 
 /// Forwards both ways until both directions reached EOF, or until either
-/// fails. Returns the bytes moved (client to backend, backend to client).
+/// fails, or until nothing moved either way for `idle` (`TimedOut`).
+/// Returns the bytes moved (client to backend, backend to client).
 pub async fn bidirectional(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
     mode: Forward,
+    idle: Option<Duration>,
 ) -> io::Result<(u64, u64)> {
     let done = [AtomicBool::new(false), AtomicBool::new(false)];
+    let activity = Activity::new(idle.is_some());
     let (cr, cw) = client.split();
     let (ur, uw) = upstream.split();
-    tokio::try_join!(
-        one_way(cr, uw, mode, &done, 0),
-        one_way(ur, cw, mode, &done, 1)
-    )
+    let both = async {
+        tokio::try_join!(
+            one_way(cr, uw, mode, &done, 0, &activity),
+            one_way(ur, cw, mode, &done, 1, &activity)
+        )
+    };
+    let Some(idle) = idle else {
+        return both.await;
+    };
+    // One timer per connection, re-armed only when it fires: a burst just
+    // records the time, instead of resetting a timer for every read.
+    tokio::pin!(both);
+    let mut deadline = activity.start + idle;
+    loop {
+        tokio::select! {
+            r = &mut both => return r,
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                let last = activity.last();
+                if last.elapsed() >= idle {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout"));
+                }
+                deadline = last + idle;
+            }
+        }
+    }
+}
+
+/// When bytes last moved on a connection, if anyone asks.
+struct Activity {
+    enabled: bool,
+    start: Instant,
+    /// Milliseconds after `start`.
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new(enabled: bool) -> Activity {
+        Activity {
+            enabled,
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        if self.enabled {
+            let ms = self.start.elapsed().as_millis() as u64;
+            self.last_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
 }
 
 async fn one_way(
@@ -59,6 +113,7 @@ async fn one_way(
     mode: Forward,
     done: &[AtomicBool; 2],
     me: usize,
+    activity: &Activity,
 ) -> io::Result<u64> {
     let mut total = 0u64;
     let mut pipe: Option<Pipe> = None;
@@ -73,6 +128,7 @@ async fn one_way(
                     break 'idle;
                 }
                 dst.write_all(&buf).await?;
+                activity.touch();
                 total += n as u64;
                 if n < buf.capacity() {
                     // Short read: the socket is drained (tokio cleared its
@@ -89,7 +145,9 @@ async fn one_way(
             Some(p) => p,
             None => pipe.insert(Pipe::new()?),
         };
-        match splice_burst(src.as_ref(), dst.as_ref(), pipe).await? {
+        let burst = splice_burst(src.as_ref(), dst.as_ref(), pipe).await?;
+        activity.touch();
+        match burst {
             Burst::Drained(n) => total += n,
             Burst::Eof(n) => {
                 total += n;
@@ -274,7 +332,9 @@ mod tests {
         let (mut client, mut proxy_c) = pair().await;
         let (mut proxy_u, mut server) = pair().await;
         let fwd =
-            tokio::spawn(async move { bidirectional(&mut proxy_c, &mut proxy_u, mode).await });
+            tokio::spawn(
+                async move { bidirectional(&mut proxy_c, &mut proxy_u, mode, None).await },
+            );
         let up_data: Vec<u8> = (0..up).map(|i| (i % 251) as u8).collect();
         let down_data: Vec<u8> = (0..down).map(|i| (i % 241) as u8).collect();
         let (ud, dd) = (up_data.clone(), down_data.clone());

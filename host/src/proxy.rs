@@ -244,9 +244,19 @@ async fn handle(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
         return;
     }
     drop(upstream.first);
-    let _ =
-        crate::forward::bidirectional(&mut client, &mut upstream.stream, shared.cfg.raw.forward)
-            .await;
+    let cfg = &shared.cfg;
+    let moved = crate::forward::bidirectional(
+        &mut client,
+        &mut upstream.stream,
+        cfg.raw.forward,
+        cfg.idle_timeout(),
+    )
+    .await;
+    if let Err(e) = moved
+        && e.kind() == std::io::ErrorKind::TimedOut
+    {
+        tracing::debug!(client = %peer, "closed after the idle timeout");
+    }
 }
 
 /// A backend connection that took the buffered bytes.

@@ -44,6 +44,7 @@ pub fn effective_config(args: &ServeArgs) -> anyhow::Result<(RawConfig, Option<F
         retries,
         health_check,
         graceful_timeout_ms,
+        idle_timeout_ms,
         max_connections,
         forward,
         threads
