@@ -653,3 +653,45 @@ fn idle_routed_connections_are_closed_after_the_idle_timeout() {
     assert!(started.elapsed() < Duration::from_secs(3));
     s.wait_for_log("closed after the idle timeout", 5);
 }
+
+#[test]
+fn the_open_file_limit_is_raised_and_a_short_one_is_reported() {
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("rlimit");
+    let log = dir.0.join("log");
+    let port = support::free_ports(1);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    cmd.args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--workers", "0", "--backend", "127.0.0.1:9"])
+        .env_remove("HOST")
+        .env_remove("PORT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    // SAFETY: setrlimit is async-signal-safe; it only touches the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 256,
+                rlim_max: 4096,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = Child(cmd.spawn().unwrap());
+    eventually("the balancer to listen", 30, || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.0.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&fields[3..5], ["4096", "4096"], "{line}");
+    // 10,000 connections need more than 4,096 descriptors: said so.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("open-file limit is below"), "{text}");
+}

@@ -83,6 +83,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_writer(std::io::stderr)
         .init();
     let (raw, origin) = effective_config(&args)?;
+    raise_fd_limit(raw.max_connections);
     // Supervision, health checks and the first listener run here; the
     // balancer starts one more single-threaded runtime per extra `threads`.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -102,6 +103,44 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         balancer.run().await?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Raises the open-file soft limit to the hard one (as nginx and HAProxy
+/// do): a routed connection holds two descriptors, and the soft default of
+/// many systems (1024) would quietly cap the balancer near 500 connections,
+/// with accept failing (and backing off) past that.
+fn raise_fd_limit(max_connections: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        // Capped: some programs (workers included, which inherit it) walk
+        // every possible descriptor.
+        let want = lim.rlim_max.min(1 << 20);
+        if lim.rlim_cur < want {
+            let raised = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                tracing::debug!(from = lim.rlim_cur, to = want, "raised the open-file limit");
+                lim = raised;
+            }
+        }
+    }
+    let need = 2 * max_connections as u64 + 64;
+    if lim.rlim_cur < need {
+        tracing::warn!(
+            limit = lim.rlim_cur,
+            need,
+            "the open-file limit is below what max_connections needs; raise the hard limit (ulimit -Hn) or lower max_connections"
+        );
+    }
 }
 
 pub fn config_check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
