@@ -181,8 +181,9 @@ pub struct RawConfig {
     /// own `SO_REUSEPORT` listener; 0 = one per core.
     pub threads: u32,
     /// Close a routed connection when no byte has moved either way for
-    /// this long, ms; 0 = never (the kernel's keepalive still ends
-    /// connections whose client vanished).
+    /// this long, ms; 0 = never. One hour by default, as Envoy's TCP proxy:
+    /// WebSockets that ping live on, and connections to a backend host that
+    /// vanished without a FIN do not hold their permits forever.
     pub idle_timeout_ms: u64,
 }
 
@@ -221,7 +222,7 @@ impl Default for RawConfig {
             proxy_protocol: false,
             forward: Forward::Auto,
             threads: 0,
-            idle_timeout_ms: 0,
+            idle_timeout_ms: 3_600_000,
         }
     }
 }
