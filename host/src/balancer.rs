@@ -147,10 +147,11 @@ fn listeners(
     let mut all = Vec::with_capacity(threads);
     match given {
         Some(l) => {
+            all.push(l);
             for _ in 1..threads {
-                all.push(l.try_clone()?);
+                let dup = all[0].try_clone()?;
+                all.push(dup);
             }
-            all.insert(0, l);
         }
         None if threads == 1 => all.push(bind(addr, false)?),
         None => {
@@ -348,9 +349,6 @@ impl Balancer {
             rx
         };
         let _ = graceful.borrow_and_update();
-        // A task of its own rather than part of this future: when `run` is
-        // the runtime's `block_on` future (as in the binary), every wake-up
-        // of the accept loop would otherwise write the runtime's eventfd.
         let limit = Arc::new(tokio::sync::Semaphore::new(cfg.raw.max_connections));
         let mut others = Vec::new();
         for (i, l) in listeners.enumerate() {
@@ -366,16 +364,14 @@ impl Balancer {
                 .spawn(move || serve_thread(l, shared, stop, force, limit, done_tx))?;
             others.push(done_rx);
         }
-        let accept = tokio::spawn(proxy::serve(
+        accept(
             listener,
             shared,
             stop_accepting,
             shutdown.force.subscribe(),
             limit,
-        ));
-        if let Err(e) = accept.await {
-            tracing::error!(error = %e, "the accept loop failed");
-        }
+        )
+        .await;
         for done in others {
             // An error only means the thread ended without saying so.
             let _ = done.await;
@@ -416,16 +412,27 @@ fn serve_thread(
     };
     runtime.block_on(async move {
         match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => {
-                let accept = tokio::spawn(proxy::serve(l, shared, stop, force, limit));
-                if let Err(e) = accept.await {
-                    tracing::error!(error = %e, "an accept loop failed");
-                }
-            }
+            Ok(l) => accept(l, shared, stop, force, limit).await,
             Err(e) => tracing::error!(error = %e, "cannot register a listener"),
         }
     });
     let _ = done.send(());
+}
+
+/// Runs one accept loop until it has drained. A task of its own rather than
+/// part of the caller's future: when that is a runtime's `block_on` future
+/// (as in the binary and every serving thread), each wake-up of the loop
+/// would otherwise write the runtime's eventfd.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    force: watch::Receiver<bool>,
+    limit: Arc<tokio::sync::Semaphore>,
+) {
+    if let Err(e) = tokio::spawn(proxy::serve(listener, shared, stop, force, limit)).await {
+        tracing::error!(error = %e, "an accept loop failed");
+    }
 }
 
 /// Supervises one in-process worker task: publishes it while it runs,

@@ -400,7 +400,7 @@ impl RawConfig {
         let listen = resolve(&self.host, self.port).map_err(|e| invalid("host", e))?;
         let workers = match self.workers {
             Workers::Count(n) => n,
-            Workers::Auto => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            Workers::Auto => cores() as u32,
         };
         if workers > 1024 {
             return Err(invalid("workers", "at most 1024"));
@@ -454,7 +454,7 @@ impl RawConfig {
             return Err(invalid("max_connections", "must be above 0"));
         }
         let threads = match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => cores(),
             n if n > 1024 => return Err(invalid("threads", "at most 1024")),
             n => n as usize,
         };
@@ -504,6 +504,11 @@ impl Config {
     pub fn idle_timeout(&self) -> Option<Duration> {
         (self.raw.idle_timeout_ms > 0).then(|| Duration::from_millis(self.raw.idle_timeout_ms))
     }
+}
+
+/// What `"auto"` workers and `threads = 0` mean: one per core.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {

@@ -414,9 +414,10 @@ async fn try_backend(
     let guard = backend.open_connection();
     let sent = match local {
         Some(local) => {
-            let mut first = proxy_v2(peer, local);
-            first.extend_from_slice(buf);
-            stream.write_all(&first).await
+            // One write for the PROXY header and the head.
+            let mut out = proxy_v2(peer, local);
+            out.extend_from_slice(buf);
+            stream.write_all(&out).await
         }
         None if !buf.is_empty() => stream.write_all(buf).await,
         None => Ok(()),
