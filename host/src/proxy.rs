@@ -338,38 +338,26 @@ fn pick(
 ) -> Option<usize> {
     let mut store = [httparse::EMPTY_HEADER; sniff::MAX_HEADERS];
     let mut pairs: [(&[u8], &[u8]); sniff::MAX_HEADERS] = [(&[], &[]); sniff::MAX_HEADERS];
-    let mut req = RequestHead {
+    let head = match sniffed {
+        Sniffed::Http1(n) => sniff::http1_request(&buf[..*n], &mut store, &mut pairs),
+        Sniffed::Http2 => Some(RequestHead {
+            protocol: Protocol::Http2,
+            ..RequestHead::EMPTY
+        }),
+        Sniffed::Tls(hello) => Some(RequestHead {
+            protocol: Protocol::Tls,
+            sni: &hello.sni,
+            alpn: &hello.alpn,
+            ..RequestHead::EMPTY
+        }),
+        Sniffed::Opaque => None,
+    };
+    let req = RequestHead {
         client: Some(peer),
         attempt,
         failed,
-        ..RequestHead::EMPTY
+        ..head.unwrap_or(RequestHead::EMPTY)
     };
-    match sniffed {
-        Sniffed::Http1(n) => {
-            let mut parsed = httparse::Request::new(&mut store);
-            if parsed.parse(&buf[..*n]).is_ok() {
-                req.protocol = Protocol::Http1;
-                req.raw = &buf[..*n];
-                req.method = parsed.method.unwrap_or("").as_bytes();
-                req.path = parsed.path.unwrap_or("").as_bytes();
-                let count = parsed.headers.len();
-                for (h, slot) in parsed.headers.iter().zip(pairs.iter_mut()) {
-                    if req.authority.is_empty() && h.name.eq_ignore_ascii_case("host") {
-                        req.authority = h.value;
-                    }
-                    *slot = (h.name.as_bytes(), h.value);
-                }
-                req.headers = &pairs[..count];
-            }
-        }
-        Sniffed::Http2 => req.protocol = Protocol::Http2,
-        Sniffed::Tls(hello) => {
-            req.protocol = Protocol::Tls;
-            req.sni = &hello.sni;
-            req.alpn = &hello.alpn;
-        }
-        Sniffed::Opaque => {}
-    }
     strategy.decide(&req, candidates).index
 }
 

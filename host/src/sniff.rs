@@ -95,6 +95,36 @@ pub fn http_head(buf: &[u8], max_bytes: usize) -> Result<Head, HeadError> {
     }
 }
 
+/// What a strategy sees of a complete HTTP/1 head `raw` (as [`http_head`]
+/// found it): method, path, authority (the first `Host`) and headers, all
+/// slices of `raw`, which the encoder then copies in one block. The caller
+/// lends the tables (`MAX_HEADERS` long), so the listener keeps them on its
+/// stack. `None` if the head does not parse.
+pub fn http1_request<'a>(
+    raw: &'a [u8],
+    store: &mut [httparse::Header<'a>],
+    pairs: &'a mut [(&'a [u8], &'a [u8])],
+) -> Option<crate::strategy::RequestHead<'a>> {
+    let mut parsed = httparse::Request::new(store);
+    parsed.parse(raw).ok()?;
+    let mut req = crate::strategy::RequestHead {
+        protocol: crate::strategy::Protocol::Http1,
+        method: parsed.method.unwrap_or("").as_bytes(),
+        path: parsed.path.unwrap_or("").as_bytes(),
+        raw,
+        ..crate::strategy::RequestHead::EMPTY
+    };
+    let count = parsed.headers.len().min(pairs.len());
+    for (h, slot) in parsed.headers.iter().zip(pairs.iter_mut()) {
+        if req.authority.is_empty() && h.name.eq_ignore_ascii_case("host") {
+            req.authority = h.value;
+        }
+        *slot = (h.name.as_bytes(), h.value);
+    }
+    req.headers = &pairs[..count];
+    Some(req)
+}
+
 /// SNI and ALPN from a ClientHello, as byte ranges into the buffer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientHello {

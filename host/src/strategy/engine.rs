@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use switchyard_guest::{CandidateStats, Meta, Protocol, RequestHead};
+use switchyard_guest::{CandidateStats, Meta, RequestHead};
 use wasmtime::{Linker, Module};
 
 use super::abi::{self, HostState, Limits, Slot};
@@ -267,30 +267,14 @@ Connection: keep-alive\r\n\
 Upgrade-Insecure-Requests: 1\r\n\
 Sec-Fetch-Mode: navigate\r\n\
 Cache-Control: max-age=0\r\n\r\n";
-        let mut storage = [httparse::EMPTY_HEADER; 16];
-        let mut parsed = httparse::Request::new(&mut storage);
-        parsed.parse(RAW).expect("the sample head parses");
-        let headers: Vec<(&'static [u8], &'static [u8])> = parsed
-            .headers
-            .iter()
-            .map(|h| (h.name.as_bytes(), h.value))
-            .collect();
-        let host = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(b"host"))
-            .map_or(&b""[..], |(_, v)| *v);
+        // Parsed by the listener's own code; the header table is kept for good.
+        let mut store = [httparse::EMPTY_HEADER; 16];
+        let pairs = Box::leak(Box::new([(&b""[..], &b""[..]); 16]));
+        let head =
+            crate::sniff::http1_request(RAW, &mut store, pairs).expect("the sample head parses");
         RequestHead {
-            protocol: Protocol::Http1,
-            method: parsed.method.unwrap_or("").as_bytes(),
-            path: parsed.path.unwrap_or("").as_bytes(),
-            authority: host,
-            sni: b"",
-            alpn: b"",
             client: Some("127.0.0.1:50000".parse().expect("literal address")),
-            headers: Box::leak(headers.into_boxed_slice()),
-            attempt: 0,
-            failed: &[],
-            raw: RAW,
+            ..head
         }
     })
 }
