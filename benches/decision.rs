@@ -17,7 +17,7 @@ use switchyard::strategy::{
 };
 use switchyard_benches::native_decide;
 use switchyard_guest::Meta;
-use switchyard_strategies as builtins;
+use switchyard_strategies::BuiltinKind;
 
 const SIZES: [usize; 4] = [4, 16, 64, 256];
 
@@ -102,17 +102,9 @@ fn contended(c: &mut Criterion) {
 }
 
 fn decisions(c: &mut Criterion) {
-    native(c, "round-robin", builtins::RoundRobin);
-    native(
-        c,
-        "weighted-round-robin",
-        builtins::WeightedRoundRobin::default(),
-    );
-    native(c, "least-connections", builtins::LeastConnections);
-    native(c, "power-of-two", builtins::PowerOfTwo);
-    native(c, "resource-aware", builtins::ResourceAware::default());
-    native(c, "consistent-hash", builtins::ConsistentHash::default());
-    native(c, "random", builtins::Random);
+    for kind in BuiltinKind::ALL {
+        native(c, kind.name(), kind.instantiate());
+    }
     for name in switchyard::strategy::builtin_names() {
         wasm(c, name, Metering::Fuel, "wasm-fuel");
         wasm(c, name, Metering::Epoch, "wasm-epoch");

@@ -1,12 +1,17 @@
-//! Builds the built-in strategies (`strategies/modules/*.rs`) for
-//! `wasm32-unknown-unknown` and precompiles them with the same wasmtime
-//! configuration the host runs, so `switchyard` starts them without compiling.
+//! Builds the built-in strategies for `wasm32-unknown-unknown` and
+//! precompiles them with the same wasmtime configuration the host runs, so
+//! `switchyard` starts them without compiling.
 //!
-//! The nested cargo uses its own target directory under `OUT_DIR` (sharing the
-//! outer one would deadlock on its lock) and inherits cargo's jobserver, so it
-//! respects `-j`.
+//! The list is `strategies/builtins.list` (shared with the strategies crate's
+//! own build script). For each line this writes a three-line `cdylib` that
+//! exports that strategy, into a small package under `OUT_DIR`, and builds
+//! them all with one cargo call. That cargo uses its own target directory
+//! (sharing the outer one would deadlock on its lock), inherits cargo's
+//! jobserver (so it respects `-j`), and runs offline: the package depends
+//! only on this workspace's own crates.
 
 use std::collections::hash_map::DefaultHasher;
+use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,16 +22,21 @@ mod engine_config {
     include!("src/strategy/engine_config.rs");
 }
 
-/// (built-in name, cdylib example name) in `strategy list` order.
-const MODULES: &[(&str, &str)] = &[
-    ("round-robin", "round_robin"),
-    ("weighted-round-robin", "weighted_round_robin"),
-    ("least-connections", "least_connections"),
-    ("power-of-two", "power_of_two"),
-    ("resource-aware", "resource_aware"),
-    ("consistent-hash", "consistent_hash"),
-    ("random", "random"),
-];
+/// `(name, module, Type)` for each line of `builtins.list`.
+fn builtins(list: &Path) -> Vec<(String, String, String)> {
+    let text = fs::read_to_string(list).unwrap_or_else(|e| panic!("{}: {e}", list.display()));
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let mut words = l.split_whitespace();
+            let name = words.next().expect("a name").to_string();
+            let path = words.next().expect("module::Type");
+            let (module, ty) = path.split_once("::").expect("module::Type");
+            (name, module.to_string(), ty.to_string())
+        })
+        .collect()
+}
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -36,7 +46,8 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=src/strategy/engine_config.rs");
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let wasm_dir = build_modules(&root, &out);
+    let list = builtins(&root.join("strategies/builtins.list"));
+    let wasm_dir = build_modules(&root, &out, &list);
 
     let engine =
         wasmtime::Engine::new(&engine_config::engine_config(engine_config::Metering::Fuel))
@@ -45,49 +56,79 @@ fn main() {
     engine.precompile_compatibility_hash().hash(&mut hasher);
     let hash = hasher.finish();
 
-    let mut table = String::new();
-    table.push_str(&format!(
+    let mut table = format!(
         "/// Compatibility hash of the engine that precompiled the built-ins.\n\
          pub const PRECOMPILED_HASH: u64 = {hash:#x};\n\
          /// The built-in strategies: name, WebAssembly, precompiled artifact.\n\
          pub static BUILTIN_MODULES: &[BuiltinModule] = &[\n"
-    ));
-    for (name, file) in MODULES {
-        let wasm = wasm_dir.join(format!("{file}.wasm"));
+    );
+    for (name, module, _) in &list {
+        let wasm = wasm_dir.join(format!("{module}.wasm"));
         let bytes = fs::read(&wasm).unwrap_or_else(|e| panic!("{}: {e}", wasm.display()));
         let cwasm = engine
             .precompile_module(&bytes)
             .unwrap_or_else(|e| panic!("precompiling {name}: {e:?}"));
-        let wasm_out = out.join(format!("{file}.wasm"));
-        let cwasm_out = out.join(format!("{file}.cwasm"));
+        let wasm_out = out.join(format!("{module}.wasm"));
+        let cwasm_out = out.join(format!("{module}.cwasm"));
         fs::write(&wasm_out, &bytes).unwrap();
         fs::write(&cwasm_out, &cwasm).unwrap();
-        table.push_str(&format!(
-            "    BuiltinModule {{ name: {name:?}, wasm: include_bytes!({:?}), cwasm: include_bytes!({:?}) }},\n",
+        writeln!(
+            table,
+            "    BuiltinModule {{ name: {name:?}, wasm: include_bytes!({:?}), cwasm: include_bytes!({:?}) }},",
             wasm_out.display().to_string(),
             cwasm_out.display().to_string()
-        ));
+        )
+        .unwrap();
     }
     table.push_str("];\n");
     fs::write(out.join("builtins.rs"), table).unwrap();
 }
 
-fn build_modules(root: &Path, out: &Path) -> PathBuf {
+/// Writes the package of module crates and builds it; returns where the
+/// `.wasm` files are.
+fn build_modules(root: &Path, out: &Path, list: &[(String, String, String)]) -> PathBuf {
+    let pkg = out.join("builtin-modules");
+    fs::create_dir_all(&pkg).unwrap();
+    let mut manifest = format!(
+        "# Generated by host/build.rs from strategies/builtins.list.\n\
+         [package]\nname = \"switchyard-builtin-modules\"\nversion = \"0.0.0\"\n\
+         edition = \"2024\"\npublish = false\n\n\
+         [lib]\npath = \"lib.rs\"\n\n\
+         [dependencies]\nswitchyard-strategies = {{ path = {:?} }}\nswitchyard-guest = {{ path = {:?} }}\n\n\
+         # Small, fast modules: one codegen unit, LTO, no unwinding.\n\
+         [profile.release]\nopt-level = 3\nlto = true\ncodegen-units = 1\npanic = \"abort\"\n\
+         debug = false\nstrip = true\n\n\
+         # Its own workspace: it lives inside this one's target directory.\n[workspace]\n",
+        root.join("strategies").display().to_string(),
+        root.join("guest-sdk").display().to_string(),
+    );
+    fs::write(pkg.join("lib.rs"), "#![no_std]\n").unwrap();
+    for (name, module, ty) in list {
+        let src = format!(
+            "//! The built-in `{name}` strategy as a WebAssembly module.\n#![no_std]\n\
+             switchyard_guest::export_strategy!(switchyard_strategies::{module}::{ty});\n"
+        );
+        write_if_changed(&pkg.join(format!("{module}.rs")), &src);
+        writeln!(
+            manifest,
+            "\n[[example]]\nname = \"{module}\"\npath = \"{module}.rs\"\ncrate-type = [\"cdylib\"]"
+        )
+        .unwrap();
+    }
+    write_if_changed(&pkg.join("Cargo.toml"), &manifest);
+
     let target_dir = out.join("strategies-target");
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(root)
+    cmd.current_dir(&pkg)
         .args([
             "build",
             "--quiet",
-            "--package",
-            "switchyard-strategies",
+            "--offline",
             "--examples",
+            "--release",
             "--target",
             "wasm32-unknown-unknown",
-            "--profile",
-            "strategy",
-            "--locked",
         ])
         .arg("--target-dir")
         .arg(&target_dir);
@@ -111,8 +152,15 @@ fn build_modules(root: &Path, out: &Path) -> PathBuf {
         panic!(
             "building the built-in strategies for wasm32-unknown-unknown failed.\n\
              If the target is missing, run: rustup target add wasm32-unknown-unknown\n\
-             (the README's `./switchyard.sh` and `.ci/run` do this for you)"
+             (scripts/setup.sh, which scripts/serve.sh and scripts/test.sh run first, does this)"
         );
     }
-    target_dir.join("wasm32-unknown-unknown/strategy/examples")
+    target_dir.join("wasm32-unknown-unknown/release/examples")
+}
+
+/// Leaves an unchanged file alone, so cargo does not rebuild for nothing.
+fn write_if_changed(path: &Path, text: &str) {
+    if fs::read_to_string(path).ok().as_deref() != Some(text) {
+        fs::write(path, text).unwrap();
+    }
 }

@@ -131,3 +131,21 @@ fn config_check_prints_the_effective_config_or_names_the_bad_key() {
         "{err}"
     );
 }
+
+#[test]
+fn builtins_load_embedded_with_an_empty_cache_and_say_so() {
+    let cache = support::TempDir::new("empty-cache");
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["strategy", "check", "builtin:round-robin"])
+        .env("SWITCHYARD_CACHE_DIR", &cache.0)
+        .output()
+        .expect("run switchyard");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("load: precompiled (embedded in the binary)"),
+        "{text}"
+    );
+    // Nothing was compiled, so nothing was cached.
+    assert_eq!(std::fs::read_dir(&cache.0).unwrap().count(), 0);
+}

@@ -179,7 +179,10 @@ fn every_builtin_loads_precompiled_and_decides() {
     for name in switchyard::strategy::builtin_names() {
         let s = Strategy::load(engine.clone(), &StrategySpec::builtin(name)).unwrap();
         let status = s.status();
-        assert!(status.report.precompiled, "{name} was compiled at load");
+        assert!(
+            status.report.artifact.is_precompiled(),
+            "{name} was compiled at load"
+        );
         for n in [1u32, 2, 16, 256] {
             let d = s.decide(&RequestHead::EMPTY, &cands(n));
             assert_eq!(d.fallback, None, "{name} with {n}");
@@ -230,16 +233,66 @@ fn tight_fuel_budget_rejects_heavy_strategies() {
 #[test]
 fn wasi_modules_log_instead_of_blocking_the_runtime() {
     // Decisions run on tokio runtime threads; wasmtime-wasi's own fd_write
-    // would block on a runtime there and panic. Ours logs.
+    // would block on a runtime there and panic. Ours sends the guest's
+    // stdout to the host log, at most 20 lines a second.
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    rt.block_on(async {
-        let s = load(&wat_spec("wasi_hello", ""));
-        for _ in 0..3 {
-            let d = s.decide(&RequestHead::EMPTY, &cands(3));
-            assert_eq!(d.fallback, None);
-            assert!(d.index.unwrap() < 3);
-        }
+    let log = support::capture_logs(|| {
+        rt.block_on(async {
+            let s = load(&wat_spec("wasi_hello", ""));
+            for _ in 0..30 {
+                let d = s.decide(&RequestHead::EMPTY, &cands(3));
+                assert_eq!(d.fallback, None);
+                assert!(d.index.unwrap() < 3);
+            }
+        })
     });
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("hello from wasi") && l.contains("switchyard::guest"))
+        .count();
+    // The dry run prints too; 30 decisions in well under a second stay
+    // within the first second's 20 lines (two seconds at most on a slow run).
+    assert!((20..=40).contains(&lines), "{lines} guest lines:\n{log}");
+    assert!(
+        log.contains("strategy=") && log.contains("wasi_hello.wat"),
+        "{log}"
+    );
+}
+
+#[test]
+fn fallback_logs_carry_the_trap_message() {
+    let s = load(&wat_spec("unreachable", ""));
+    let log = support::capture_logs(|| {
+        let d = s.decide(&RequestHead::EMPTY, &cands(5));
+        assert_eq!(d.fallback, Some(FallbackReason::Trap));
+    });
+    assert!(
+        log.contains("reason=\"trap\"") || log.contains("reason=trap"),
+        "{log}"
+    );
+    assert!(
+        log.contains("unreachable"),
+        "the trap message is logged: {log}"
+    );
+}
+
+#[test]
+fn a_skipped_module_is_tried_again_after_a_second() {
+    // unreachable.wat traps with 5 candidates and answers 0 with 4.
+    let s = load(&wat_spec("unreachable", ""));
+    for _ in 0..16 {
+        assert_eq!(
+            s.decide(&RequestHead::EMPTY, &cands(5)).fallback,
+            Some(FallbackReason::Trap)
+        );
+    }
+    // Open: even a request the module would answer well is not sent to it.
+    let d = s.decide(&RequestHead::EMPTY, &cands(4));
+    assert_eq!(d.fallback, Some(FallbackReason::CircuitOpen));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let d = s.decide(&RequestHead::EMPTY, &cands(4));
+    assert_eq!((d.index, d.fallback), (Some(0), None), "tried again");
+    assert!(!s.status().degraded);
 }

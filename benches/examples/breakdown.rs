@@ -64,7 +64,7 @@ fn main() {
             ));
         });
         let len = encode(&mut buf, &meta, &req, &cands);
-        let mut s = switchyard_strategies::LeastConnections;
+        let mut s = switchyard_strategies::least_connections::LeastConnections;
         let d = per_iter(iters, || {
             let input = Input::parse(black_box(&buf[..len])).expect("valid input");
             black_box(s.decide(&input));

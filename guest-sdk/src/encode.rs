@@ -99,6 +99,12 @@ impl CandidateStats {
         }
     }
 
+    /// Healthy, not draining and weight above zero ([`crate::layout::usable`]).
+    #[inline]
+    pub const fn usable(&self) -> bool {
+        usable(self.flags, self.weight)
+    }
+
     /// Writes this record in the v1 layout.
     #[inline]
     pub fn encode(&self, out: &mut [u8; CANDIDATE_LEN]) {

@@ -72,6 +72,15 @@ pub const FLAG_HEALTHY: u32 = 1 << 0;
 /// Candidate flag: being drained; prefer others.
 pub const FLAG_DRAINING: u32 = 1 << 1;
 
+/// The one eligibility rule, shared by the SDK's views, the built-ins and
+/// the host: a candidate may take new work when it is healthy, not draining
+/// and weighted above zero. (A request also skips candidates that already
+/// failed for it; see `Input::eligible`.)
+#[inline]
+pub const fn usable(flags: u32, weight: u32) -> bool {
+    flags & (FLAG_HEALTHY | FLAG_DRAINING) == FLAG_HEALTHY && weight > 0
+}
+
 // ---- request section: 96 fixed bytes, then tables and string bytes ---------
 /// `u8` protocol, see [`crate::Protocol`].
 pub const R_PROTOCOL: usize = 0;

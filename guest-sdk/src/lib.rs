@@ -34,7 +34,7 @@ mod view;
 pub mod encode;
 
 pub use encode::{CandidateStats, Meta, RequestHead};
-pub use layout::{ABI_VERSION, FLAG_DRAINING, FLAG_HEALTHY};
+pub use layout::{ABI_VERSION, FLAG_DRAINING, FLAG_HEALTHY, usable};
 pub use view::{Candidate, Candidates, Input, InputError, Protocol, Request};
 
 /// A routing strategy. The exported module builds it with `Default::default()`

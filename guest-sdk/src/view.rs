@@ -415,7 +415,7 @@ impl Candidate<'_> {
     /// Healthy, not draining and weight above zero.
     #[inline]
     pub fn usable(&self) -> bool {
-        self.flags() & (FLAG_HEALTHY | FLAG_DRAINING) == FLAG_HEALTHY && self.weight() > 0
+        usable(self.flags(), self.weight())
     }
     /// Configured weight.
     #[inline]

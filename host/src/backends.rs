@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
-use crate::strategy::{CandidateStats, FLAG_DRAINING, FLAG_HEALTHY, clock_ms};
+use crate::clock::now_ms as clock_ms;
+use crate::strategy::{CandidateStats, FLAG_DRAINING, FLAG_HEALTHY};
 
 /// One backend server.
 #[derive(Debug)]

@@ -203,7 +203,7 @@ impl Default for RawConfig {
             strategy_config: String::new(),
             fuel: DEFAULT_FUEL,
             strategy_memory_mib: 16,
-            fallback: FallbackPolicy::LeastConnections,
+            fallback: FallbackPolicy::default(),
             inspection_timeout_ms: 10,
             head_timeout_ms: 10_000,
             max_head_bytes: 16 * 1024,

@@ -15,8 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::backends::{Backend, Backends};
+use crate::clock::now_ms as clock_ms;
 use crate::config::{Config, HealthCheck};
-use crate::strategy::clock_ms;
 
 /// Failed checks in a row that mark a backend unhealthy.
 const FALL: u32 = 2;

@@ -27,6 +27,7 @@
 
 pub mod backends;
 pub mod balancer;
+pub mod clock;
 pub mod config;
 pub mod demo;
 mod forward;
@@ -36,6 +37,7 @@ pub mod shutdown;
 pub mod sniff;
 pub mod strategy;
 pub mod supervisor;
+pub mod sys;
 mod watch;
 
 pub use balancer::{Balancer, BalancerBuilder, BuildError};

@@ -21,8 +21,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use crate::backends::{Backend, Backends};
+use crate::clock::now_ms as clock_ms;
 use crate::config::Config;
-use crate::strategy::clock_ms;
 
 /// First respawn delay.
 const BACKOFF_START: Duration = Duration::from_millis(100);

@@ -3,7 +3,15 @@
 //! tests; here we check the algorithms.
 
 use super::*;
+use crate::consistent_hash::ConsistentHash;
+use crate::least_connections::LeastConnections;
+use crate::power_of_two::PowerOfTwo;
+use crate::random::Random;
+use crate::resource_aware::ResourceAware;
+use crate::round_robin::RoundRobin;
+use crate::weighted_round_robin::WeightedRoundRobin;
 use switchyard_guest::encode::{encode, encoded_len};
+use switchyard_guest::hash::mix64;
 use switchyard_guest::{CandidateStats, FLAG_HEALTHY, Meta, Protocol, RequestHead};
 
 struct Case<'a> {
@@ -46,66 +54,61 @@ impl<'a> Case<'a> {
     }
 }
 
-type Decider = Box<dyn FnMut(&mut Case<'_>) -> Option<usize>>;
-
-fn all_builtins() -> Vec<(&'static str, Decider)> {
-    fn boxed<S: Strategy + 'static>(mut s: S) -> Decider {
-        Box::new(move |c| c.run(&mut s))
-    }
-    vec![
-        ("round-robin", boxed(RoundRobin)),
-        ("weighted-round-robin", boxed(WeightedRoundRobin::default())),
-        ("least-connections", boxed(LeastConnections)),
-        ("power-of-two", boxed(PowerOfTwo)),
-        ("resource-aware", boxed(ResourceAware::default())),
-        ("consistent-hash", boxed(ConsistentHash::default())),
-        ("random", boxed(Random)),
-    ]
+/// Every built-in, fresh, by name: the list comes from `builtins.list`, so a
+/// new built-in is held to every test below without an edit here.
+fn all_builtins() -> Vec<(&'static str, Builtin)> {
+    BuiltinKind::ALL
+        .iter()
+        .map(|k| (k.name(), k.instantiate()))
+        .collect()
 }
 
 #[test]
 fn every_builtin_is_listed() {
-    assert_eq!(all_builtins().len(), BUILTINS.len());
-    for ((a, _), (b, _)) in all_builtins().iter().zip(BUILTINS) {
-        assert_eq!(a, b);
+    assert_eq!(BUILTINS.len(), BuiltinKind::ALL.len());
+    for ((name, about), kind) in BUILTINS.iter().zip(BuiltinKind::ALL) {
+        assert_eq!(*name, kind.name());
+        assert!(!about.is_empty(), "{name} has no summary");
+        assert_eq!(BuiltinKind::from_name(name), Some(*kind));
+        assert_eq!(kind.instantiate().kind(), *kind);
     }
 }
 
 #[test]
 fn every_builtin_skips_unhealthy_draining_and_zero_weight() {
-    for (name, mut decide) in all_builtins() {
+    for (name, mut s) in all_builtins() {
         let mut case = Case::new(4);
         case.cands[0].flags = 0;
         case.cands[1].flags = FLAG_HEALTHY | switchyard_guest::FLAG_DRAINING;
         case.cands[2].weight = 0;
         for _ in 0..50 {
-            assert_eq!(decide(&mut case), Some(3), "{name}");
+            assert_eq!(case.run(&mut s), Some(3), "{name}");
         }
     }
 }
 
 #[test]
 fn every_builtin_skips_candidates_that_failed_for_this_request() {
-    for (name, mut decide) in all_builtins() {
+    for (name, mut s) in all_builtins() {
         let mut case = Case::new(3);
         case.req.failed = &[0, 2];
         case.req.attempt = 2;
         for _ in 0..50 {
-            assert_eq!(decide(&mut case), Some(1), "{name}");
+            assert_eq!(case.run(&mut s), Some(1), "{name}");
         }
     }
 }
 
 #[test]
 fn every_builtin_has_no_opinion_when_nothing_is_eligible() {
-    for (name, mut decide) in all_builtins() {
+    for (name, mut s) in all_builtins() {
         let mut case = Case::new(0);
-        assert_eq!(decide(&mut case), None, "{name}: empty");
+        assert_eq!(case.run(&mut s), None, "{name}: empty");
         let mut case = Case::new(3);
         for c in &mut case.cands {
             c.flags = 0;
         }
-        assert_eq!(decide(&mut case), None, "{name}: all unhealthy");
+        assert_eq!(case.run(&mut s), None, "{name}: all unhealthy");
     }
 }
 
@@ -236,18 +239,30 @@ fn consistent_hash_bounds_load_and_reads_cookies() {
     let moved = hash_on_header(&mut case, &mut s, b"alice");
     assert_ne!(moved, home, "an overloaded home must shed the key");
 
-    let mut s = ConsistentHash::default();
-    s.configure(b"cookie:sid").unwrap();
-    let headers = [(&b"cookie"[..], &b"a=1; sid=abc; b=2"[..])];
-    let mut c = Case::new(4);
-    c.req = RequestHead {
-        headers: &headers,
-        ..RequestHead::EMPTY
-    };
-    let first = c.run(&mut s);
-    for _ in 0..20 {
-        assert_eq!(c.run(&mut s), first);
+    // Cookies: the backend is the one the cookie's value hashes to (the same
+    // as that value in a header), whichever other cookies come with it.
+    let mut by_cookie = ConsistentHash::default();
+    by_cookie.configure(b"cookie:sid").unwrap();
+    let mut by_header = ConsistentHash::default();
+    by_header.configure(b"header:x-user").unwrap();
+    let mut c = Case::new(8);
+    let mut homes = std::collections::HashSet::new();
+    for k in 0..64 {
+        let sid = format!("session-{k}");
+        let want = hash_on_header(&mut c, &mut by_header, sid.as_bytes());
+        homes.insert(want);
+        for other in ["a=1", "a=2; theme=dark", "sidx=zzz"] {
+            let cookie = format!("{other}; sid={sid}; b=2");
+            let headers = [(&b"cookie"[..], cookie.as_bytes())];
+            let mut case = Case::new(8);
+            case.req = RequestHead {
+                headers: &headers,
+                ..RequestHead::EMPTY
+            };
+            assert_eq!(case.run(&mut by_cookie), Some(want), "{cookie}");
+        }
     }
+    assert!(homes.len() >= 6, "sessions spread: {homes:?}");
     assert_eq!(ConsistentHash::default().configure(b"load=50"), Err(6));
     assert_eq!(ConsistentHash::default().configure(b"nonsense"), Err(3));
 }

@@ -42,13 +42,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             println!("ok: {} (ABI v1)", r.name);
             println!(
                 "  load: {} in {} us, validated in {} us",
-                if r.precompiled {
-                    "precompiled"
-                } else {
-                    "compiled"
-                },
-                r.compile_us,
-                r.validate_us
+                r.artifact, r.compile_us, r.validate_us
             );
             println!("  exports: {}", r.interface.exports.join(", "));
             if r.interface.imports.is_empty() {

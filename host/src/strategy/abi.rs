@@ -5,16 +5,14 @@
 //! The wire layout itself lives in `switchyard-guest` (`encode`), shared with
 //! the SDK's readers, so it is defined exactly once.
 
-use std::time::Instant;
-
 use switchyard_guest::encode::{self, CandidateStats, Meta, RequestHead};
 use wasmtime::{
-    AsContextMut, Caller, ExternType, Instance, InstancePre, Linker, Memory, Module,
-    ResourceLimiter, Store, Trap, TypedFunc, ValType,
+    AsContextMut, Caller, ExternType, Instance, InstancePre, Linker, Memory, Module, Store, Trap,
+    TypedFunc, ValType,
 };
 
-use super::{FallbackReason, LoadError};
-use crate::strategy::log::GuestLog;
+use super::error::{CallError, FallbackReason, LoadError};
+use super::state::HostState;
 
 /// Module name of the host imports a strategy may use.
 pub const HOST_MODULE: &str = "switchyard";
@@ -24,47 +22,6 @@ pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
 /// Largest input the host will write, so a hostile head or candidate list
 /// cannot make it ask the guest for unbounded memory.
 pub const MAX_INPUT: usize = 4 << 20;
-
-/// Per-store state.
-pub struct HostState {
-    /// Memory cap; remembers whether it refused a grow.
-    pub limits: Limits,
-    /// Rate-limited sink for the guest's log lines.
-    pub log: GuestLog,
-    /// WASI context, present only for modules that import WASI.
-    #[cfg(feature = "wasi")]
-    pub wasi: Option<wasmtime_wasi::p1::WasiP1Ctx>,
-}
-
-/// Linear-memory and table cap for one store.
-pub struct Limits {
-    /// Bytes one memory may grow to.
-    pub max_memory: usize,
-    /// Set when a `memory.grow` was refused, to name the reason of a later trap.
-    pub hit: bool,
-}
-
-impl ResourceLimiter for Limits {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let ok = desired <= self.max_memory;
-        self.hit |= !ok;
-        Ok(ok)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
-}
 
 /// What a module exports and imports, for `strategy check` and the status API.
 #[derive(Debug, Clone, Default)]
@@ -185,10 +142,10 @@ pub fn base_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostSta
         },
     )?;
     linker.func_wrap(HOST_MODULE, "clock_ns", || -> i64 {
-        super::clock().elapsed().as_nanos() as i64
+        crate::clock::now_ns() as i64
     })?;
     linker.func_wrap(HOST_MODULE, "random_u64", || -> i64 {
-        super::random_u64() as i64
+        crate::clock::random_u64() as i64
     })?;
     #[cfg(feature = "wasi")]
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut HostState| {
@@ -241,7 +198,7 @@ pub fn module_linker(
                     });
                     Ok(())
                 })
-                .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+                .map_err(|e| LoadError::Engine("defining a WASI override", e))?;
         }
         Ok(linker)
     }
@@ -257,12 +214,10 @@ pub struct Slot {
     buf_ptr: usize,
     /// Capacity the guest promised at `buf_ptr`.
     buf_cap: usize,
-    /// Message of the last failed call, for `strategy check` and load errors.
-    pub last_error: Option<String>,
 }
 
 /// Outcome of one guest call.
-pub type CallResult = Result<i32, FallbackReason>;
+pub type CallResult = Result<i32, CallError>;
 
 impl Slot {
     /// Instantiates `pre`, checks the ABI version and runs `switchyard_init`
@@ -279,7 +234,7 @@ impl Slot {
         set_budget(&mut store, init_fuel);
         let instance: Instance = pre
             .instantiate(&mut store)
-            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+            .map_err(LoadError::Instantiate)?;
         let typed = |store: &mut Store<HostState>, name: &str| {
             instance
                 .get_typed_func::<i32, i32>(store, name)
@@ -290,11 +245,8 @@ impl Slot {
             .map_err(|e| LoadError::BadExport(format!("switchyard_abi_version: {e:#}")))?
             .call(&mut store, ())
             .map_err(|e| {
-                LoadError::Trapped(
-                    "switchyard_abi_version",
-                    call_reason(&store, &e),
-                    format!("{e:#}"),
-                )
+                let reason = call_reason(&store, &e);
+                LoadError::Trapped("switchyard_abi_version", reason, e)
             })?;
         if version != switchyard_guest::ABI_VERSION as i32 {
             return Err(LoadError::AbiVersion(version));
@@ -311,19 +263,18 @@ impl Slot {
             decide,
             buf_ptr: 0,
             buf_cap: 0,
-            last_error: None,
         };
         if let Ok(init) = instance.get_typed_func::<i32, i32>(&mut slot.store, "switchyard_init") {
             set_budget(&mut slot.store, init_fuel);
             let ptr = slot
                 .buffer(config.len().max(1))
-                .map_err(|r| LoadError::Init(format!("no input buffer ({})", r.as_str())))?;
+                .map_err(|e| LoadError::Init(format!("no input buffer ({e})")))?;
             slot.memory.data_mut(&mut slot.store)[ptr..ptr + config.len()].copy_from_slice(config);
             let code = init
                 .call(&mut slot.store, config.len() as i32)
                 .map_err(|e| {
                     let reason = call_reason(&slot.store, &e);
-                    LoadError::Trapped("switchyard_init", reason, format!("{e:#}"))
+                    LoadError::Trapped("switchyard_init", reason, e)
                 })?;
             if code != 0 {
                 return Err(LoadError::InitRejected(code));
@@ -339,7 +290,7 @@ impl Slot {
 
     /// A guest buffer of at least `need` bytes; asks the guest for a bigger one
     /// only when the current one is too small.
-    fn buffer(&mut self, need: usize) -> Result<usize, FallbackReason> {
+    fn buffer(&mut self, need: usize) -> Result<usize, CallError> {
         if need <= self.buf_cap && self.buf_ptr != 0 {
             return Ok(self.buf_ptr);
         }
@@ -349,7 +300,15 @@ impl Slot {
         };
         let size = self.memory.data_size(&self.store);
         if ptr == 0 || ptr.checked_add(need).is_none_or(|end| end > size) {
-            return Err(FallbackReason::BadBuffer);
+            return Err(CallError {
+                reason: FallbackReason::BadBuffer,
+                message: Some(
+                    format!(
+                        "switchyard_input({need}) returned {ptr:#x}, but the buffer must be non-zero and lie inside the {size}-byte memory"
+                    )
+                    .into(),
+                ),
+            });
         }
         self.buf_ptr = ptr;
         self.buf_cap = need;
@@ -366,14 +325,14 @@ impl Slot {
     ) -> CallResult {
         let need = encode::encoded_len(req, candidates.len());
         if need > MAX_INPUT {
-            return Err(FallbackReason::InputTooLarge);
+            return Err(FallbackReason::InputTooLarge.into());
         }
         let ptr = self.buffer(need)?;
         let data = self.memory.data_mut(&mut self.store);
         // The guest may have moved or shrunk nothing (memories never shrink),
         // but check the range again anyway: it costs one compare.
         let Some(buf) = data.get_mut(ptr..ptr + need) else {
-            return Err(FallbackReason::BadBuffer);
+            return Err(FallbackReason::BadBuffer.into());
         };
         encode::encode(buf, meta, req, candidates);
         self.store.data_mut().limits.hit = false;
@@ -383,15 +342,12 @@ impl Slot {
             .map_err(|e| self.failed(&e))
     }
 
-    /// Classifies a failed call and keeps its message.
-    fn failed(&mut self, e: &wasmtime::Error) -> FallbackReason {
-        let reason = call_reason(&self.store, e);
-        let msg = match e.downcast_ref::<Trap>() {
-            Some(t) => t.to_string(),
-            None => format!("{e:#}"),
-        };
-        self.last_error = Some(msg);
-        reason
+    /// Classifies a failed call and keeps wasmtime's message with its chain.
+    fn failed(&self, e: &wasmtime::Error) -> CallError {
+        CallError {
+            reason: call_reason(&self.store, e),
+            message: Some(format!("{e:#}").into()),
+        }
     }
 
     /// Fuel left after the last call (fuel metering only).
@@ -417,9 +373,4 @@ fn call_reason(store: &Store<HostState>, err: &wasmtime::Error) -> FallbackReaso
         _ if store.data().limits.hit => FallbackReason::MemoryCap,
         _ => FallbackReason::Trap,
     }
-}
-
-/// Timestamp helper for `strategy check`.
-pub fn elapsed_us(since: Instant) -> u64 {
-    since.elapsed().as_micros() as u64
 }

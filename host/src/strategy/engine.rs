@@ -5,7 +5,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -13,13 +13,44 @@ use std::time::{Duration, Instant};
 use switchyard_guest::{CandidateStats, Meta, RequestHead};
 use wasmtime::{Linker, Module};
 
-use super::abi::{self, HostState, Limits, Slot};
+use super::abi::{self, Slot};
 use super::engine_config::{Metering, engine_config};
+use super::error::{FallbackReason, LoadError};
+use super::generation::Generation;
 use super::log::GuestLog;
-use super::{
-    FallbackReason, Generation, LoadError, LoadReport, StrategyOptions, StrategySource,
-    StrategySpec,
-};
+use super::state::HostState;
+use super::{LoadReport, StrategyOptions, StrategySource, StrategySpec};
+
+/// Where the compiled code of a module came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Artifact {
+    /// Precompiled at build time and embedded in the binary: nothing was
+    /// compiled.
+    Embedded,
+    /// Read from the on-disk cache (compiled by an earlier run on a machine
+    /// whose CPU features differ from the build machine's).
+    DiskCache,
+    /// Compiled now (a file, bytes, or a built-in whose embedded artifact does
+    /// not fit this engine).
+    Compiled,
+}
+
+impl Artifact {
+    /// True if no compilation happened.
+    pub fn is_precompiled(self) -> bool {
+        self != Artifact::Compiled
+    }
+}
+
+impl std::fmt::Display for Artifact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Artifact::Embedded => "precompiled (embedded in the binary)",
+            Artifact::DiskCache => "precompiled (from the disk cache)",
+            Artifact::Compiled => "compiled",
+        })
+    }
+}
 
 /// A built-in strategy embedded in the binary.
 pub struct BuiltinModule {
@@ -51,7 +82,7 @@ pub struct StrategyEngine {
     options: StrategyOptions,
     compat_hash: u64,
     /// Built-ins already loaded, so swapping back to one is instant.
-    builtin_cache: Mutex<Vec<(&'static str, Module)>>,
+    builtin_cache: Mutex<Vec<(&'static str, Module, Artifact)>>,
     /// Stops the epoch ticker when the engine goes away.
     ticker_stop: Arc<AtomicBool>,
 }
@@ -66,13 +97,12 @@ impl StrategyEngine {
     /// Builds the engine. With epoch metering this starts a 1 ms ticker thread.
     pub fn new(mut options: StrategyOptions) -> Result<Arc<StrategyEngine>, LoadError> {
         if options.pool_size == 0 {
-            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-            options.pool_size = (2 * cores).max(4);
+            options.pool_size = (2 * crate::sys::cores()).max(4);
         }
         let engine = wasmtime::Engine::new(&engine_config(options.metering))
-            .map_err(|e| LoadError::Invalid(format!("wasmtime engine: {e:#}")))?;
-        let linker = abi::base_linker(&engine)
-            .map_err(|e| LoadError::Invalid(format!("host imports: {e:#}")))?;
+            .map_err(|e| LoadError::Engine("creating the wasmtime engine", e))?;
+        let linker =
+            abi::base_linker(&engine).map_err(|e| LoadError::Engine("defining host imports", e))?;
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let ticker_stop = Arc::new(AtomicBool::new(false));
@@ -87,7 +117,7 @@ impl StrategyEngine {
                         engine.increment_epoch();
                     }
                 })
-                .map_err(|e| LoadError::Invalid(format!("epoch ticker: {e}")))?;
+                .map_err(|e| LoadError::Engine("starting the epoch ticker", e.into()))?;
         }
         Ok(Arc::new(StrategyEngine {
             engine,
@@ -114,7 +144,7 @@ impl StrategyEngine {
         }
     }
 
-    fn init_budget(&self) -> u64 {
+    pub(crate) fn init_budget(&self) -> u64 {
         match self.options.metering {
             Metering::Fuel => self.options.init_fuel,
             Metering::Epoch => self.options.init_fuel.div_ceil(1_000_000) + 1,
@@ -122,43 +152,44 @@ impl StrategyEngine {
     }
 
     /// Compiles or deserializes the module for `source`; returns it and
-    /// whether a precompiled artifact was used.
-    fn module(&self, source: &StrategySource) -> Result<(Module, bool), LoadError> {
+    /// where its code came from.
+    fn module(&self, source: &StrategySource) -> Result<(Module, Artifact), LoadError> {
         match source {
             StrategySource::Builtin(name) => {
                 let b = builtin(name).ok_or_else(|| LoadError::UnknownBuiltin(name.clone()))?;
                 let mut cache = self.builtin_cache.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some((_, m)) = cache.iter().find(|(n, _)| *n == b.name) {
-                    return Ok((m.clone(), true));
+                if let Some((_, m, from)) = cache.iter().find(|(n, _, _)| *n == b.name) {
+                    return Ok((m.clone(), *from));
                 }
-                let (module, precompiled) = self.builtin_module(b)?;
-                cache.push((b.name, module.clone()));
-                Ok((module, precompiled))
+                let (module, from) = self.builtin_module(b)?;
+                cache.push((b.name, module.clone(), from));
+                Ok((module, from))
             }
             StrategySource::File(path) => {
-                let bytes = std::fs::read(path)
-                    .map_err(|e| LoadError::Read(path.clone(), e.to_string()))?;
-                self.compile(&bytes).map(|m| (m, false))
+                let bytes = std::fs::read(path).map_err(|e| LoadError::Read(path.clone(), e))?;
+                self.compile(&bytes).map(|m| (m, Artifact::Compiled))
             }
-            StrategySource::Bytes { bytes, .. } => self.compile(bytes).map(|m| (m, false)),
+            StrategySource::Bytes { bytes, .. } => {
+                self.compile(bytes).map(|m| (m, Artifact::Compiled))
+            }
         }
     }
 
     fn compile(&self, bytes: &[u8]) -> Result<Module, LoadError> {
         // `Module::new` also accepts the text format (the `wat` feature).
-        Module::new(&self.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))
+        Module::new(&self.engine, bytes).map_err(LoadError::Compile)
     }
 
     /// A built-in: the artifact from build time if this engine matches it,
     /// else one from the on-disk cache, else compiled now and cached.
-    fn builtin_module(&self, b: &BuiltinModule) -> Result<(Module, bool), LoadError> {
+    fn builtin_module(&self, b: &BuiltinModule) -> Result<(Module, Artifact), LoadError> {
         if self.compat_hash == PRECOMPILED_HASH {
             // SAFETY: the artifact was produced by `Engine::precompile_module`
             // in this crate's build script from our own strategy sources, with
             // the same engine configuration (checked by the hash above, and
             // again by wasmtime itself).
             if let Ok(m) = unsafe { Module::deserialize(&self.engine, b.cwasm) } {
-                return Ok((m, true));
+                return Ok((m, Artifact::Embedded));
             }
         }
         let cached = cache_path(self.compat_hash, b);
@@ -166,20 +197,23 @@ impl StrategyEngine {
             && path.exists()
         {
             // SAFETY: written below by this program from the embedded
-            // module for this engine hash; the cache directory is the
-            // user's own, as trusted as the binary. A corrupt or foreign
-            // file fails wasmtime's header checks and is recompiled.
+            // module for this engine hash, under a unique name and renamed
+            // into place whole, so no reader sees a partial file; the cache
+            // directory is the user's own, as trusted as the binary. A
+            // corrupt or foreign file fails wasmtime's header checks and is
+            // recompiled.
             if let Ok(m) = unsafe { Module::deserialize_file(&self.engine, path) } {
-                return Ok((m, true));
+                return Ok((m, Artifact::DiskCache));
             }
         }
         let module = self.compile(b.wasm)?;
         if let Some(path) = cached
             && let Ok(bytes) = module.serialize()
+            && let Err(e) = write_atomically(&path, &bytes)
         {
-            let _ = write_atomically(&path, &bytes);
+            tracing::debug!(path = %path.display(), error = %e, "cannot cache a compiled built-in");
         }
-        Ok((module, false))
+        Ok((module, Artifact::Compiled))
     }
 
     /// Everything before a module may serve: compile, check exports and
@@ -188,32 +222,18 @@ impl StrategyEngine {
     /// index within the budget.
     pub(crate) fn prepare(&self, spec: &StrategySpec) -> Result<Generation, LoadError> {
         let started = Instant::now();
-        let (module, precompiled) = self.module(&spec.source)?;
-        let compile_us = abi::elapsed_us(started);
+        let (module, artifact) = self.module(&spec.source)?;
+        let compile_us = started.elapsed().as_micros() as u64;
         let validating = Instant::now();
         let interface = abi::check_interface(&module)?;
         let linker = abi::module_linker(&self.linker, &module)?;
         let pre = linker
             .instantiate_pre(&module)
-            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+            .map_err(LoadError::Instantiate)?;
         let name = spec.source.to_string();
         let log = GuestLog::new(&name);
-        let state = || HostState {
-            limits: Limits {
-                max_memory: self.options.max_memory,
-                hit: false,
-            },
-            log: log.clone(),
-            #[cfg(feature = "wasi")]
-            wasi: interface.uses_wasi.then(super::wasi::context),
-        };
-        let mut slot = Slot::new(
-            &pre,
-            state(),
-            &spec.config,
-            self.budget(),
-            self.init_budget(),
-        )?;
+        let state = HostState::new(self.options.max_memory, log.clone(), interface.uses_wasi);
+        let mut slot = Slot::new(&pre, state, &spec.config, self.budget(), self.init_budget())?;
         let mut fuel_used = Vec::new();
         for n in [1usize, 4, 64] {
             let used = dry_run(&mut slot, n, self.budget())?;
@@ -222,29 +242,21 @@ impl StrategyEngine {
             }
         }
         let report = LoadReport {
-            name: name.clone(),
+            name,
             interface: interface.clone(),
             fuel_used,
-            precompiled,
+            artifact,
             compile_us,
-            validate_us: abi::elapsed_us(validating),
+            validate_us: validating.elapsed().as_micros() as u64,
         };
-        let slots = (0..self.options.pool_size)
-            .map(|_| Mutex::new(None))
-            .collect();
-        Ok(Generation {
-            id: 1,
-            name,
-            spec: spec.clone(),
+        Ok(Generation::new(
+            spec.clone(),
             pre,
-            uses_wasi: interface.uses_wasi,
+            interface.uses_wasi,
             log,
             report,
-            sequence: AtomicU64::new(0),
-            slots,
-            consecutive_failures: AtomicU64::new(0),
-            open_until_ms: AtomicU64::new(0),
-        })
+            self.options.pool_size,
+        ))
     }
 }
 
@@ -311,17 +323,14 @@ fn dry_run(slot: &mut Slot, n: usize, budget: u64) -> Result<Option<u64>, LoadEr
             "returned {i} (no opinion) for a plain request with all candidates healthy"
         ))),
         Ok(i) => Err(fail(format!("returned index {i}, out of range 0..{n}"))),
-        Err(FallbackReason::OutOfFuel) => Err(fail(format!(
+        Err(e) if e.reason == FallbackReason::OutOfFuel => Err(fail(format!(
             "ran out of fuel (budget {budget}); raise --fuel or fix the loop"
         ))),
-        Err(FallbackReason::MemoryCap) => Err(fail(format!(
+        Err(e) if e.reason == FallbackReason::MemoryCap => Err(fail(format!(
             "trapped after hitting the memory cap ({})",
-            slot.last_error.take().unwrap_or_default()
+            e.message.as_deref().unwrap_or("")
         ))),
-        Err(reason) => Err(fail(format!(
-            "{reason}: {}",
-            slot.last_error.take().unwrap_or_default()
-        ))),
+        Err(e) => Err(fail(e.to_string())),
     }
 }
 
@@ -341,10 +350,55 @@ fn cache_path(engine_hash: u64, b: &BuiltinModule) -> Option<PathBuf> {
     )))
 }
 
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+/// Writes `bytes` to a temporary file no other writer can be using (this
+/// process, this thread, a counter) and renames it over `path`: readers see
+/// the old file or the whole new one, never a half-written one, however many
+/// processes or threads compile the same built-in at once.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    let tmp = dir.join(format!(
+        ".tmp-{}-{:?}-{}",
+        std::process::id(),
+        std::thread::current().id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_cache_writers_never_leave_a_partial_file() {
+        let dir = std::env::temp_dir().join(format!("switchyard-cache-{}", std::process::id()));
+        let path = dir.join("x.cwasm");
+        std::thread::scope(|s| {
+            for k in 0..8u8 {
+                let path = &path;
+                s.spawn(move || {
+                    let bytes = vec![k; 256 * 1024];
+                    for _ in 0..20 {
+                        write_atomically(path, &bytes).unwrap();
+                        let got = std::fs::read(path).unwrap();
+                        assert_eq!(got.len(), bytes.len());
+                        assert!(got.iter().all(|&b| b == got[0]), "a torn file");
+                    }
+                });
+            }
+        });
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

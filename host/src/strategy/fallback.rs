@@ -1,93 +1,127 @@
-//! The native decision used whenever a module's answer cannot be.
+//! The native decision used whenever a module's answer cannot be: one of the
+//! built-in strategies (least-connections by default), the very code that
+//! ships as WebAssembly, run natively on the same input view. There is no
+//! second copy of any algorithm.
 //!
-//! It mirrors the built-ins' eligibility rule (healthy, not draining, weight
-//! above zero, not already failed for this request). When nothing is eligible
-//! it "fails open": it tries candidates that are merely marked unhealthy
-//! (never ones that already failed for this request), because a health checker
-//! that is wrong about every backend should not turn into a total outage.
+//! When nothing is eligible it "fails open": it asks again as if every
+//! candidate that has not already failed for this request were healthy,
+//! because a health checker that is wrong about every backend should not
+//! turn into a total outage.
 
-use switchyard_guest::{CandidateStats, FLAG_DRAINING, FLAG_HEALTHY};
+use std::cell::RefCell;
 
-/// Which native algorithm answers when the module cannot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FallbackPolicy {
-    /// Fewest open connections per unit of weight, ties at random.
-    #[default]
-    LeastConnections,
-    /// Uniform at random.
-    Random,
-    /// In turn, by the strategy's decision sequence.
-    RoundRobin,
+use switchyard_guest::encode::{encode, encoded_len};
+use switchyard_guest::{CandidateStats, FLAG_HEALTHY, Input, Meta, RequestHead, Strategy};
+use switchyard_strategies::{Builtin, BuiltinKind};
+
+/// Which built-in answers, natively, when the module cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FallbackPolicy(pub BuiltinKind);
+
+impl Default for FallbackPolicy {
+    fn default() -> Self {
+        FallbackPolicy(BuiltinKind::LeastConnections)
+    }
 }
 
 impl std::str::FromStr for FallbackPolicy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "least-connections" => Ok(FallbackPolicy::LeastConnections),
-            "random" => Ok(FallbackPolicy::Random),
-            "round-robin" => Ok(FallbackPolicy::RoundRobin),
-            _ => Err(format!(
-                "unknown fallback `{s}` (least-connections, random, round-robin)"
-            )),
-        }
+        let name = s.strip_prefix("builtin:").unwrap_or(s);
+        BuiltinKind::from_name(name)
+            .map(FallbackPolicy)
+            .ok_or_else(|| {
+                let names: Vec<&str> = BuiltinKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown fallback `{s}`: one of {}", names.join(", "))
+            })
     }
+}
+
+impl TryFrom<String> for FallbackPolicy {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<FallbackPolicy> for String {
+    fn from(p: FallbackPolicy) -> String {
+        p.0.name().to_string()
+    }
+}
+
+impl std::fmt::Display for FallbackPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name())
+    }
+}
+
+/// Per thread: the input buffer and the instance of each built-in used so
+/// far (stateful ones, such as smooth weighted round-robin, keep their
+/// schedule between fallbacks).
+struct Scratch {
+    buf: Vec<u8>,
+    instances: Vec<Builtin>,
+    relaxed: Vec<CandidateStats>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch { buf: Vec::new(), instances: Vec::new(), relaxed: Vec::new() })
+    };
 }
 
 /// The native decision.
 pub fn decide(
     policy: FallbackPolicy,
-    failed: &[u32],
+    req: &RequestHead<'_>,
     candidates: &[CandidateStats],
-    random: u64,
-    sequence: u64,
+    meta: &Meta,
 ) -> Option<usize> {
-    let not_failed = |i: usize| !failed.contains(&(i as u32));
-    let usable = |c: &CandidateStats| {
-        c.flags & (FLAG_HEALTHY | FLAG_DRAINING) == FLAG_HEALTHY && c.weight > 0
-    };
-    let strict = |i: usize| not_failed(i) && usable(&candidates[i]);
-    if (0..candidates.len()).any(strict) {
-        pick(policy, candidates, strict, random, sequence)
-    } else {
-        pick(policy, candidates, not_failed, random, sequence)
+    if candidates.is_empty() {
+        return None;
     }
+    SCRATCH.with(|s| {
+        let s = &mut *s.borrow_mut();
+        let k = match s.instances.iter().position(|b| b.kind() == policy.0) {
+            Some(k) => k,
+            None => {
+                s.instances.push(policy.0.instantiate());
+                s.instances.len() - 1
+            }
+        };
+        if let Some(i) = run(&mut s.instances[k], &mut s.buf, req, candidates, meta) {
+            return Some(i);
+        }
+        // Fail open: everything not yet failed for this request counts as
+        // healthy, not draining, weight at least 1.
+        s.relaxed.clear();
+        s.relaxed.extend(candidates.iter().map(|c| CandidateStats {
+            flags: FLAG_HEALTHY,
+            weight: c.weight.max(1),
+            ..*c
+        }));
+        run(&mut s.instances[k], &mut s.buf, req, &s.relaxed, meta)
+    })
 }
 
-fn pick(
-    policy: FallbackPolicy,
+fn run(
+    strategy: &mut Builtin,
+    buf: &mut Vec<u8>,
+    req: &RequestHead<'_>,
     candidates: &[CandidateStats],
-    ok: impl Fn(usize) -> bool,
-    random: u64,
-    sequence: u64,
+    meta: &Meta,
 ) -> Option<usize> {
-    let n = candidates.len();
-    if n == 0 {
-        return None;
+    let need = encoded_len(req, candidates.len());
+    if buf.len() < need {
+        buf.resize(need, 0);
     }
-    let count = (0..n).filter(|&i| ok(i)).count() as u64;
-    if count == 0 {
-        return None;
-    }
-    match policy {
-        FallbackPolicy::Random => (0..n).filter(|&i| ok(i)).nth((random % count) as usize),
-        FallbackPolicy::RoundRobin => (0..n).filter(|&i| ok(i)).nth((sequence % count) as usize),
-        FallbackPolicy::LeastConnections => {
-            let start = (random % n as u64) as usize;
-            let load = |i: usize| {
-                let c = &candidates[i];
-                (c.active as u64, c.weight.max(1) as u64)
-            };
-            (0..n)
-                .map(|k| (start + k) % n)
-                .filter(|&i| ok(i))
-                .reduce(|best, i| {
-                    let ((a, wa), (b, wb)) = (load(i), load(best));
-                    if a * wb < b * wa { i } else { best }
-                })
-        }
-    }
+    let len = encode(buf, meta, req, candidates);
+    let input = Input::parse(&buf[..len]).ok()?;
+    strategy
+        .decide(&input)
+        .filter(|&i| i < candidates.len() && !req.failed.contains(&(i as u32)))
 }
 
 #[cfg(test)]
@@ -96,6 +130,25 @@ mod tests {
 
     fn cands(n: u32) -> Vec<CandidateStats> {
         (0..n).map(CandidateStats::healthy).collect()
+    }
+
+    fn meta(random: u64, sequence: u64) -> Meta {
+        Meta {
+            sequence,
+            random,
+            now_ms: 0,
+        }
+    }
+
+    fn with_failed<'a>(failed: &'a [u32]) -> RequestHead<'a> {
+        RequestHead {
+            failed,
+            ..RequestHead::EMPTY
+        }
+    }
+
+    fn policy(name: &str) -> FallbackPolicy {
+        name.parse().unwrap()
     }
 
     #[test]
@@ -107,7 +160,12 @@ mod tests {
         c[2].flags = 0;
         for r in 0..10 {
             assert_eq!(
-                decide(FallbackPolicy::LeastConnections, &[], &c, r, 0),
+                decide(
+                    FallbackPolicy::default(),
+                    &RequestHead::EMPTY,
+                    &c,
+                    &meta(r, 0)
+                ),
                 Some(1)
             );
         }
@@ -118,12 +176,16 @@ mod tests {
         let mut c = cands(2);
         c[0].flags = 0;
         c[1].flags = 0;
+        let p = FallbackPolicy::default();
+        assert_eq!(decide(p, &with_failed(&[0]), &c, &meta(3, 0)), Some(1));
         assert_eq!(
-            decide(FallbackPolicy::LeastConnections, &[0], &c, 3, 0),
-            Some(1)
+            decide(policy("random"), &with_failed(&[0, 1]), &c, &meta(3, 0)),
+            None
         );
-        assert_eq!(decide(FallbackPolicy::Random, &[0, 1], &c, 3, 0), None);
-        assert_eq!(decide(FallbackPolicy::RoundRobin, &[], &[], 3, 0), None);
+        assert_eq!(
+            decide(policy("round-robin"), &RequestHead::EMPTY, &[], &meta(3, 0)),
+            None
+        );
     }
 
     #[test]
@@ -131,13 +193,26 @@ mod tests {
         let c = cands(3);
         let mut seen = [0; 3];
         for s in 0..30 {
-            seen[decide(FallbackPolicy::RoundRobin, &[], &c, 0, s).unwrap()] += 1;
+            let i = decide(policy("round-robin"), &RequestHead::EMPTY, &c, &meta(0, s));
+            seen[i.unwrap()] += 1;
         }
         assert_eq!(seen, [10, 10, 10]);
         let mut seen = [0; 3];
         for r in 0..300u64 {
-            seen[decide(FallbackPolicy::Random, &[], &c, r * 7919, 0).unwrap()] += 1;
+            let m = meta(switchyard_guest::hash::mix64(r), 0);
+            seen[decide(policy("random"), &RequestHead::EMPTY, &c, &m).unwrap()] += 1;
         }
         assert!(seen.iter().all(|&k| k > 50), "{seen:?}");
+    }
+
+    #[test]
+    fn any_builtin_can_be_the_fallback_and_names_round_trip() {
+        for kind in BuiltinKind::ALL {
+            let p: FallbackPolicy = kind.name().parse().unwrap();
+            assert_eq!(String::from(p), kind.name());
+            let i = decide(p, &RequestHead::EMPTY, &cands(4), &meta(7, 1));
+            assert!(i.is_some_and(|i| i < 4), "{kind:?}");
+        }
+        assert!("nonsense".parse::<FallbackPolicy>().is_err());
     }
 }

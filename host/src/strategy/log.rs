@@ -23,10 +23,17 @@ impl RateLimit {
         }
     }
 
-    /// True if this event may be logged. On the first event of a new second,
-    /// also returns how many were suppressed since the last one logged.
+    /// `Some` if this event may be logged. On the first event of a new
+    /// second, the number is how many were suppressed since the last one
+    /// logged; otherwise 0.
     pub fn allow(&self) -> Option<u64> {
-        let now = super::clock().elapsed().as_secs() + 1;
+        self.allow_at(crate::clock::origin().elapsed().as_secs())
+    }
+
+    /// [`RateLimit::allow`] at second `now` of the process clock.
+    pub fn allow_at(&self, now: u64) -> Option<u64> {
+        // +1 so that second 0 differs from the zeroed initial state.
+        let now = now + 1;
         let mut cur = self.state.load(Ordering::Relaxed);
         loop {
             let (sec, count) = (cur >> 20, cur & 0xF_FFFF);
@@ -94,5 +101,60 @@ impl GuestLog {
                 tracing::debug!(target: "switchyard::guest", strategy = name, suppressed, "{text}")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_allows_a_burst_then_counts_the_rest() {
+        let limit = RateLimit::new(3);
+        let second = |t: u64| (0..10).map(|_| limit.allow_at(t)).collect::<Vec<_>>();
+        // Second 5: three allowed, seven suppressed.
+        assert_eq!(
+            second(5),
+            [
+                Some(0),
+                Some(0),
+                Some(0),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None
+            ]
+        );
+        // The first event of the next second reports the seven.
+        assert_eq!(
+            second(6),
+            [
+                Some(7),
+                Some(0),
+                Some(0),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None
+            ]
+        );
+        // A quiet second in between changes nothing: seven again, then reset.
+        assert_eq!(limit.allow_at(8), Some(7));
+        assert_eq!(limit.allow_at(9), Some(0));
+    }
+
+    #[test]
+    fn one_per_second_means_one_per_second() {
+        let limit = RateLimit::new(1);
+        let logged: usize = (0..5u64)
+            .map(|t| (0..1000).filter(|_| limit.allow_at(t).is_some()).count())
+            .sum();
+        assert_eq!(logged, 5);
     }
 }

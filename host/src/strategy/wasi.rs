@@ -9,7 +9,7 @@
 
 use wasmtime::{Caller, Val};
 
-use super::abi::HostState;
+use super::state::HostState;
 
 /// `errno::badf`.
 pub const EBADF: i32 = 8;

@@ -1,3 +1,0 @@
-//! The built-in `least-connections` strategy as a WebAssembly module.
-#![cfg_attr(target_arch = "wasm32", no_std)]
-switchyard_guest::export_strategy!(switchyard_strategies::LeastConnections);

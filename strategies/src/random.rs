@@ -1,0 +1,33 @@
+//! `random`: uniform by weight.
+
+use switchyard_guest::{Input, Strategy};
+
+/// Uniformly random by weight.
+#[derive(Default)]
+pub struct Random;
+
+impl Strategy for Random {
+    fn decide(&mut self, input: &Input<'_>) -> Option<usize> {
+        let cands = input.candidates();
+        let total: u64 = cands
+            .iter()
+            .filter(|(i, _)| input.eligible(*i))
+            .map(|(_, c)| c.weight() as u64)
+            .sum();
+        if total == 0 {
+            return None;
+        }
+        let mut r = input.random() % total;
+        for (i, c) in cands.iter() {
+            if !input.eligible(i) {
+                continue;
+            }
+            let w = c.weight() as u64;
+            if r < w {
+                return Some(i);
+            }
+            r -= w;
+        }
+        None
+    }
+}

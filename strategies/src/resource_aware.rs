@@ -1,0 +1,80 @@
+//! `resource-aware`: lowest weighted score of CPU, memory and connections.
+
+use switchyard_guest::{Candidate, Input, Strategy};
+
+use crate::config;
+
+/// Lowest weighted score of CPU, memory and open connections, each normalised
+/// to the busiest eligible backend.
+pub struct ResourceAware {
+    /// Weight of CPU in the score.
+    pub cpu: u64,
+    /// Weight of resident memory.
+    pub mem: u64,
+    /// Weight of open connections.
+    pub conn: u64,
+}
+
+impl Default for ResourceAware {
+    fn default() -> Self {
+        ResourceAware {
+            cpu: 50,
+            mem: 30,
+            conn: 20,
+        }
+    }
+}
+
+impl Strategy for ResourceAware {
+    fn configure(&mut self, config: &[u8]) -> Result<(), i32> {
+        for (key, value) in config::pairs(config) {
+            let v = config::number(value).ok_or(2)?;
+            match key {
+                b"cpu" => self.cpu = v,
+                b"mem" => self.mem = v,
+                b"conn" => self.conn = v,
+                _ => return Err(3),
+            }
+        }
+        if self.cpu + self.mem + self.conn == 0 {
+            return Err(4);
+        }
+        Ok(())
+    }
+
+    fn decide(&mut self, input: &Input<'_>) -> Option<usize> {
+        let cands = input.candidates();
+        let n = cands.len();
+        let (mut max_cpu, mut max_rss, mut max_conn) = (1u64, 1u64, 1u64);
+        for (i, c) in cands.iter() {
+            if input.eligible(i) {
+                max_cpu = max_cpu.max(c.cpu_permille() as u64);
+                max_rss = max_rss.max(c.rss_bytes());
+                max_conn = max_conn.max(c.active() as u64);
+            }
+        }
+        // Scores in 1/1000ths so that integer math keeps resolution.
+        let score = |c: &Candidate<'_>| {
+            self.cpu * (c.cpu_permille() as u64 * 1000 / max_cpu)
+                + self.mem * (c.rss_bytes().saturating_mul(1000) / max_rss)
+                + self.conn * (c.active() as u64 * 1000 / max_conn)
+        };
+        let start = if n == 0 {
+            0
+        } else {
+            (input.random() % n as u64) as usize
+        };
+        let mut best: Option<(usize, u64)> = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            if !input.eligible(i) {
+                continue;
+            }
+            let s = score(&cands.get(i)?) * 1000 / cands.get(i)?.weight().max(1) as u64;
+            if best.is_none_or(|(_, b)| s < b) {
+                best = Some((i, s));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+}
