@@ -441,14 +441,8 @@ fn embedded_balancer_with_in_process_workers() {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let list = backends.load();
-            let active: u32 = list
-                .iter()
-                .map(|b| b.active.load(std::sync::atomic::Ordering::Relaxed))
-                .sum();
-            let total: u64 = list
-                .iter()
-                .map(|b| b.total.load(std::sync::atomic::Ordering::Relaxed))
-                .sum();
+            let active: u32 = list.iter().map(|b| b.active()).sum();
+            let total: u64 = list.iter().map(|b| b.total()).sum();
             if active == 0 && total == 10 {
                 break;
             }
@@ -663,6 +657,7 @@ fn the_open_file_limit_is_raised_and_a_short_one_is_reported() {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
     cmd.args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--workers", "0", "--backend", "127.0.0.1:9"])
+        .args(["--max-connections", "10000"])
         .env_remove("HOST")
         .env_remove("PORT")
         .stdout(std::process::Stdio::null())

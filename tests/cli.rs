@@ -66,7 +66,7 @@ fn strategy_check_reports_fuel_and_rejects_with_reasons() {
     ] {
         let mut args = vec!["strategy", "check", file.as_str()];
         if let Some(c) = config {
-            args.extend(["--config", c]);
+            args.extend(["--strategy-config", c]);
         }
         let (code, _, err) = run(&args);
         assert_eq!(code, 1, "{file}");
@@ -90,7 +90,7 @@ fn config_check_prints_the_effective_config_or_names_the_bad_key() {
         "{out}"
     );
     assert!(
-        out.contains("inspection_timeout_ms = 10"),
+        out.contains("head_timeout_ms = 10000") && out.contains("server_first_after_ms = 0"),
         "defaults are shown:\n{out}"
     );
 
@@ -98,7 +98,10 @@ fn config_check_prints_the_effective_config_or_names_the_bad_key() {
     std::fs::write(&typo, "port = 8080\nwrokers = 3\n").unwrap();
     let (code, _, err) = run(&["config", "check", typo.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(err.contains("wrokers") && err.contains("line 2"), "{err}");
+    assert!(
+        err.contains("typo.toml:2: unknown key `wrokers` (did you mean `workers`?)"),
+        "{err}"
+    );
 
     // A value that parses but makes no sense: key and line, from
     // `config check` and from `serve` alike.
@@ -115,7 +118,8 @@ fn config_check_prints_the_effective_config_or_names_the_bad_key() {
     let (code, _, err) = run(&["serve", "--config", bad]);
     assert_ne!(code, 0);
     assert!(err.contains(&format!("{bad}:4: `health_check`")), "{err}");
-    // The same key set badly by a flag: the file's line is not blamed.
+    // The same key set badly by a flag: the flag is named, the file's line
+    // is not blamed.
     let ok = dir.0.join("ok.toml");
     std::fs::write(&ok, "health_check = \"tcp\"\nworkers = 1\n").unwrap();
     let (code, _, err) = run(&[
@@ -127,7 +131,21 @@ fn config_check_prints_the_effective_config_or_names_the_bad_key() {
     ]);
     assert_ne!(code, 0);
     assert!(
-        err.contains("`health_check`") && !err.contains("ok.toml:"),
+        err.contains("'--health-check <HEALTH_CHECK>': expected `tcp`, `none` or `http:/path`, got `ping`")
+            && !err.contains("ok.toml:"),
+        "{err}"
+    );
+    // A flag whose value parses but makes no sense with the rest: named too.
+    let (code, _, err) = run(&[
+        "serve",
+        "--config",
+        ok.to_str().unwrap(),
+        "--max-head-bytes",
+        "10",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--max-head-bytes: `max_head_bytes`: must be between 64 and 1048576"),
         "{err}"
     );
 }

@@ -182,7 +182,7 @@ pub async fn main_from_env() -> std::io::Result<()> {
         .await?
         .next()
         .ok_or_else(|| std::io::Error::other(format!("cannot resolve {host}")))?;
-    let listener = crate::balancer::bind(addr, false)?;
+    let listener = crate::listener::bind(addr, false)?;
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
     let (tx, rx) = watch::channel(false);

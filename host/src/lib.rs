@@ -2,27 +2,36 @@
 //! decision is made by a hot-swappable WebAssembly module.
 //!
 //! # Layout
-//! - [`balancer`]: the embeddable entry point, `Balancer::builder()` → `run()`.
-//! - [`config`]: `RawConfig` (TOML, flags) validated into `Config`.
-//! - [`proxy`]: the TCP listener and each connection's phases.
-//! - [`sniff`]: what the first bytes are (HTTP/1 head, TLS ClientHello, opaque).
+//! - [`balancer`]: the embeddable entry point, `Balancer::builder()` →
+//!   `build()` → `run()`; wiring only.
+//! - [`config`]: the options, declared once, and their sources (file, flags,
+//!   environment), validated into a typed `Config`.
+//! - [`listener`]: listening sockets, serving threads and accept loops.
+//! - [`sniff`]: what a connection's first bytes are (HTTP/1 head, TLS
+//!   ClientHello, opaque), read once within the head limits.
+//! - [`proxy`]: a connection's phases after sniffing: route, first response,
+//!   forward; PROXY v2.
 //! - [`strategy`]: the WebAssembly strategy engine: fuel, fallback, hot swap.
-//! - [`backends`]: the backend set and the live stats strategies see.
-//! - [`health`]: active checks and passive ejection.
-//! - [`supervisor`]: worker processes: spawn, readiness, respawn, telemetry.
+//! - [`backends`]: the backend set and what happens to each backend; static
+//!   backends, the worker supervisor, health checks, telemetry.
+//! - [`error`]: the request path's error type: what, who, retryable, cause.
+//! - [`shutdown`]: one tree of cancellation tokens for every part.
+//! - [`telemetry`]: the log and its rate limits.
+//! - [`clock`], [`sys`]: the process clock and RNG; cores and file limits.
 //! - [`demo`]: the built-in demo worker.
-//! - [`shutdown`]: graceful and forced shutdown.
-//! - `forward`: moving bytes both ways once routed (read/write, `splice(2)` for bulk).
 //! - `watch`: debounced file watching for strategies and the backends file.
 //!
+//! `docs/architecture.md` draws the request path and who owns which state.
+//!
 //! # The request path
-//! 1. `proxy` accepts (a connection permit first) and reads the first bytes.
-//! 2. `sniff` classifies them and reads the head within timeouts and caps.
-//! 3. `backends` snapshots every candidate's stats.
-//! 4. `strategy` writes head and stats into a WebAssembly instance and calls it
-//!    under a fuel budget (native fallback on any failure).
-//! 5. `proxy` connects (retrying other candidates on failure); `forward` moves
-//!    the bytes.
+//! 1. `listener` takes a connection permit, then accepts.
+//! 2. `sniff` reads the head within the head timeout and size cap.
+//! 3. `proxy` snapshots every backend's stats (`backends`) and asks the
+//!    `strategy`, which runs the WebAssembly module under a fuel budget (the
+//!    native fallback on any failure).
+//! 4. `proxy` connects, sends, waits for the first response byte while the
+//!    client's bytes flow (retrying other candidates when allowed), then
+//!    forwards both ways.
 #![deny(missing_docs)]
 
 pub mod backends;
@@ -30,14 +39,14 @@ pub mod balancer;
 pub mod clock;
 pub mod config;
 pub mod demo;
-mod forward;
-pub mod health;
+pub mod error;
+pub mod listener;
 pub mod proxy;
 pub mod shutdown;
 pub mod sniff;
 pub mod strategy;
-pub mod supervisor;
 pub mod sys;
+pub mod telemetry;
 mod watch;
 
 pub use balancer::{Balancer, BalancerBuilder, BuildError};

@@ -6,9 +6,14 @@ mod flags;
 
 use std::process::ExitCode;
 
+use clap::{CommandFactory, FromArgMatches};
+
 fn main() -> ExitCode {
-    let args = <flags::Cli as clap::Parser>::parse();
-    match commands::run(args) {
+    // The matches are kept: `serve` asks them which flags were given, so that
+    // only those override the config file.
+    let matches = flags::Cli::command().get_matches();
+    let cli = flags::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match commands::run(cli, &matches) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("switchyard: {err:#}");

@@ -16,15 +16,42 @@ use notify::{RecursiveMode, Watcher};
 /// Quiet time after the last change before the callback runs.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
 
+/// Why a file cannot be watched.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The path cannot be made absolute.
+    #[error("watching {path}: {error}", path = .0.display(), error = .1)]
+    Path(PathBuf, std::io::Error),
+    /// The watcher could not start or watch the directory.
+    #[error("watching {path}: {error}", path = .0.display(), error = .1)]
+    Notify(PathBuf, notify::Error),
+    /// Its thread could not start.
+    #[error("watching {path}: {error}", path = .0.display(), error = .1)]
+    Thread(PathBuf, std::io::Error),
+}
+
 /// Stops the watcher when dropped.
 pub struct WatchGuard {
-    _watcher: notify::RecommendedWatcher,
-    stop: mpsc::Sender<()>,
+    /// `None` for a guard that watches nothing.
+    _watcher: Option<notify::RecommendedWatcher>,
+    stop: Option<mpsc::Sender<()>>,
+}
+
+impl WatchGuard {
+    /// A guard with nothing to stop.
+    pub fn none() -> WatchGuard {
+        WatchGuard {
+            _watcher: None,
+            stop: None,
+        }
+    }
 }
 
 impl Drop for WatchGuard {
     fn drop(&mut self) {
-        let _ = self.stop.send(());
+        if let Some(stop) = &self.stop {
+            let _ = stop.send(());
+        }
     }
 }
 
@@ -33,8 +60,8 @@ impl Drop for WatchGuard {
 pub fn watch_file(
     path: &Path,
     on_change: impl Fn(&Path) + Send + 'static,
-) -> Result<WatchGuard, String> {
-    let path = std::path::absolute(path).map_err(|e| e.to_string())?;
+) -> Result<WatchGuard, WatchError> {
+    let path = std::path::absolute(path).map_err(|e| WatchError::Path(path.into(), e))?;
     let dir = path
         .parent()
         .map(Path::to_path_buf)
@@ -50,10 +77,11 @@ pub fn watch_file(
             let _ = tx.send(());
         }
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| WatchError::Notify(path.clone(), e))?;
     watcher
         .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(|e| format!("watching {}: {e}", dir.display()))?;
+        .map_err(|e| WatchError::Notify(dir.clone(), e))?;
+    let shown = path.clone();
     std::thread::Builder::new()
         .name("switchyard-watch".into())
         .spawn(move || {
@@ -77,9 +105,9 @@ pub fn watch_file(
                 }
             }
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| WatchError::Thread(shown, e))?;
     Ok(WatchGuard {
-        _watcher: watcher,
-        stop: stop_tx,
+        _watcher: Some(watcher),
+        stop: Some(stop_tx),
     })
 }

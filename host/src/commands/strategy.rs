@@ -1,14 +1,13 @@
 //! `switchyard strategy list | check`.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
-use switchyard::strategy::{
-    Strategy, StrategyEngine, StrategyOptions, StrategySource, StrategySpec,
-};
+use switchyard::RawConfig;
+use switchyard::config::{Flags, Layered};
+use switchyard::strategy::{Strategy, StrategyEngine};
 
-use crate::flags::{CheckArgs, EngineArgs, StrategyCommand, config_bytes};
+use crate::flags::{CheckArgs, StrategyCommand};
 
 pub fn run(cmd: StrategyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -22,20 +21,34 @@ pub fn run(cmd: StrategyCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub fn engine(args: &EngineArgs) -> anyhow::Result<Arc<StrategyEngine>> {
-    let options = StrategyOptions {
-        fuel: args.fuel,
-        max_memory: args.max_memory_mib << 20,
-        ..StrategyOptions::default()
-    };
-    StrategyEngine::new(options).context("starting the strategy engine")
-}
-
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let source: StrategySource = args.strategy.parse().map_err(anyhow::Error::msg)?;
-    let config = config_bytes(&args.config).context("reading --config")?;
-    let engine = engine(&args.engine)?;
-    let spec = StrategySpec { source, config };
+    // The options `serve` would use: the file's, overridden by these flags.
+    let mut flags = RawConfig {
+        strategy: args.strategy.clone(),
+        ..RawConfig::default()
+    };
+    let mut set = vec!["strategy"];
+    if let Some(c) = &args.strategy_config {
+        flags.strategy_config = c.clone();
+        set.push("strategy_config");
+    }
+    if let Some(f) = args.fuel {
+        flags.fuel = f;
+        set.push("fuel");
+    }
+    if let Some(m) = args.strategy_memory_mib {
+        flags.strategy_memory_mib = m;
+        set.push("strategy_memory_mib");
+    }
+    let given = |k: &str| set.contains(&k);
+    let flags = Flags {
+        values: &flags,
+        given: &given,
+    };
+    let layered = Layered::load(args.config.as_deref(), &|_| None, Some(flags))?;
+    let cfg = layered.validate()?;
+    let engine = StrategyEngine::new(cfg.engine.clone()).context("starting the strategy engine")?;
+    let spec = cfg.strategy.clone();
     match Strategy::load(engine, &spec) {
         Ok(strategy) => {
             let r = strategy.status().report;
@@ -53,7 +66,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             for (n, fuel) in &r.fuel_used {
                 println!("  fuel per decision at {n:>3} candidates: {fuel}");
             }
-            println!("  fuel budget: {}", args.engine.fuel);
+            println!("  fuel budget: {}", cfg.engine.fuel);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

@@ -280,10 +280,15 @@ Upgrade-Insecure-Requests: 1\r\n\
 Sec-Fetch-Mode: navigate\r\n\
 Cache-Control: max-age=0\r\n\r\n";
         // Parsed by the listener's own code; the header table is kept for good.
-        let mut store = [httparse::EMPTY_HEADER; 16];
-        let pairs = Box::leak(Box::new([(&b""[..], &b""[..]); 16]));
-        let head =
-            crate::sniff::http1_request(RAW, &mut store, pairs).expect("the sample head parses");
+        let crate::sniff::http1::Parsed::Complete(parsed) =
+            crate::sniff::http1::parse(RAW, RAW.len())
+        else {
+            unreachable!("the sample head parses")
+        };
+        let pairs = Box::leak(Box::new(
+            [(&b""[..], &b""[..]); crate::sniff::http1::MAX_HEADERS],
+        ));
+        let head = parsed.request(RAW, pairs);
         RequestHead {
             client: Some("127.0.0.1:50000".parse().expect("literal address")),
             ..head

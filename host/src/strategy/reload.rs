@@ -7,17 +7,18 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{LoadError, LoadReport, Strategy, StrategySource, StrategySpec};
-pub use crate::watch::WatchGuard;
+pub use crate::watch::{WatchError, WatchGuard};
 
-/// Watches `strategy`'s file (it must be serving a [`StrategySource::File`])
-/// and calls `on_reload` with each outcome.
+/// Watches `strategy`'s file and calls `on_reload` with each outcome. A
+/// strategy not loaded from a file has nothing to watch: the guard then
+/// watches nothing.
 pub fn watch(
     strategy: Arc<Strategy>,
     on_reload: impl Fn(&Path, Result<LoadReport, LoadError>) + Send + 'static,
-) -> Result<WatchGuard, String> {
+) -> Result<WatchGuard, WatchError> {
     let spec = strategy.spec();
     let StrategySource::File(path) = &spec.source else {
-        return Err("only a strategy loaded from a file can be watched".into());
+        return Ok(WatchGuard::none());
     };
     crate::watch::watch_file(path, move |path| {
         let spec = StrategySpec {

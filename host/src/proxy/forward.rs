@@ -30,33 +30,78 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 
-use crate::config::Forward;
+/// How bytes are moved between client and backend once routed.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Forward {
+    /// `read`/`write` through a user-space buffer; a burst that fills the
+    /// buffer continues with `splice(2)`. The default: the cheapest of both
+    /// on small and on large messages (README, Performance).
+    #[default]
+    Auto,
+    /// `read`/`write` through a user-space buffer only.
+    Copy,
+    /// `splice(2)` through a pipe per direction only (Linux).
+    Splice,
+}
+
+/// What happened before forwarding starts: bytes already read that go first,
+/// and whether the client's side already ended (its FIN was passed on).
+/// The buffers are owned so that each goes back to the free list as soon as
+/// it is written, not when the connection ends.
+#[derive(Default)]
+pub struct Start {
+    /// Response bytes already read from the backend.
+    pub to_client: Buffer,
+    /// Client bytes read but not yet all written to the backend...
+    pub to_upstream: Buffer,
+    /// ...from this offset on.
+    pub to_upstream_from: usize,
+    /// The client half-closed and the backend was told.
+    pub client_done: bool,
+}
 
 /// User buffer per direction during a burst: big enough for a typical HTTP
 /// response in one read (HAProxy's default `bufsize` too).
-const BUF: usize = 16 * 1024;
+pub const BUF: usize = 16 * 1024;
 /// Bytes moved per splice call (a pipe's default capacity).
 const CHUNK: usize = 64 * 1024;
 
 /// Forwards both ways until both directions reached EOF, or until either
 /// fails, or until nothing moved either way for `idle` (`TimedOut`).
-/// Returns the bytes moved (client to backend, backend to client).
+/// `start` says what goes first. Returns the bytes moved (client to backend,
+/// backend to client).
 pub async fn bidirectional(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
     mode: Forward,
     idle: Option<Duration>,
+    start: Start,
 ) -> io::Result<(u64, u64)> {
-    let done = [AtomicBool::new(false), AtomicBool::new(false)];
+    let done = [AtomicBool::new(start.client_done), AtomicBool::new(false)];
     let activity = Activity::new(idle.is_some());
     let (cr, cw) = client.split();
     let (ur, uw) = upstream.split();
-    let both = async {
-        tokio::try_join!(
-            one_way(cr, uw, mode, &done, 0, &activity),
-            one_way(ur, cw, mode, &done, 1, &activity)
-        )
+    let up_first = (start.to_upstream, start.to_upstream_from);
+    let up = async {
+        if start.client_done {
+            Ok(0)
+        } else {
+            one_way(cr, uw, mode, &done, 0, &activity, up_first).await
+        }
     };
+    let down = one_way(ur, cw, mode, &done, 1, &activity, (start.to_client, 0));
+    let both = async { tokio::try_join!(up, down) };
     let Some(idle) = idle else {
         return both.await;
     };
@@ -114,8 +159,15 @@ async fn one_way(
     done: &[AtomicBool; 2],
     me: usize,
     activity: &Activity,
+    (first, from): (Buffer, usize),
 ) -> io::Result<u64> {
     let mut total = 0u64;
+    if first.len() > from {
+        dst.write_all(&first[from..]).await?;
+        activity.touch();
+        total += (first.len() - from) as u64;
+    }
+    drop(first);
     let mut pipe: Option<Pipe> = None;
     'idle: loop {
         src.as_ref().readable().await?;
@@ -222,7 +274,8 @@ async fn splice_burst(src: &TcpStream, dst: &TcpStream, pipe: &Pipe) -> io::Resu
 /// A 16 KiB vector from a small per-thread free list. A connection takes one
 /// for its head and one per direction per burst; glibc's malloc of blocks
 /// this size (beyond its per-thread cache) was 3% of a close-mode profile.
-pub(crate) struct Buffer(Vec<u8>);
+#[derive(Default)]
+pub struct Buffer(Vec<u8>);
 
 thread_local! {
     static FREE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -233,7 +286,8 @@ thread_local! {
 const FREE_MAX: usize = 256;
 
 impl Buffer {
-    pub(crate) fn take() -> Buffer {
+    /// A 16 KiB (capacity) empty buffer.
+    pub fn take() -> Buffer {
         let v = FREE
             .with(|f| f.borrow_mut().pop())
             .unwrap_or_else(|| Vec::with_capacity(BUF));
@@ -331,10 +385,9 @@ mod tests {
     async fn round_trip(mode: Forward, up: usize, down: usize) {
         let (mut client, mut proxy_c) = pair().await;
         let (mut proxy_u, mut server) = pair().await;
-        let fwd =
-            tokio::spawn(
-                async move { bidirectional(&mut proxy_c, &mut proxy_u, mode, None).await },
-            );
+        let fwd = tokio::spawn(async move {
+            bidirectional(&mut proxy_c, &mut proxy_u, mode, None, Start::default()).await
+        });
         let up_data: Vec<u8> = (0..up).map(|i| (i % 251) as u8).collect();
         let down_data: Vec<u8> = (0..down).map(|i| (i % 241) as u8).collect();
         let (ud, dd) = (up_data.clone(), down_data.clone());

@@ -1,0 +1,71 @@
+//! The few answers Switchyard writes itself, each a complete HTTP/1.1
+//! response with a short plain-text body, `Cache-Control: no-store` (an
+//! error about this moment must not be cached) and `Connection: close`.
+//! Only connections that spoke HTTP get one; anything else is just closed.
+
+use std::sync::LazyLock;
+
+use crate::error::Kind;
+
+fn response(status: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+static BAD_REQUEST: LazyLock<Vec<u8>> =
+    LazyLock::new(|| response("400 Bad Request", "malformed request head\n"));
+static TIMEOUT: LazyLock<Vec<u8>> =
+    LazyLock::new(|| response("408 Request Timeout", "request head not received in time\n"));
+static TOO_LARGE: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    response(
+        "431 Request Header Fields Too Large",
+        "request head too large\n",
+    )
+});
+static BAD_GATEWAY: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    response(
+        "502 Bad Gateway",
+        "the backend closed the connection without answering\n",
+    )
+});
+static UNAVAILABLE: LazyLock<Vec<u8>> =
+    LazyLock::new(|| response("503 Service Unavailable", "no backend available\n"));
+
+/// The answer to an HTTP client for an error of `kind`, if there is one.
+pub fn for_kind(kind: Kind) -> Option<&'static [u8]> {
+    let r: &LazyLock<Vec<u8>> = match kind {
+        Kind::HeadMalformed => &BAD_REQUEST,
+        Kind::HeadTimeout => &TIMEOUT,
+        Kind::HeadTooLarge => &TOO_LARGE,
+        Kind::ClosedBeforeResponse => &BAD_GATEWAY,
+        Kind::NoBackend | Kind::Connect | Kind::ConnectTimeout => &UNAVAILABLE,
+        _ => return None,
+    };
+    Some(r.as_slice())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_complete_uncacheable_responses() {
+        for (kind, code) in [
+            (Kind::HeadMalformed, "400"),
+            (Kind::HeadTimeout, "408"),
+            (Kind::HeadTooLarge, "431"),
+            (Kind::ClosedBeforeResponse, "502"),
+            (Kind::NoBackend, "503"),
+        ] {
+            let r = String::from_utf8(for_kind(kind).unwrap().to_vec()).unwrap();
+            assert!(r.starts_with(&format!("HTTP/1.1 {code} ")), "{r}");
+            assert!(r.contains("\r\nCache-Control: no-store\r\n"), "{r}");
+            let (head, body) = r.split_once("\r\n\r\n").unwrap();
+            assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        }
+        assert!(for_kind(Kind::ClientSilent).is_none());
+    }
+}

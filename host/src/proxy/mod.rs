@@ -1,0 +1,129 @@
+//! The request path in TCP mode, one connection at a time, in phases:
+//!
+//! 1. **sniff** ([`crate::sniff::read_head`]): the first bytes, within the
+//!    head timeout and size cap: an HTTP/1 head, the HTTP/2 preface, a TLS
+//!    ClientHello or opaque bytes. Bad heads get `408`, `431` or `400`.
+//! 2. **route** (`route.rs`): the strategy picks a backend from the head and
+//!    the live stats; a failed attempt marks that candidate failed and asks
+//!    again, up to `retries` times. Nothing to route to: `503` for HTTP.
+//! 3. **first response** (`upstream.rs`): connect, send what was read, and
+//!    let the client's further bytes flow while waiting for the backend's
+//!    first byte. A backend that closes before it counts as failed (passive
+//!    ejection), and a safe request (GET, HEAD, OPTIONS, TRACE) whose bytes
+//!    are all still held is replayed to another backend; others get `502`.
+//! 4. **forward** ([`forward`]): both directions until each side closes,
+//!    half-closes passed on, so WebSockets and other long-lived streams just
+//!    work.
+//!
+//! Every failure is an [`Error`] naming who caused it and why.
+
+mod answer;
+pub mod forward;
+pub mod proxy_v2;
+mod route;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::backends::Backends;
+use crate::error::{Error, Side};
+use crate::sniff::{self, Sniffed};
+use crate::strategy::Strategy;
+use crate::telemetry::RateLimit;
+pub use forward::{Buffer, Forward};
+
+/// How connections are proxied once sniffed.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// Backend connect timeout.
+    pub connect_timeout: Duration,
+    /// Other backends to try after a failed attempt.
+    pub retries: u32,
+    /// Send a PROXY protocol v2 header to backends.
+    pub proxy_protocol: bool,
+    /// How bytes move once routed.
+    pub forward: Forward,
+    /// Close a connection when nothing moved either way for this long.
+    pub idle_timeout: Option<Duration>,
+    /// Most bytes of a safe request held for a replay.
+    pub replay_limit: usize,
+    /// Failures in a row that eject a backend.
+    pub eject_after_failures: u32,
+}
+
+/// Everything a connection task needs, shared by all of them.
+pub struct Context {
+    /// Head limits.
+    pub sniff: sniff::Limits,
+    /// Proxy settings.
+    pub proxy: ProxyOptions,
+    /// The backend set.
+    pub backends: Arc<Backends>,
+    /// The strategy.
+    pub strategy: Arc<Strategy>,
+}
+
+/// One client connection, start to end.
+pub async fn handle(ctx: &Context, mut client: TcpStream, peer: SocketAddr) {
+    // TCP_NODELAY and SO_KEEPALIVE come from the listener (see `listener`).
+    let mut buf = Buffer::take();
+    let sniffed = match sniff::read_head(&mut client, &mut buf, &ctx.sniff).await {
+        Ok(s) => s,
+        Err(e) => return refuse(&mut client, peer, &e, true).await,
+    };
+    let http = matches!(sniffed, Sniffed::Http1(_));
+    let routed = match route::route(ctx, &mut client, &sniffed, buf, peer).await {
+        Ok(r) => r,
+        Err(e) => return refuse(&mut client, peer, &e, http).await,
+    };
+    let (mut upstream, start, _guard) = routed.into_parts();
+    let moved = forward::bidirectional(
+        &mut client,
+        &mut upstream,
+        ctx.proxy.forward,
+        ctx.proxy.idle_timeout,
+        start,
+    )
+    .await;
+    match moved {
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            tracing::debug!(client = %peer, "closed after the idle timeout");
+        }
+        Err(e) => tracing::debug!(client = %peer, error = %e, "connection ended with an error"),
+        Ok(_) => {}
+    }
+}
+
+/// Ends a connection that cannot be served: the HTTP answer for `e` when the
+/// client spoke HTTP, and a log line naming the cause.
+async fn refuse(client: &mut TcpStream, peer: SocketAddr, e: &Error, http: bool) {
+    // Clients misbehave all the time: debug. Backends failing matters, but
+    // an outage must not write a line per connection: one a second, with
+    // the count of those left out.
+    static BACKEND_ERRORS: RateLimit = RateLimit::new(1);
+    match e.side() {
+        Side::Client => {
+            tracing::debug!(client = %peer, kind = e.kind().as_str(), error = %e, "connection refused")
+        }
+        _ => {
+            if let Some(suppressed) = BACKEND_ERRORS.allow() {
+                tracing::warn!(
+                    client = %peer,
+                    kind = e.kind().as_str(),
+                    error = %e,
+                    suppressed,
+                    "connection not served"
+                );
+            }
+        }
+    }
+    if http && let Some(answer) = answer::for_kind(e.kind()) {
+        let _ = client.write_all(answer).await;
+        let _ = client.shutdown().await;
+    }
+}
