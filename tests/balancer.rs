@@ -7,21 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{Serve, TempDir, constant, eventually, exchange, get};
-
-fn worker_of(body: &str) -> (u32, u32) {
-    // "worker N (pid P)"
-    let mut it = body.split_whitespace();
-    let n = it
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("worker index");
-    let p = it
-        .nth(1)
-        .and_then(|s| s.trim_end_matches(')').parse().ok())
-        .expect("pid");
-    (n, p)
-}
+use support::{DemoWorker, Serve, TempDir, constant, eventually, exchange, get, worker_of};
 
 #[test]
 fn round_robin_spreads_over_workers_and_echoes() {
@@ -126,22 +112,6 @@ fn oversized_malformed_and_slow_heads_get_clear_errors() {
     assert_eq!(status, 408, "{text}");
     assert!(started.elapsed() < Duration::from_secs(5));
     // The balancer still serves.
-    assert_eq!(get(s.port, "/").0, 200);
-}
-
-#[test]
-fn garbage_bytes_are_routed_or_rejected_per_config() {
-    // Default: routed as opaque bytes; the demo worker (HTTP) answers 400.
-    let s = Serve::start(1, &[]);
-    let (status, _) = exchange(s.port, b"\x00\x01\x02garbage\r\n\r\n");
-    assert_eq!(
-        status, 400,
-        "the worker saw the bytes untouched and refused them"
-    );
-    drop(s);
-    let s = Serve::start(1, &["--opaque", "reject"]);
-    let (status, text) = exchange(s.port, b"\x00\x01\x02garbage\r\n\r\n");
-    assert_eq!((status, text.as_str()), (0, ""), "closed without an answer");
     assert_eq!(get(s.port, "/").0, 200);
 }
 
@@ -257,34 +227,12 @@ fn half_close_is_respected() {
     assert!(out.len() > 100_000);
 }
 
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn demo_worker(index: u32, port: u16) -> Child {
-    let c = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .arg("demo-worker")
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("SWITCHYARD_WORKER_INDEX", index.to_string())
-        .spawn()
-        .expect("demo worker");
-    eventually("the demo worker to listen", 10, || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    Child(c)
-}
-
 #[test]
 fn the_backends_file_is_watched() {
     let dir = TempDir::new("backends-file");
     let base = support::free_ports(1);
-    let _w0 = demo_worker(0, base);
-    let _w1 = demo_worker(1, base + 1);
+    let _w0 = DemoWorker::start(0, base);
+    let _w1 = DemoWorker::start(1, base + 1);
     let file = dir.0.join("backends.txt");
     std::fs::write(&file, format!("# static backends\n127.0.0.1:{base}\n")).unwrap();
     let s = Serve::start(0, &["--backends-file", file.to_str().unwrap()]);
@@ -313,18 +261,36 @@ fn a_config_file_drives_serve_and_flags_override_it() {
         "strategy = \"builtin:least-connections\"\nmax_head_bytes = 1024\n",
     )
     .unwrap();
+    let head = |n: usize| format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n", "a".repeat(n));
+    // The file alone: its strategy and its 1 KiB cap.
     let s = Serve::start(2, &["--config", file.to_str().unwrap()]);
-    s.wait_for_log("builtin:least-connections", 5);
-    let head = format!(
-        "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
-        "a".repeat(2000)
-    );
+    s.wait_for_log("strategy=builtin:least-connections", 5);
     assert_eq!(
-        exchange(s.port, head.as_bytes()).0,
+        exchange(s.port, head(2000).as_bytes()).0,
         431,
         "max_head_bytes from the file"
     );
     assert_eq!(get(s.port, "/").0, 200);
+    drop(s);
+    // A flag overrides the file's cap; the file's other keys still apply.
+    let s = Serve::start(
+        2,
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--max-head-bytes",
+            "4096",
+        ],
+    );
+    s.wait_for_log("strategy=builtin:least-connections", 5);
+    let (status, text) = exchange(
+        s.port,
+        head(2000)
+            .replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(status, 200, "the flag's 4 KiB cap: {text}");
+    assert_eq!(exchange(s.port, head(5000).as_bytes()).0, 431);
 }
 
 #[test]
@@ -346,6 +312,23 @@ fn a_second_signal_forces_an_immediate_exit() {
     );
     let (status, _) = slow.join().unwrap();
     assert_ne!(status, 200, "the slow request was cut, not finished");
+}
+
+/// `accept` with a deadline, so a broken balancer fails the test instead of
+/// hanging it.
+fn accept_within(l: &std::net::TcpListener, limit: Duration) -> TcpStream {
+    l.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + limit;
+    loop {
+        match l.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).unwrap();
+                return s;
+            }
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => panic!("no connection within {limit:?}: {e}"),
+        }
+    }
 }
 
 #[test]
@@ -374,8 +357,7 @@ fn proxy_protocol_v2_tells_the_backend_who_the_client_is() {
         let _ = c.read_to_end(&mut out);
         (local, out)
     });
-    backend.set_nonblocking(false).unwrap();
-    let (mut conn, _) = backend.accept().unwrap();
+    let mut conn = accept_within(&backend, Duration::from_secs(10));
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let mut header = [0u8; 28];
@@ -515,12 +497,11 @@ fn http_health_checks_mark_failing_backends() {
 #[test]
 fn refused_connects_are_retried_on_another_backend() {
     // Health checks off, so the strategy keeps choosing the dead backend:
-    // every connection that lands on it must be retried on the live one,
-    // whether the refusal shows on the first write (HTTP) or must be asked
-    // of the socket (opaque: nothing to send yet).
+    // every request that lands on it must be retried on the live one. (The
+    // opaque and server-first cases: tests/sniffing.rs.)
     let base = support::free_ports(1);
     let dead = base + 1;
-    let _w = demo_worker(0, base);
+    let _w = DemoWorker::start(0, base);
     let s = Serve::start(
         0,
         &[
@@ -536,19 +517,6 @@ fn refused_connects_are_retried_on_another_backend() {
         let (status, body) = get(s.port, "/");
         assert_eq!(status, 200, "{body}");
         assert_eq!(worker_of(&body).0, 0);
-    }
-    for _ in 0..6 {
-        let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        // Silent past the inspection window: routed as opaque, head empty.
-        std::thread::sleep(Duration::from_millis(50));
-        c.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
-        let mut out = String::new();
-        c.read_to_string(&mut out).unwrap();
-        assert!(
-            out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"),
-            "{out}"
-        );
     }
     s.wait_for_log("backend attempt failed", 5);
 }
@@ -675,7 +643,7 @@ fn the_open_file_limit_is_raised_and_a_short_one_is_reported() {
             Ok(())
         });
     }
-    let child = Child(cmd.spawn().unwrap());
+    let child = DemoWorker(cmd.spawn().unwrap());
     eventually("the balancer to listen", 30, || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
@@ -757,4 +725,73 @@ fn memory_stays_bounded_for_slow_readers_and_idle_connections() {
         grown < 16 * 1024,
         "grew {grown} KiB for 2000 idle connections"
     );
+}
+
+#[test]
+fn proxy_protocol_v2_over_ipv6() {
+    let backend = std::net::TcpListener::bind("[::1]:0").unwrap();
+    let addr = backend.local_addr().unwrap().to_string();
+    let s = Serve::start_on(
+        "::1",
+        0,
+        &[
+            "--backend",
+            &addr,
+            "--proxy-protocol",
+            "--health-check",
+            "none",
+        ],
+    );
+    let port = s.port;
+    let client = std::thread::spawn(move || {
+        let mut c = TcpStream::connect(("::1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let local = c.local_addr().unwrap();
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        (local, out)
+    });
+    let mut conn = accept_within(&backend, Duration::from_secs(10));
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut header = [0u8; 52];
+    conn.read_exact(&mut header).unwrap();
+    assert_eq!(&header[..12], b"\r\n\r\n\0\r\nQUIT\n");
+    assert_eq!(
+        (header[12], header[13]),
+        (0x21, 0x21),
+        "v2 PROXY over TCP/IPv6"
+    );
+    assert_eq!(u16::from_be_bytes([header[14], header[15]]), 36);
+    assert_eq!(
+        header[16..32],
+        std::net::Ipv6Addr::LOCALHOST.octets(),
+        "source"
+    );
+    assert_eq!(
+        header[32..48],
+        std::net::Ipv6Addr::LOCALHOST.octets(),
+        "destination"
+    );
+    assert_eq!(u16::from_be_bytes([header[50], header[51]]), s.port);
+    conn.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    drop(conn);
+    let (local, out) = client.join().unwrap();
+    assert!(out.starts_with(b"HTTP/1.1 204"));
+    assert_eq!(u16::from_be_bytes([header[48], header[49]]), local.port());
+}
+
+#[test]
+fn the_default_start_warns_about_nothing_and_a_piped_log_has_no_colours() {
+    let s = Serve::start(1, &[]);
+    assert_eq!(get(s.port, "/").0, 200);
+    let log = s.log.lock().unwrap().clone();
+    assert!(!log.contains('\x1b'), "ANSI escapes in a piped log:\n{log}");
+    let noisy: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    assert!(noisy.is_empty(), "{noisy:#?}");
 }

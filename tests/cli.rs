@@ -131,8 +131,9 @@ fn config_check_prints_the_effective_config_or_names_the_bad_key() {
     ]);
     assert_ne!(code, 0);
     assert!(
-        err.contains("'--health-check <HEALTH_CHECK>': expected `tcp`, `none` or `http:/path`, got `ping`")
-            && !err.contains("ok.toml:"),
+        err.contains(
+            "'--health-check <HEALTH_CHECK>': expected `tcp`, `none` or `http:/path`, got `ping`"
+        ) && !err.contains("ok.toml:"),
         "{err}"
     );
     // A flag whose value parses but makes no sense with the rest: named too.

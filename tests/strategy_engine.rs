@@ -296,3 +296,28 @@ fn a_skipped_module_is_tried_again_after_a_second() {
     assert_eq!((d.index, d.fallback), (Some(0), None), "tried again");
     assert!(!s.status().degraded);
 }
+
+#[test]
+fn fallbacks_are_logged_at_most_once_a_second_per_reason() {
+    let s = load(&wat_spec("unreachable", ""));
+    let started = std::time::Instant::now();
+    let log = support::capture_logs(|| {
+        // Fewer than the 16 in a row that open the circuit, again and again.
+        for _ in 0..10 {
+            for _ in 0..12 {
+                s.decide(&RequestHead::EMPTY, &cands(5));
+            }
+            s.decide(&RequestHead::EMPTY, &cands(4));
+        }
+    });
+    let seconds = started.elapsed().as_secs() + 1;
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("strategy fell back"))
+        .count() as u64;
+    assert!(
+        lines >= 1 && lines <= seconds,
+        "{lines} lines in {seconds} s:\n{log}"
+    );
+    assert_eq!(s.status().fallbacks, vec![(FallbackReason::Trap, 120)]);
+}

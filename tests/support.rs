@@ -95,25 +95,30 @@ impl Serve {
     /// Starts `switchyard serve` with `workers` demo workers (or the command
     /// in `args` after `--`) plus `args`, and waits until it answers.
     pub fn start(workers: u16, args: &[&str]) -> Serve {
+        Serve::start_on("127.0.0.1", workers, args)
+    }
+
+    /// The same, listening on `host`.
+    pub fn start_on(host: &str, workers: u16, args: &[&str]) -> Serve {
+        let s = Serve::spawn(host, workers, args);
+        s.wait_for_log("switchyard is serving", 30);
+        s
+    }
+
+    fn spawn(host: &str, workers: u16, args: &[&str]) -> Serve {
         use std::io::BufRead;
         let port = free_ports(workers.max(1));
         let base = port + 1;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
-        cmd.args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--log",
-            "info,switchyard=debug",
-        ])
-        .args(["--port", &port.to_string()])
-        .args(["--base-worker-port", &base.to_string()])
-        .args(["--workers", &workers.to_string()])
-        .args(args)
-        .env_remove("HOST")
-        .env_remove("PORT")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
+        cmd.args(["serve", "--host", host, "--log", "info,switchyard=debug"])
+            .args(["--port", &port.to_string()])
+            .args(["--base-worker-port", &base.to_string()])
+            .args(["--workers", &workers.to_string()])
+            .args(args)
+            .env_remove("HOST")
+            .env_remove("PORT")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("spawn switchyard");
         let log = Arc::new(std::sync::Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
@@ -128,14 +133,18 @@ impl Serve {
                 l.push('\n');
             }
         });
-        let s = Serve {
+        Serve {
             child,
             port,
             base,
             log,
-        };
-        s.wait_for_log("switchyard is serving", 30);
-        s
+        }
+    }
+
+    /// Starts it without waiting for it to serve (its workers may never be
+    /// ready).
+    pub fn start_no_wait(workers: u16, args: &[&str]) -> Serve {
+        Serve::spawn("127.0.0.1", workers, args)
     }
 
     /// Waits (bounded) until the log contains `needle`.
@@ -265,4 +274,163 @@ pub fn capture_logs(f: impl FnOnce()) -> String {
     tracing::subscriber::with_default(subscriber, f);
     let bytes = sink.0.lock().unwrap().clone();
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A backend written for one test: a loopback listener served by a thread
+/// that runs `serve` on each connection, stopped (and joined) on drop.
+pub struct FakeBackend {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// Connections accepted so far.
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeBackend {
+    /// Listens on `127.0.0.1:0` (or `bind`) and runs `serve` per connection,
+    /// each on its own thread, each socket with a 10 s read timeout.
+    pub fn start(
+        bind: &str,
+        serve: impl Fn(std::net::TcpStream) + Send + Sync + 'static,
+    ) -> FakeBackend {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind(bind).expect("bind a fake backend");
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let serve = Arc::new(serve);
+        let (stop2, accepted2) = (stop.clone(), accepted.clone());
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        accepted2.fetch_add(1, Ordering::Relaxed);
+                        s.set_nonblocking(false).unwrap();
+                        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                            .unwrap();
+                        let serve = serve.clone();
+                        std::thread::spawn(move || serve(s));
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
+            }
+        });
+        FakeBackend {
+            addr,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Echoes every byte back until the client closes.
+    pub fn echo() -> FakeBackend {
+        FakeBackend::start("127.0.0.1:0", |mut s| {
+            let mut r = s.try_clone().unwrap();
+            let _ = std::io::copy(&mut r, &mut s);
+        })
+    }
+
+    /// Accepts and closes at once, answering nothing.
+    pub fn closer() -> FakeBackend {
+        FakeBackend::start("127.0.0.1:0", drop)
+    }
+
+    /// An HTTP/1.1 server that reads each request's whole body
+    /// (`Content-Length`) before answering `got N bytes: BODY`.
+    pub fn body_reader() -> FakeBackend {
+        FakeBackend::start("127.0.0.1:0", |s| {
+            use std::io::{BufRead, Read, Write};
+            let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            loop {
+                let mut len = 0usize;
+                let mut line = String::new();
+                let mut first = true;
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" && !first {
+                        break;
+                    }
+                    first = false;
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; len];
+                if r.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let text = format!("got {len} bytes: {}", String::from_utf8_lossy(&body));
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                    text.len()
+                );
+                if w.write_all(resp.as_bytes()).is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// `host:port` for `--backend`.
+    pub fn arg(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for FakeBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A demo worker process on `port`, killed on drop.
+pub struct DemoWorker(pub std::process::Child);
+
+impl DemoWorker {
+    /// Starts `switchyard demo-worker` as worker `index` and waits (bounded)
+    /// until it listens.
+    pub fn start(index: u32, port: u16) -> DemoWorker {
+        let c = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("demo-worker")
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("SWITCHYARD_WORKER_INDEX", index.to_string())
+            .spawn()
+            .expect("demo worker");
+        eventually("the demo worker to listen", 10, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        DemoWorker(c)
+    }
+}
+
+impl Drop for DemoWorker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The worker index in a demo worker's `worker N (pid P)` answer.
+pub fn worker_of(body: &str) -> (u32, u32) {
+    let mut it = body.split_whitespace();
+    let n = it
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no worker index in {body:?}"));
+    let p = it
+        .nth(1)
+        .and_then(|s| s.trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {body:?}"));
+    (n, p)
 }

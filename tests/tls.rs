@@ -27,13 +27,14 @@ fn openssl(args: &[&str]) -> std::process::Output {
 
 /// Which backend's certificate a handshake through port `port` with `sni` saw.
 fn handshake(port: u16, sni: &str) -> Option<String> {
-    let out = openssl(&[
-        "s_client",
-        "-connect",
-        &format!("127.0.0.1:{port}"),
-        "-servername",
-        sni,
-    ]);
+    // Bounded: a handshake that never completes fails the test, not CI.
+    let out = Command::new("timeout")
+        .args(["10", "openssl", "s_client", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-servername", sni])
+        .stdin(Stdio::null())
+        .output()
+        .expect("timeout and openssl");
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .find_map(|l| {

@@ -127,6 +127,18 @@ pub struct Worker {
     pub listener: Option<std::net::TcpListener>,
 }
 
+/// How a worker's start ended.
+enum Startup {
+    /// It accepts connections.
+    Ready,
+    /// It exited first, with this status.
+    Exited(String),
+    /// It did not accept connections in time.
+    TimedOut,
+    /// The balancer is stopping.
+    Stopped,
+}
+
 /// A running worker.
 enum Running {
     Process(Child),
@@ -156,16 +168,18 @@ impl Running {
         }
     }
 
-    /// True once it accepts connections, false if it exits first or the
-    /// timeout passes.
-    async fn ready(&mut self, addr: SocketAddr, timeout: Duration) -> bool {
+    /// Waits until it accepts connections, exits, or `timeout` passes.
+    async fn startup(&mut self, addr: SocketAddr, timeout: Duration) -> Startup {
         match self {
             // Bound already: connections wait in its backlog until the task
             // accepts, so it is up from the start.
-            Running::Task(_) => true,
+            Running::Task(_) => Startup::Ready,
             Running::Process(child) => tokio::select! {
-                r = wait_ready(addr, timeout) => r,
-                _ = child.wait() => false,
+                r = wait_ready(addr, timeout) => if r { Startup::Ready } else { Startup::TimedOut },
+                s = child.wait() => Startup::Exited(match s {
+                    Ok(s) => s.to_string(),
+                    Err(e) => e.to_string(),
+                }),
             },
         }
     }
@@ -275,32 +289,35 @@ pub async fn supervise(
                 let pid = running.pid();
                 b.process_started(pid);
                 tracing::debug!(worker = index, pid, addr = %b.addr(), "worker started");
-                let ready = tokio::select! {
-                    r = running.ready(b.addr(), opts.ready_timeout) => r,
-                    _ = stop.cancelled() => false,
+                let startup = tokio::select! {
+                    r = running.startup(b.addr(), opts.ready_timeout) => r,
+                    _ = stop.cancelled() => Startup::Stopped,
                 };
-                let status = if ready {
-                    b.ready();
-                    tracing::info!(worker = index, pid, addr = %b.addr(), "worker ready");
-                    tokio::select! {
-                        s = running.exited() => Some(s),
-                        _ = stop.cancelled() => None,
+                let status = match startup {
+                    Startup::Ready => {
+                        b.ready();
+                        tracing::info!(worker = index, pid, addr = %b.addr(), "worker ready");
+                        tokio::select! {
+                            s = running.exited() => Some(s),
+                            _ = stop.cancelled() => None,
+                        }
                     }
-                } else {
-                    None
+                    Startup::Exited(s) => Some(s),
+                    Startup::TimedOut => {
+                        tracing::warn!(
+                            worker = index,
+                            pid,
+                            "worker did not become ready in time; restarting it"
+                        );
+                        running.terminate(index, Duration::ZERO, &force).await;
+                        None
+                    }
+                    Startup::Stopped => None,
                 };
                 b.exited();
                 if stop.is_cancelled() {
                     running.terminate(index, opts.stop_timeout, &force).await;
                     return;
-                }
-                if status.is_none() {
-                    tracing::warn!(
-                        worker = index,
-                        pid,
-                        "worker did not become ready; restarting it"
-                    );
-                    running.terminate(index, Duration::ZERO, &force).await;
                 }
                 status.map(|s| (pid, s))
             }

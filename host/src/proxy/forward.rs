@@ -421,4 +421,58 @@ mod tests {
             round_trip(mode, 1 << 20, 1 << 20).await;
         }
     }
+
+    #[tokio::test]
+    async fn bytes_read_before_forwarding_go_first_and_a_passed_half_close_holds() {
+        let (mut client, mut proxy_c) = pair().await;
+        let (mut proxy_u, mut server) = pair().await;
+        let mut to_client = Buffer::take();
+        to_client.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        let mut to_upstream = Buffer::take();
+        to_upstream.extend_from_slice(b"xxbody");
+        // The client already sent its FIN, and the backend was told.
+        proxy_u.shutdown().await.unwrap();
+        let start = Start {
+            to_client,
+            to_upstream,
+            to_upstream_from: 2,
+            client_done: true,
+        };
+        let fwd = tokio::spawn(async move {
+            bidirectional(&mut proxy_c, &mut proxy_u, Forward::Auto, None, start).await
+        });
+        server.write_all(b"rest").await.unwrap();
+        server.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert!(got.is_empty(), "a done client sends nothing more: {got:?}");
+        let mut down = Vec::new();
+        client.read_to_end(&mut down).await.unwrap();
+        assert_eq!(down, b"HTTP/1.1 200 OK\r\nrest");
+        let (up, down) = fwd.await.unwrap().unwrap();
+        assert_eq!((up, down), (0, 21));
+
+        // Not done: the pending client bytes go first, from their offset.
+        let (mut client, mut proxy_c) = pair().await;
+        let (mut proxy_u, mut server) = pair().await;
+        let mut to_upstream = Buffer::take();
+        to_upstream.extend_from_slice(b"xxbody");
+        let start = Start {
+            to_upstream,
+            to_upstream_from: 2,
+            ..Start::default()
+        };
+        let fwd = tokio::spawn(async move {
+            bidirectional(&mut proxy_c, &mut proxy_u, Forward::Auto, None, start).await
+        });
+        client.write_all(b"+more").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"body+more");
+        server.shutdown().await.unwrap();
+        let mut down = Vec::new();
+        client.read_to_end(&mut down).await.unwrap();
+        assert_eq!(fwd.await.unwrap().unwrap(), (9, 0));
+    }
 }

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the real third-party programs the end-to-end tests run against
+# the balancer (Debian packages): a Redis server and its client. Idempotent;
+# run by scripts/test.sh.
+set -euo pipefail
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-cli >/dev/null || need+=(redis-tools)
+command -v openssl >/dev/null || need+=(openssl)
+command -v python3 >/dev/null || need+=(python3)
+[ ${#need[@]} -eq 0 ] && exit 0
+sudo=()
+[ "$(id -u)" -ne 0 ] && sudo=(sudo)
+echo "installing test dependencies: ${need[*]}" >&2
+"${sudo[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Debian starts the packaged Redis as a service where it can; the tests run
+# their own on free ports and need none.
