@@ -1,29 +1,41 @@
 #!/usr/bin/env bash
-# End-to-end proxy benchmark: Switchyard in TCP mode (a WebAssembly strategy
-# deciding every connection) against HAProxy `mode tcp` and against hitting a
-# backend directly, following shared/reference/proxy-peers-on-this-machine.md:
-# two one-worker nginx backends, each proxy pinned to core 0 with one thread,
-# wrk and the backends on core 1, interleaved rounds, medians. The robust
-# figure is the proxy's CPU time per request (utime+stime from /proc).
+# End-to-end proxy benchmark on loopback: Switchyard in TCP mode (a
+# WebAssembly strategy deciding every connection) against HAProxy `mode tcp`
+# and nginx `stream`, each at its documented best settings, and against
+# hitting a backend directly.
 #
-#   bash benches/e2e.sh                 # 3 rounds x 10 s, c50, path /
-#   ROUNDS=5 DURATION=10 CONNS=50 URLPATH=/big bash benches/e2e.sh
-#   URLPATH=/huge bash benches/e2e.sh      # 4.9 KB /big, 256 KB /huge
-#   FORWARD=copy CLOSE=1 bash benches/e2e.sh   # forwarding mode; a connection per request
+# Method: two one-worker nginx backends; each proxy with one thread, pinned to
+# core 0; wrk and the backends on core 1. Rounds rotate the order of the
+# targets, and every target gets the same warm-up. On a 2-core machine the
+# proxies saturate it, so the figure that matters is the proxy's own CPU time
+# per request (utime+stime from /proc, over requests served), given as a ratio
+# to HAProxy's in the same round (seconds apart, so the machine's drift
+# cancels). Also: the whole machine's CPU per request, syscalls per request
+# (counted by `strace -c` over a short run: a count, not a time), and a flag
+# on every round in which processes other than the proxy, wrk and the
+# backends used CPU.
 #
-# Loopback only. Installs haproxy, nginx and wrk with apt-get if missing.
+#   bash benches/e2e.sh                         # 5 rounds x 5 s, c50, path /
+#   ROUNDS=7 DURATION=5 URLPATH=/big bash benches/e2e.sh    # 4.9 KB responses
+#   URLPATH=/huge bash benches/e2e.sh           # 256 KB responses
+#   CLOSE=1 bash benches/e2e.sh                 # a connection (and a decision) per request
+#   FORWARD=copy bash benches/e2e.sh            # Switchyard's forwarding mode
+#   BASELINE=/path/to/old/switchyard bash benches/e2e.sh   # an older build, same rounds
+#
+# Any socket error, non-2xx answer or strategy fallback aborts the run. The
+# script checks that the WebAssembly strategy made the decisions (its count,
+# logged when Switchyard stops). Loopback only. Installs haproxy, nginx (with
+# its stream module), wrk and strace with apt-get if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=${ROUNDS:-3}
-DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-5}
 CONNS=${CONNS:-50}
 URLPATH=${URLPATH:-/}
 STRATEGY=${STRATEGY:-builtin:round-robin}
-# How Switchyard moves bytes: auto (default), copy or splice.
 FORWARD=${FORWARD:-auto}
-# CLOSE=1 sends `Connection: close`: one connection, and so one strategy
-# decision, per request (keep-alive runs decide once per wrk connection).
 CLOSE=${CLOSE:-0}
+BASELINE=${BASELINE:-}
 WRK_HEADER=()
 [ "$CLOSE" = 1 ] && WRK_HEADER=(-H "Connection: close")
 WORK=$(mktemp -d /tmp/switchyard-e2e.XXXXXX)
@@ -32,9 +44,11 @@ chmod 755 "$WORK"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$WORK"; }
 trap cleanup EXIT
+fail() { echo "e2e: $*" >&2; exit 1; }
 
 need=()
 for tool in haproxy nginx wrk strace; do command -v "$tool" >/dev/null || need+=("$tool"); done
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
@@ -42,7 +56,8 @@ bash scripts/setup.sh
 cargo build --release --locked -p switchyard >/dev/null 2>&1 || cargo build --release --locked -p switchyard
 BIN=target/release/switchyard
 
-# Backends: two nginx instances, one worker each, on core 1.
+# ---- backends: two nginx instances, one worker each, on core 1 -------------
+BACKENDS=()
 head -c 100 /dev/zero | tr '\0' 'x' > "$WORK/index"
 head -c 4900 /dev/zero | tr '\0' 'y' > "$WORK/big"
 head -c 262144 /dev/zero | tr '\0' 'z' > "$WORK/huge"
@@ -69,23 +84,28 @@ http {
 }
 CONF
   taskset -c 1 nginx -c "$WORK/n$port/nginx.conf" -p "$WORK/n$port" >/dev/null 2>&1 &
-  PIDS+=($!)
+  PIDS+=($!); BACKENDS+=($!)
 done
 
+# ---- the proxies, each pinned to core 0 ------------------------------------
+# HAProxy at its documented best for TCP: splice when it pays (splice-auto),
+# and the "smart" accept and connect that save a packet each.
 cat > "$WORK/haproxy.cfg" <<CONF
 global
   nbthread 1
   maxconn 8000
 defaults
+  mode tcp
   timeout connect 5s
   timeout client 60s
   timeout server 60s
+  option splice-auto
+  option tcp-smart-accept
+  option tcp-smart-connect
 frontend f
   bind 127.0.0.1:9100
-  mode tcp
   default_backend b
 backend b
-  mode tcp
   balance roundrobin
   server b1 127.0.0.1:9001
   server b2 127.0.0.1:9002
@@ -93,103 +113,128 @@ CONF
 taskset -c 0 haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 &
 PIDS+=($!); HAPROXY=$!
 
-taskset -c 0 "$BIN" serve --threads 1 --host 127.0.0.1 --port 9200 --workers 0 \
-  --backend 127.0.0.1:9001 --backend 127.0.0.1:9002 --strategy "$STRATEGY" --forward "$FORWARD" \
-  --log warn >/dev/null 2>&1 &
-PIDS+=($!); SWITCHYARD=$!
+# nginx stream: one worker, round-robin, reuseport; it has no splice.
+mkdir -p "$WORK/stream"
+cat > "$WORK/stream/nginx.conf" <<CONF
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 1;
+daemon off;
+error_log $WORK/stream/error.log;
+pid $WORK/stream/nginx.pid;
+events { worker_connections 8192; }
+stream {
+  upstream b { server 127.0.0.1:9001; server 127.0.0.1:9002; }
+  server { listen 127.0.0.1:9300 reuseport; proxy_pass b; }
+}
+CONF
+taskset -c 0 nginx -c "$WORK/stream/nginx.conf" -p "$WORK/stream" >/dev/null 2>&1 &
+PIDS+=($!); NGINX=$!
+
+start_switchyard() { # BIN PORT LOG
+  taskset -c 0 "$1" serve --threads 1 --host 127.0.0.1 --port "$2" --workers 0 \
+    --backend 127.0.0.1:9001 --backend 127.0.0.1:9002 --strategy "$STRATEGY" \
+    --forward "$FORWARD" --log info >"$3" 2>&1 &
+  PIDS+=($!)
+}
+start_switchyard "$BIN" 9200 "$WORK/switchyard.log"; SWITCHYARD=$!
+TARGETS=(direct:9001: haproxy-tcp:9100:$HAPROXY nginx-stream:9300:$NGINX switchyard-tcp:9200:$SWITCHYARD)
+if [ -n "$BASELINE" ]; then
+  [ -x "$BASELINE" ] || fail "BASELINE=$BASELINE is not an executable"
+  start_switchyard "$BASELINE" 9201 "$WORK/baseline.log"
+  TARGETS+=(switchyard-base:9201:$!)
+fi
 sleep 1.5
 
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# ---- measuring -------------------------------------------------------------
 TICK=$(getconf CLK_TCK)
+# CPU ticks of a process and its threads and children (nginx's workers).
+proc_ticks() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
+    [ -r "/proc/$p/stat" ] && total=$((total + $(awk '{print $14+$15}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}
+backend_ticks() { local t=0 p; for p in "${BACKENDS[@]}"; do t=$((t + $(proc_ticks "$p"))); done; echo "$t"; }
+# Busy ticks of the whole machine.
+machine_ticks() { awk '/^cpu / {print $2+$3+$4+$7+$8+$9}' /proc/stat; }
 
-# run NAME PORT PID -> appends "name reqs_per_s p50 p99 us_per_req" to results
-run() {
-  local name=$1 port=$2 pid=${3:-}
-  local before=0 after=0
-  [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+# wrk_checked PORT SECONDS -> wrk's output, then a line "children U S" with
+# wrk's own CPU seconds; aborts on any socket error or non-2xx answer.
+wrk_checked() {
   local out
-  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${WRK_HEADER[@]}" "http://127.0.0.1:$port$URLPATH")
-  [ -n "$pid" ] && after=$(cpu_ticks "$pid")
-  if grep -q "Non-2xx" <<<"$out"; then
-    echo "$name: error responses on $URLPATH; not a valid run:" >&2
-    echo "$out" >&2
-    exit 1
-  fi
-  local reqs rps p50 p99 us
+  out=$( (taskset -c 1 wrk -t1 -c"$CONNS" -d"$2s" --latency "${WRK_HEADER[@]}" "http://127.0.0.1:$1$URLPATH"; times) 2>&1) \
+    || fail "wrk against :$1 failed: $out"
+  if grep -q "Non-2xx" <<<"$out"; then fail "error responses from :$1$URLPATH:
+$out"; fi
+  if grep -q "Socket errors" <<<"$out"; then fail "socket errors against :$1$URLPATH:
+$out"; fi
+  grep -q "requests in" <<<"$out" || fail "no result from wrk against :$1: $out"
+  echo "$out"
+}
+
+# run ROUND NAME PORT PID: one measured run, appended to results.
+run() {
+  local round=$1 name=$2 port=$3 pid=$4 p0=0 p1=0 b0 b1 m0 m1 out
+  [ -n "$pid" ] && p0=$(proc_ticks "$pid")
+  b0=$(backend_ticks); m0=$(machine_ticks)
+  out=$(wrk_checked "$port" "$DURATION")
+  m1=$(machine_ticks); b1=$(backend_ticks)
+  [ -n "$pid" ] && p1=$(proc_ticks "$pid")
+  local reqs rps p50 p99 wrk_cpu
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  if [ -n "$pid" ]; then
-    us=$(awk -v t=$((after - before)) -v hz="$TICK" -v r="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / r}')
-  else
-    us=-
-  fi
-  echo "$name $rps $p50 $p99 $us" >> "$WORK/results"
+  # `times`: the second line is the children's user and system time.
+  wrk_cpu=$(tail -1 <<<"$out" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); s += a[1] * 60 + a[2] } print s }')
+  echo "$round $name $rps $p50 $p99 $reqs $((p1 - p0)) $((b1 - b0)) $((m1 - m0)) $wrk_cpu $pid" >> "$WORK/results"
 }
 
-# Warm-up, then interleaved rounds.
-taskset -c 1 wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:9200$URLPATH" >/dev/null
+# Everyone gets the same warm-up.
+for t in "${TARGETS[@]}"; do
+  IFS=: read -r name port pid <<<"$t"
+  wrk_checked "$port" 2 >/dev/null
+done
+# Rounds, each in a rotated order.
+n=${#TARGETS[@]}
 for r in $(seq "$ROUNDS"); do
-  run direct 9001
-  run haproxy-tcp 9100 "$HAPROXY"
-  run switchyard-tcp 9200 "$SWITCHYARD"
+  for k in $(seq 0 $((n - 1))); do
+    IFS=: read -r name port pid <<<"${TARGETS[$(( (k + r) % n ))]}"
+    run "$r" "$name" "$port" "$pid"
+  done
 done
 
-# Syscalls per request, counted (not timed) by strace over a short run of
-# each proxy: the deterministic side of the CPU figure.
-syscalls() {
-  local pid=$1 port=$2 out reqs
-  strace -c -f -p "$pid" -o "$WORK/strace.$port" 2>/dev/null &
-  local sp=$!
+# Syscalls per request, counted by strace over a short run of each proxy.
+syscalls() { # NAME PORT PID
+  local sp out reqs
+  strace -c -f -p "$3" -o "$WORK/strace.$2" 2>/dev/null &
+  sp=$!
   sleep 0.5
-  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d3s "${WRK_HEADER[@]}" "http://127.0.0.1:$port$URLPATH")
+  out=$(wrk_checked "$2" 3)
   sleep 0.3
   kill -INT "$sp" 2>/dev/null; wait "$sp" 2>/dev/null || true
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-  # Total calls over requests; HAProxy's clock_gettime counts (it is a real
-  # syscall for its clock), the vDSO calls of others do not show at all.
-  awk -v r="$reqs" '$NF == "total" {printf "%.1f", $(NF-2) / r}' "$WORK/strace.$port"
+  echo "syscalls $1 $reqs $WORK/strace.$2" >> "$WORK/results"
 }
-if command -v strace >/dev/null; then
-  echo "syscalls haproxy-tcp $(syscalls "$HAPROXY" 9100)" >> "$WORK/results"
-  echo "syscalls switchyard-tcp $(syscalls "$SWITCHYARD" 9200)" >> "$WORK/results"
-fi
+for t in "${TARGETS[@]}"; do
+  IFS=: read -r name port pid <<<"$t"
+  [ -n "$pid" ] && syscalls "$name" "$port" "$pid"
+done
+
+# Did the WebAssembly strategy decide? Switchyard logs its counts when it stops.
+kill -TERM "$SWITCHYARD"
+for _ in $(seq 50); do kill -0 "$SWITCHYARD" 2>/dev/null || break; sleep 0.1; done
+stopped=$(grep "switchyard stopped" "$WORK/switchyard.log" || true)
+decisions=$(sed -n 's/.*wasm_decisions=\([0-9]*\).*/\1/p' <<<"$stopped")
+fallbacks=$(sed -n 's/.*fallbacks=\([0-9]*\).*/\1/p' <<<"$stopped")
+[ -n "$decisions" ] || fail "Switchyard did not report its decisions:
+$(cat "$WORK/switchyard.log")"
+[ "$decisions" -gt 0 ] || fail "the strategy made no decision"
+[ "$fallbacks" = 0 ] || fail "$fallbacks decisions fell back to the native strategy"
+echo "decisions $decisions $fallbacks" >> "$WORK/results"
 
 cp "$WORK/results" "${RESULTS:-/tmp/switchyard-e2e-results.txt}"
-echo "path $URLPATH, c$CONNS, close=$CLOSE, forward=$FORWARD, ${DURATION}s x $ROUNDS rounds, strategy $STRATEGY (medians)"
+echo "path $URLPATH, c$CONNS, close=$CLOSE, forward=$FORWARD, ${DURATION}s x $ROUNDS rounds (order rotated), strategy $STRATEGY; medians"
 echo
-python3 - "$WORK/results" <<'PY'
-import statistics, sys
-lines = [l.split() for l in open(sys.argv[1]) if l.strip()]
-rows = [l for l in lines if l[0] != "syscalls"]
-sysc = {l[1]: l[2] for l in lines if l[0] == "syscalls" and len(l) > 2}
-def med(xs):
-    return statistics.median(xs) if xs else None
-direct = med([float(r[1]) for r in rows if r[0] == "direct"])
-# CPU per request against HAProxy, round by round: the two ran seconds
-# apart, so the ratio cancels most of this machine's drift between rounds.
-ha = [float(r[4]) for r in rows if r[0] == "haproxy-tcp"]
-def vs_haproxy(name):
-    if name == "direct":
-        return "-"
-    if name == "haproxy-tcp":
-        return "1.00x"
-    mine = [float(r[4]) for r in rows if r[0] == name]
-    if not ha or not mine:
-        return "-"
-    ratios = sorted(m / h for m, h in zip(mine, ha))
-    return f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
-print("| target | req/s | vs direct | p50 | p99 | proxy CPU per request | CPU vs HAProxy, per round | syscalls per request |")
-print("|---|---|---|---|---|---|---|---|")
-for name in ["direct", "haproxy-tcp", "switchyard-tcp"]:
-    rs = [r for r in rows if r[0] == name]
-    if not rs:
-        continue
-    # Latencies from the round with the median throughput.
-    rs.sort(key=lambda r: float(r[1]))
-    mid = rs[(len(rs) - 1) // 2]
-    cpu = med([float(r[4]) for r in rs if r[4] != "-"])
-    cpu_s = "-" if cpu is None else f"{cpu:.1f} us"
-    print(f"| {name} | {float(mid[1]):.0f} | {float(mid[1]) / direct:.2f}x | {mid[2]} | {mid[3]} | {cpu_s} | {vs_haproxy(name)} | {sysc.get(name, '-')} |")
-PY
+python3 benches/e2e_report.py "$WORK/results" "$TICK" "$DURATION"

@@ -1,8 +1,9 @@
-//! Reads `builtins.list` and writes `$OUT_DIR/builtins.rs`: a module per
-//! built-in (its file in `src/`), the `BuiltinKind` and `Builtin` enums that
-//! run any of them natively, and the `BUILTINS` table. `host/build.rs` reads
-//! the same list to build the WebAssembly modules, so one line here is all a
-//! new built-in needs besides its file.
+//! Reads `builtins.list` and writes `$OUT_DIR/builtins.rs`: one call of the
+//! `builtins!` macro (lib.rs) with a line per built-in, which declares its
+//! module and makes the `BuiltinKind` and `Builtin` enums that run any of
+//! them natively. `host/build.rs` reads the same list to build the
+//! WebAssembly modules, so one line there is all a new built-in needs besides
+//! its file.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -42,7 +43,9 @@ fn main() {
     let list = dir.join("builtins.list");
     println!("cargo:rerun-if-changed={}", list.display());
     let entries = parse(&fs::read_to_string(&list).expect("strategies/builtins.list"));
-    let mut out = String::new();
+    // One macro call; `builtins!` in lib.rs turns it into the modules and
+    // the enums.
+    let mut out = String::from("builtins! {\n");
     for e in &entries {
         let file = dir.join("src").join(format!("{}.rs", e.module));
         assert!(
@@ -52,84 +55,16 @@ fn main() {
         );
         writeln!(
             out,
-            "#[path = {:?}]\npub mod {};",
-            file.display().to_string(),
-            e.module
-        )
-        .unwrap();
-    }
-    out.push_str(
-        "/// Every built-in strategy, in `strategy list` order.\n\
-         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]\n\
-         pub enum BuiltinKind {\n",
-    );
-    for e in &entries {
-        writeln!(out, "    /// `{}`: {}\n    {},", e.name, e.about, e.ty).unwrap();
-    }
-    out.push_str("}\n\nimpl BuiltinKind {\n    /// Every built-in, in list order.\n    pub const ALL: &'static [BuiltinKind] = &[");
-    for e in &entries {
-        write!(out, "BuiltinKind::{}, ", e.ty).unwrap();
-    }
-    out.push_str("];\n\n    /// Its name, as in `builtin:NAME`.\n    pub const fn name(self) -> &'static str {\n        match self {\n");
-    for e in &entries {
-        writeln!(out, "            BuiltinKind::{} => {:?},", e.ty, e.name).unwrap();
-    }
-    out.push_str("        }\n    }\n\n    /// One line on what it does.\n    pub const fn about(self) -> &'static str {\n        match self {\n");
-    for e in &entries {
-        writeln!(out, "            BuiltinKind::{} => {:?},", e.ty, e.about).unwrap();
-    }
-    out.push_str("        }\n    }\n\n    /// A fresh instance with its default configuration.\n    pub fn instantiate(self) -> Builtin {\n        match self {\n");
-    for e in &entries {
-        writeln!(
-            out,
-            "            BuiltinKind::{t} => Builtin::{t}(<{m}::{t} as Default>::default()),",
-            t = e.ty,
-            m = e.module
-        )
-        .unwrap();
-    }
-    out.push_str("        }\n    }\n}\n\n/// Any built-in, run natively (the host's fallback, tests, benchmarks).\n\
-         /// Sized as its largest variant: there is no allocator to box with, and\n\
-         /// instances live in statics and thread-locals, never on a hot stack.\n\
-         #[allow(clippy::large_enum_variant)]\npub enum Builtin {\n");
-    for e in &entries {
-        writeln!(
-            out,
-            "    /// `{}`.\n    {t}({m}::{t}),",
+            "    {:?} {} {} {:?} {:?};",
             e.name,
-            t = e.ty,
-            m = e.module
+            e.module,
+            e.ty,
+            file.display().to_string(),
+            e.about
         )
         .unwrap();
     }
-    out.push_str("}\n\nimpl Builtin {\n    /// Which built-in this is.\n    pub fn kind(&self) -> BuiltinKind {\n        match self {\n");
-    for e in &entries {
-        writeln!(
-            out,
-            "            Builtin::{t}(_) => BuiltinKind::{t},",
-            t = e.ty
-        )
-        .unwrap();
-    }
-    out.push_str("        }\n    }\n}\n\nimpl Default for Builtin {\n    fn default() -> Self {\n        BuiltinKind::ALL[0].instantiate()\n    }\n}\n\nimpl Strategy for Builtin {\n    fn configure(&mut self, config: &[u8]) -> Result<(), i32> {\n        match self {\n");
-    for e in &entries {
-        writeln!(
-            out,
-            "            Builtin::{t}(s) => s.configure(config),",
-            t = e.ty
-        )
-        .unwrap();
-    }
-    out.push_str("        }\n    }\n\n    fn decide(&mut self, input: &Input<'_>) -> Option<usize> {\n        match self {\n");
-    for e in &entries {
-        writeln!(
-            out,
-            "            Builtin::{t}(s) => s.decide(input),",
-            t = e.ty
-        )
-        .unwrap();
-    }
-    out.push_str("        }\n    }\n}\n");
+    out.push_str("}\n");
     fs::write(
         PathBuf::from(env::var("OUT_DIR").unwrap()).join("builtins.rs"),
         out,

@@ -71,8 +71,21 @@ pub struct Serve {
 }
 
 /// `n + 1` consecutive free loopback ports (balancer, then workers).
+///
+/// Taken below the kernel's ephemeral range, so that no client socket of a
+/// test running alongside can be given one of them between this check and
+/// the bind, and never handed out twice by one test process.
 pub fn free_ports(n: u16) -> u16 {
     use std::net::TcpListener;
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (low, span) = (
+        10_000u16,
+        ephemeral_low.saturating_sub(10_000 + n + 1).max(1000),
+    );
     for attempt in 0..200u32 {
         let seed = (std::process::id() as u64).wrapping_mul(2_654_435_761)
             ^ (attempt as u64).wrapping_mul(40_503)
@@ -80,11 +93,16 @@ pub fn free_ports(n: u16) -> u16 {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.subsec_nanos() as u64)
                 .unwrap_or(0);
-        let base = 20_000 + (seed % 30_000) as u16;
+        let base = low + (seed % span as u64) as u16;
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if (0..=n).any(|k| given.contains(&(base + k))) {
+            continue;
+        }
         let held: Vec<_> = (0..=n)
             .map_while(|k| TcpListener::bind(("127.0.0.1", base + k)).ok())
             .collect();
         if held.len() == n as usize + 1 {
+            given.extend(base..=base + n);
             return base;
         }
     }

@@ -16,7 +16,88 @@ use switchyard_guest::{Input, Strategy};
 
 mod config;
 
+/// Declares each built-in's module and the enums over all of them; called
+/// once, by the file `build.rs` writes from `builtins.list`.
+macro_rules! builtins {
+    ($($name:literal $module:ident $ty:ident $file:literal $about:literal;)*) => {
+        $(
+            #[path = $file]
+            pub mod $module;
+        )*
+
+        /// Every built-in strategy, in `strategy list` order.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum BuiltinKind {
+            $(#[doc = $about] $ty,)*
+        }
+
+        impl BuiltinKind {
+            /// Every built-in, in list order.
+            pub const ALL: &'static [BuiltinKind] = &[$(BuiltinKind::$ty,)*];
+
+            /// Its name, as in `builtin:NAME`.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(BuiltinKind::$ty => $name,)*
+                }
+            }
+
+            /// One line on what it does.
+            pub const fn about(self) -> &'static str {
+                match self {
+                    $(BuiltinKind::$ty => $about,)*
+                }
+            }
+
+            /// A fresh instance with its default configuration.
+            pub fn instantiate(self) -> Builtin {
+                match self {
+                    $(BuiltinKind::$ty => Builtin::$ty(<$module::$ty as Default>::default()),)*
+                }
+            }
+        }
+
+        /// Any built-in, run natively (the host's fallback, tests,
+        /// benchmarks). Sized as its largest variant: there is no allocator
+        /// to box with, and instances live in statics and thread-locals,
+        /// never on a hot stack.
+        #[allow(clippy::large_enum_variant)]
+        pub enum Builtin {
+            $(#[doc = $name] $ty($module::$ty),)*
+        }
+
+        impl Builtin {
+            /// Which built-in this is.
+            pub fn kind(&self) -> BuiltinKind {
+                match self {
+                    $(Builtin::$ty(_) => BuiltinKind::$ty,)*
+                }
+            }
+        }
+
+        impl Strategy for Builtin {
+            fn configure(&mut self, config: &[u8]) -> Result<(), i32> {
+                match self {
+                    $(Builtin::$ty(s) => s.configure(config),)*
+                }
+            }
+
+            fn decide(&mut self, input: &Input<'_>) -> Option<usize> {
+                match self {
+                    $(Builtin::$ty(s) => s.decide(input),)*
+                }
+            }
+        }
+    };
+}
+
 include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
+
+impl Default for Builtin {
+    fn default() -> Self {
+        BuiltinKind::ALL[0].instantiate()
+    }
+}
 
 /// Name and one-line description of every built-in, in `strategy list` order.
 pub const BUILTINS: &[(&str, &str)] = &{

@@ -11,7 +11,7 @@ use super::Backends;
 
 /// Samples every worker's CPU and RSS each `interval` until `stop`.
 pub async fn run(backends: Arc<Backends>, interval: Duration, stop: CancellationToken) {
-    let sys = std::sync::Mutex::new(System::new());
+    let mut sys = System::new();
     crate::shutdown::every(interval, &stop, || {
         let list = backends.load();
         let pids: Vec<Pid> = list
@@ -21,8 +21,6 @@ pub async fn run(backends: Arc<Backends>, interval: Duration, stop: Cancellation
             .map(Pid::from_u32)
             .collect();
         if !pids.is_empty() {
-            // Only this task uses it; the lock is never contended.
-            let mut sys = sys.lock().unwrap_or_else(|e| e.into_inner());
             sys.refresh_processes_specifics(
                 ProcessesToUpdate::Some(&pids),
                 true,
