@@ -124,13 +124,10 @@ impl<'a> Input<'a> {
             .ok_or(InputError::BadCandidateTable)?;
         let candidates = buf.get(start..end).ok_or(InputError::BadCandidateTable)?;
         let request = u32_at(buf, H_REQUEST_OFFSET) as usize;
-        let failed_count = u32_at(buf, request + R_FAILED_COUNT) as usize;
+        // As `Request::failed_count`: the entries that lie inside the buffer.
+        let failed_n = Request { buf, base: request }.failed_count();
         let failed_at = u32_at(buf, request + R_FAILED_OFFSET) as usize;
-        let failed = failed_count
-            .checked_mul(4)
-            .and_then(|n| n.checked_add(failed_at))
-            .and_then(|end| buf.get(failed_at..end))
-            .unwrap_or(&[]);
+        let failed = buf.get(failed_at..failed_at + 4 * failed_n).unwrap_or(&[]);
         Ok(Input {
             buf,
             candidates,
@@ -266,9 +263,13 @@ impl<'a> Request<'a> {
         u16_at(self.buf, self.base + R_CLIENT_PORT)
     }
 
-    /// Number of headers.
+    /// Number of headers: as many as the header says, but never more than
+    /// its table holds inside the buffer, so a hostile count cannot make a
+    /// walk over the headers run for billions of steps.
     pub fn header_count(&self) -> usize {
-        u32_at(self.buf, self.base + R_HEADER_COUNT) as usize
+        let count = u32_at(self.buf, self.base + R_HEADER_COUNT) as usize;
+        let at = u32_at(self.buf, self.base + R_HEADERS_OFFSET) as usize;
+        count.min(self.buf.len().saturating_sub(at) / HEADER_ENTRY_LEN)
     }
 
     /// Header `i` as `(lower-case name, value)`.
@@ -304,12 +305,16 @@ impl<'a> Request<'a> {
             .find_map(|(_, v)| find_cookie(v, name))
     }
 
-    /// Number of candidates that already failed for this request.
+    /// Number of candidates that already failed for this request (never
+    /// more than the failed table holds inside the buffer).
     pub fn failed_count(&self) -> usize {
-        u32_at(self.buf, self.base + R_FAILED_COUNT) as usize
+        let count = u32_at(self.buf, self.base + R_FAILED_COUNT) as usize;
+        let at = u32_at(self.buf, self.base + R_FAILED_OFFSET) as usize;
+        count.min(self.buf.len().saturating_sub(at) / 4)
     }
 
-    /// True if candidate `i` already failed for this request.
+    /// True if candidate `i` already failed for this request; the same
+    /// answer as [`Input::has_failed`], which is faster.
     #[inline]
     pub fn has_failed(&self, i: usize) -> bool {
         let n = self.failed_count();
@@ -461,5 +466,57 @@ impl Candidate<'_> {
     #[inline]
     pub fn rss_bytes(&self) -> u64 {
         rec_u64(self.rec, C_RSS_BYTES)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::{CandidateStats, Meta, RequestHead, encode, encoded_len};
+
+    fn input_with(headers: &[(&[u8], &[u8])], failed: &[u32]) -> [u8; 4096] {
+        let req = RequestHead {
+            headers,
+            failed,
+            ..RequestHead::EMPTY
+        };
+        let cands = [CandidateStats::healthy(0), CandidateStats::healthy(1)];
+        let mut buf = [0u8; 4096];
+        assert!(encoded_len(&req, 2) <= buf.len());
+        encode(&mut buf, &Meta::default(), &req, &cands);
+        buf
+    }
+
+    #[test]
+    fn hostile_counts_are_clamped_to_what_the_buffer_holds() {
+        let mut buf = input_with(&[(b"a", b"1")], &[1]);
+        let req = u32_at(&buf, H_REQUEST_OFFSET) as usize;
+        buf[req + R_HEADER_COUNT..req + R_HEADER_COUNT + 4]
+            .copy_from_slice(&u32::MAX.to_le_bytes());
+        buf[req + R_FAILED_COUNT..req + R_FAILED_COUNT + 4]
+            .copy_from_slice(&u32::MAX.to_le_bytes());
+        let total = u32_at(&buf, H_TOTAL_LEN) as usize;
+        let input = Input::parse(&buf[..total]).unwrap();
+        let r = input.request();
+        assert!(r.header_count() <= total / HEADER_ENTRY_LEN);
+        assert!(r.failed_count() <= total / 4);
+        // Walks end at once; the answers of the two failed views agree.
+        assert!(r.headers().count() <= total / HEADER_ENTRY_LEN);
+        for i in 0..2 {
+            assert_eq!(r.has_failed(i), input.has_failed(i), "candidate {i}");
+        }
+    }
+
+    #[test]
+    fn a_failed_table_outside_the_buffer_fails_nobody() {
+        let mut buf = input_with(&[], &[0]);
+        let req = u32_at(&buf, H_REQUEST_OFFSET) as usize;
+        buf[req + R_FAILED_OFFSET..req + R_FAILED_OFFSET + 4]
+            .copy_from_slice(&0xFFFF_0000u32.to_le_bytes());
+        let total = u32_at(&buf, H_TOTAL_LEN) as usize;
+        let input = Input::parse(&buf[..total]).unwrap();
+        assert_eq!(input.request().failed_count(), 0);
+        assert!(!input.request().has_failed(0) && !input.has_failed(0));
+        assert!(input.eligible(0));
     }
 }
