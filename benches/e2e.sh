@@ -12,8 +12,9 @@
 # to HAProxy's in the same round (seconds apart, so the machine's drift
 # cancels). Also: the whole machine's CPU per request, syscalls per request
 # (counted by `strace -c` over a short run: a count, not a time), and a flag
-# on every round in which processes other than the proxy, wrk and the
-# backends used CPU.
+# on every round in which other user-space processes used CPU (more than a
+# twentieth of a core); flagged rounds are left out when three clean ones
+# remain.
 #
 #   bash benches/e2e.sh                         # 5 rounds x 5 s, c50, path /
 #   ROUNDS=7 DURATION=5 URLPATH=/big bash benches/e2e.sh    # 4.9 KB responses
@@ -42,7 +43,11 @@ WORK=$(mktemp -d /tmp/switchyard-e2e.XXXXXX)
 # nginx workers run as an unprivileged user: they must be able to read the files.
 chmod 755 "$WORK"
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$WORK"; }
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.3
+  if [ -n "${KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
 trap cleanup EXIT
 fail() { echo "e2e: $*" >&2; exit 1; }
 
@@ -93,7 +98,7 @@ done
 cat > "$WORK/haproxy.cfg" <<CONF
 global
   nbthread 1
-  maxconn 8000
+  maxconn 4000
 defaults
   mode tcp
   timeout connect 5s
@@ -156,14 +161,15 @@ proc_ticks() {
   echo "$total"
 }
 backend_ticks() { local t=0 p; for p in "${BACKENDS[@]}"; do t=$((t + $(proc_ticks "$p"))); done; echo "$t"; }
-# Busy ticks of the whole machine.
-machine_ticks() { awk '/^cpu / {print $2+$3+$4+$7+$8+$9}' /proc/stat; }
+# Busy ticks of the whole machine: user, nice, system, irq, softirq (not
+# idle, iowait, or steal: time the hypervisor gave to someone else).
+machine_ticks() { awk '/^cpu / {print $2+$3+$4+$7+$8}' /proc/stat; }
 
-# wrk_checked PORT SECONDS -> wrk's output, then a line "children U S" with
-# wrk's own CPU seconds; aborts on any socket error or non-2xx answer.
+# wrk_checked PORT SECONDS -> wrk's output; aborts on any socket error or
+# non-2xx answer.
 wrk_checked() {
   local out
-  out=$( (taskset -c 1 wrk -t1 -c"$CONNS" -d"$2s" --latency "${WRK_HEADER[@]}" "http://127.0.0.1:$1$URLPATH"; times) 2>&1) \
+  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$2s" --latency "${WRK_HEADER[@]}" "http://127.0.0.1:$1$URLPATH" 2>&1) \
     || fail "wrk against :$1 failed: $out"
   if grep -q "Non-2xx" <<<"$out"; then fail "error responses from :$1$URLPATH:
 $out"; fi
@@ -173,22 +179,31 @@ $out"; fi
   echo "$out"
 }
 
+# Processes whose CPU is the benchmark's own: the proxies, the backends,
+# their children, this script.
+known_pids() {
+  local p
+  for p in "${PIDS[@]}" $$; do echo "$p"; pgrep -P "$p" 2>/dev/null || true; done
+}
+
 # run ROUND NAME PORT PID: one measured run, appended to results.
 run() {
   local round=$1 name=$2 port=$3 pid=$4 p0=0 p1=0 b0 b1 m0 m1 out
+  python3 benches/e2e_report.py --snapshot > "$WORK/snap0"
   [ -n "$pid" ] && p0=$(proc_ticks "$pid")
   b0=$(backend_ticks); m0=$(machine_ticks)
   out=$(wrk_checked "$port" "$DURATION")
   m1=$(machine_ticks); b1=$(backend_ticks)
   [ -n "$pid" ] && p1=$(proc_ticks "$pid")
-  local reqs rps p50 p99 wrk_cpu
+  python3 benches/e2e_report.py --snapshot > "$WORK/snap1"
+  local reqs rps p50 p99 other
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  # `times`: the second line is the children's user and system time.
-  wrk_cpu=$(tail -1 <<<"$out" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); s += a[1] * 60 + a[2] } print s }')
-  echo "$round $name $rps $p50 $p99 $reqs $((p1 - p0)) $((b1 - b0)) $((m1 - m0)) $wrk_cpu $pid" >> "$WORK/results"
+  # shellcheck disable=SC2046 # one pid per word
+  other=$(python3 benches/e2e_report.py --other "$WORK/snap0" "$WORK/snap1" $(known_pids))
+  echo "$round $name $rps $p50 $p99 $reqs $((p1 - p0)) $((b1 - b0)) $((m1 - m0)) $other $pid" >> "$WORK/results"
 }
 
 # Everyone gets the same warm-up.
@@ -207,15 +222,17 @@ done
 
 # Syscalls per request, counted by strace over a short run of each proxy.
 syscalls() { # NAME PORT PID
-  local sp out reqs
-  strace -c -f -p "$3" -o "$WORK/strace.$2" 2>/dev/null &
+  local sp out reqs attach=() p
+  # The process and its children (nginx's worker does the work).
+  for p in "$3" $(pgrep -P "$3" 2>/dev/null || true); do attach+=(-p "$p"); done
+  strace -c -f "${attach[@]}" -o "$WORK/strace.$2" 2>"$WORK/strace.$2.err" &
   sp=$!
   sleep 0.5
   out=$(wrk_checked "$2" 3)
   sleep 0.3
   kill -INT "$sp" 2>/dev/null; wait "$sp" 2>/dev/null || true
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-  echo "syscalls $1 $reqs $WORK/strace.$2" >> "$WORK/results"
+  echo "syscalls $1 $reqs $(python3 benches/e2e_report.py --strace-total "$WORK/strace.$2")" >> "$WORK/results"
 }
 for t in "${TARGETS[@]}"; do
   IFS=: read -r name port pid <<<"$t"

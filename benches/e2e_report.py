@@ -2,10 +2,64 @@
 """The tables of benches/e2e.sh, from its results file.
 
 Lines: `ROUND NAME RPS P50 P99 REQUESTS PROXY_TICKS BACKEND_TICKS MACHINE_TICKS
-WRK_CPU_S PID`, `syscalls NAME REQUESTS STRACE_FILE`, `decisions N FALLBACKS`.
+OTHER_TICKS PID`, `syscalls NAME REQUESTS CALLS`, `decisions N FALLBACKS`.
+
+`e2e_report.py --strace-total FILE` prints the total calls of a `strace -c`
+summary instead.
 """
+import re
 import statistics
 import sys
+
+
+def strace_total(f):
+    """Total syscalls from `strace -c`, read by column position: the columns
+    are right-aligned, so the count is the token that ends where the header's
+    "calls" ends. (Counting fields from the end reads microseconds per call
+    when the errors column is empty.)"""
+    lines = open(f).read().splitlines()
+    header = next(l for l in lines if re.search(r"\bcalls\b", l))
+    end = re.search(r"\bcalls\b", header).end()
+    total = next(l for l in lines if l.split() and l.split()[-1] == "total")
+    return int(next(m.group() for m in re.finditer(r"\S+", total) if m.end() == end))
+
+
+def snapshot():
+    """CPU ticks of every user-space process: `pid ticks` lines. Kernel
+    threads are left out: the network's softirq work of the benchmark itself
+    runs there, and it is not somebody else's load."""
+    import os
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            continue
+        f = stat[stat.rindex(")") + 2:].split()
+        if int(f[6]) & 0x00200000:  # PF_KTHREAD
+            continue
+        print(pid, int(f[11]) + int(f[12]))
+
+
+def other_ticks(before, after, known):
+    """Ticks used between two snapshots by processes not in `known`."""
+    old = dict(l.split() for l in open(before))
+    total = 0
+    for line in open(after):
+        pid, ticks = line.split()
+        if pid not in known:
+            total += int(ticks) - int(old.get(pid, ticks))
+    return total
+
+
+if sys.argv[1] == "--strace-total":
+    print(strace_total(sys.argv[2]))
+    sys.exit(0)
+if sys.argv[1] == "--snapshot":
+    snapshot()
+    sys.exit(0)
+if sys.argv[1] == "--other":
+    print(other_ticks(sys.argv[2], sys.argv[3], set(sys.argv[4:])))
+    sys.exit(0)
 
 path, tick, duration = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 runs, syscalls, decisions = [], {}, None
@@ -14,24 +68,25 @@ for line in open(path):
     if not f:
         continue
     if f[0] == "syscalls":
-        syscalls[f[1]] = (int(f[2]), f[3])
+        syscalls[f[1]] = (int(f[2]), int(f[3]))
     elif f[0] == "decisions":
         decisions = (int(f[1]), int(f[2]))
     else:
         r = dict(zip(["round", "name", "rps", "p50", "p99", "reqs", "proxy", "backends",
-                      "machine", "wrk"], f))
-        for k in ["rps", "reqs", "proxy", "backends", "machine", "wrk"]:
+                      "machine", "other"], f))
+        for k in ["rps", "reqs", "proxy", "backends", "machine", "other"]:
             r[k] = float(r[k])
         r["proxy_us"] = r["proxy"] / tick / r["reqs"] * 1e6
         r["machine_us"] = r["machine"] / tick / r["reqs"] * 1e6
-        # CPU used by anything but the proxy, wrk and the backends, as a
-        # share of one core over the run: other load on a shared machine.
-        other = r["machine"] / tick - (r["proxy"] + r["backends"]) / tick - r["wrk"]
-        r["other"] = max(other, 0.0) / duration
+        # User-space CPU of processes other than the proxy, the backends and
+        # this script, as a share of one core over the run: other load.
+        r["other"] = max(r["other"], 0.0) / tick / duration
         runs.append(r)
 
-FLAG = 0.10  # more than a tenth of a core busy elsewhere
-names = list(dict.fromkeys(r["name"] for r in runs))
+FLAG = 0.05  # more than a twentieth of a core used by other processes
+ORDER = ["direct", "haproxy-tcp", "nginx-stream", "switchyard-tcp", "switchyard-base"]
+names = sorted(dict.fromkeys(r["name"] for r in runs),
+               key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
 rounds = sorted({r["round"] for r in runs}, key=int)
 flagged = {r["round"] for r in runs if r["other"] > FLAG}
 clean = [x for x in rounds if x not in flagged]
@@ -43,16 +98,10 @@ def by(name, rnd):
 
 
 def calls(name):
-    """Total syscalls from `strace -c`, read by column name: when the errors
-    column is empty, counting fields from the end would read microseconds."""
     if name not in syscalls:
         return None
-    reqs, f = syscalls[name]
-    lines = open(f).read().splitlines()
-    header = next(l for l in lines if "calls" in l.split())
-    col = header.split().index("calls")
-    total = next(l for l in lines if l.split() and l.split()[-1] == "total")
-    return int(total.split()[col]) / reqs
+    reqs, total = syscalls[name]
+    return total / reqs
 
 
 def per_round_ratio(name, ref):
@@ -63,13 +112,19 @@ def per_round_ratio(name, ref):
     return f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
 
 
-direct = statistics.median(by("direct", x)["rps"] for x in use if by("direct", x))
+def middle(name):
+    """The run with the median throughput (the lower one of an even count),
+    whose latencies the table shows."""
+    rs = sorted((by(name, x) for x in use if by(name, x)), key=lambda r: r["rps"])
+    return rs, rs[(len(rs) - 1) // 2]
+
+
+direct = middle("direct")[1]["rps"]
 print("| target | req/s | vs direct | p50 | p99 | proxy CPU per request | "
       "CPU vs HAProxy, per round | machine CPU per request | syscalls per request |")
 print("|---|---|---|---|---|---|---|---|---|")
 for name in names:
-    rs = sorted((by(name, x) for x in use if by(name, x)), key=lambda r: r["rps"])
-    mid = rs[(len(rs) - 1) // 2]
+    rs, mid = middle(name)
     if name == "direct":
         cpu, ratio = "-", "-"
     else:
@@ -84,9 +139,8 @@ print()
 if "switchyard-base" in names:
     print(f"switchyard-tcp vs switchyard-base (BASELINE), CPU per request, per round: "
           f"{per_round_ratio('switchyard-tcp', 'switchyard-base')}")
-busy = ", ".join(f"round {x}: {max(r['other'] for r in runs if r['round'] == x):.2f}"
-                 for x in rounds)
-print(f"Other load (cores busy besides proxy, wrk and backends): {busy}.")
+busy = ", ".join(f"{max(r['other'] for r in runs if r['round'] == x):.2f}" for x in rounds)
+print(f"Other processes' load per round (cores): {busy}.")
 if flagged:
     how = "left out" if use == clean else "kept: fewer than 3 clean rounds"
     print(f"Flagged (over {FLAG} of a core): rounds {', '.join(sorted(flagged, key=int))} ({how}).")

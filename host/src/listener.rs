@@ -164,10 +164,14 @@ async fn accept_loop(listener: TcpListener, s: Arc<Serving>) {
             Ok((socket, peer)) => {
                 backoff = Duration::from_millis(5);
                 let ctx = s.ctx.clone();
-                conns.spawn(async move {
+                // Boxed: a connection's future is a few KiB, and tokio moves
+                // a task's whole stage on spawn and on completion; a box makes
+                // those moves a pointer's (measured: 4% of the instructions
+                // per connection in close mode were these copies).
+                conns.spawn(Box::pin(async move {
                     proxy::handle(&ctx, socket, peer).await;
                     drop(permit);
-                });
+                }));
                 while conns.try_join_next().is_some() {}
             }
             Err(e) => {

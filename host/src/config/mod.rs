@@ -350,37 +350,9 @@ impl RawConfig {
         other_backends: bool,
         command: Option<WorkerCommand>,
     ) -> Result<Config, ConfigError> {
-        for (key, v) in [
-            ("head_timeout_ms", self.head_timeout_ms),
-            ("connect_timeout_ms", self.connect_timeout_ms),
-            ("heartbeat_interval_ms", self.heartbeat_interval_ms),
-            ("health_interval_ms", self.health_interval_ms),
-            ("fuel", self.fuel),
-            ("eject_after_failures", self.eject_after_failures as u64),
-            ("strategy_memory_mib", self.strategy_memory_mib as u64),
-        ] {
-            if v == 0 {
-                return Err(invalid(key, "must be above 0"));
-            }
-        }
+        self.check_limits()?;
         let listen = resolve(&self.host, self.port).map_err(|e| invalid("host", e))?;
-        let workers = match self.workers {
-            Count::Fixed(n) => n,
-            Count::Auto => crate::sys::cores() as u32,
-        };
-        if workers > 1024 {
-            return Err(invalid("workers", "at most 1024"));
-        }
-        if workers > 0 && self.base_worker_port as u32 + workers > 65536 {
-            return Err(invalid(
-                "base_worker_port",
-                "workers would run past port 65535",
-            ));
-        }
-        let worker_addrs = (0..workers)
-            .map(|i| resolve(&self.worker_host, self.base_worker_port + i as u16))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid("worker_host", e))?;
+        let (worker_addrs, workers) = self.workers(command)?;
         let backends = self
             .backends
             .iter()
@@ -388,41 +360,26 @@ impl RawConfig {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| invalid("backends", e.to_string()))?;
         spec::check_unique(&backends).map_err(|e| invalid("backends", e.to_string()))?;
-        if workers == 0 && backends.is_empty() && self.backends_file.is_none() && !other_backends {
+        if worker_addrs.is_empty()
+            && backends.is_empty()
+            && self.backends_file.is_none()
+            && !other_backends
+        {
             return Err(invalid(
                 "workers",
                 "0 workers and no `backends`: there would be nothing to route to",
             ));
         }
-        let source: StrategySource = self.strategy.parse().map_err(|e| invalid("strategy", e))?;
-        let strategy_config = match self.strategy_config.strip_prefix('@') {
-            Some(path) => std::fs::read(path)
-                .map_err(|e| invalid("strategy_config", format!("{path}: {e}")))?,
-            None => self.strategy_config.clone().into_bytes(),
-        };
-        if !(64..=1 << 20).contains(&self.max_head_bytes) {
-            return Err(invalid("max_head_bytes", "must be between 64 and 1048576"));
-        }
         let threads = match self.threads {
             0 => crate::sys::cores(),
-            n if n > 1024 => return Err(invalid("threads", "at most 1024")),
             n => n as usize,
         };
         let (max_connections, max_connections_set) = match self.max_connections {
-            Count::Fixed(0) => return Err(invalid("max_connections", "must be above 0")),
             Count::Fixed(n) => (n as usize, true),
-            Count::Auto => (
-                crate::sys::connections_for(crate::sys::nofile_limit()),
-                false,
-            ),
-        };
-        let command = match command {
-            Some(c) => c,
-            None if self.worker_command.is_empty() => WorkerCommand::Demo,
-            None if self.worker_command[0].is_empty() => {
-                return Err(invalid("worker_command", "the program name is empty"));
+            Count::Auto => {
+                let limit = crate::sys::nofile_limit();
+                (crate::sys::connections_for(limit), false)
             }
-            None => WorkerCommand::Program(self.worker_command.clone()),
         };
         Ok(Config {
             listen,
@@ -431,21 +388,11 @@ impl RawConfig {
             max_connections_set,
             graceful_timeout: ms(self.graceful_timeout_ms),
             worker_addrs,
-            workers: WorkerOptions {
-                command,
-                host: self.worker_host.clone(),
-                env: self.worker_env.clone(),
-                respawn: self.respawn,
-                ready_timeout: ms(self.ready_timeout_ms),
-                stop_timeout: ms(self.worker_stop_timeout_ms),
-            },
+            workers,
             heartbeat_interval: ms(self.heartbeat_interval_ms),
             backends,
             backends_file: self.backends_file.clone(),
-            strategy: StrategySpec {
-                source,
-                config: strategy_config,
-            },
+            strategy: self.strategy_spec()?,
             engine: StrategyOptions {
                 fuel: self.fuel,
                 max_memory: self.strategy_memory_mib << 20,
@@ -476,6 +423,90 @@ impl RawConfig {
             },
             raw: self.clone(),
         })
+    }
+
+    /// Numbers that must be above 0 or within a range.
+    fn check_limits(&self) -> Result<(), ConfigError> {
+        for (key, v) in [
+            ("head_timeout_ms", self.head_timeout_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("heartbeat_interval_ms", self.heartbeat_interval_ms),
+            ("health_interval_ms", self.health_interval_ms),
+            ("fuel", self.fuel),
+            ("eject_after_failures", self.eject_after_failures as u64),
+            ("strategy_memory_mib", self.strategy_memory_mib as u64),
+            (
+                "max_connections",
+                match self.max_connections {
+                    Count::Fixed(n) => n as u64,
+                    Count::Auto => 1,
+                },
+            ),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be above 0"));
+            }
+        }
+        if !(64..=1 << 20).contains(&self.max_head_bytes) {
+            return Err(invalid("max_head_bytes", "must be between 64 and 1048576"));
+        }
+        if self.threads > 1024 {
+            return Err(invalid("threads", "at most 1024"));
+        }
+        Ok(())
+    }
+
+    /// Each worker's address, and how workers run (`command` overrides the
+    /// configured one).
+    fn workers(
+        &self,
+        command: Option<WorkerCommand>,
+    ) -> Result<(Vec<SocketAddr>, WorkerOptions), ConfigError> {
+        let n = match self.workers {
+            Count::Fixed(n) => n,
+            Count::Auto => crate::sys::cores() as u32,
+        };
+        if n > 1024 {
+            return Err(invalid("workers", "at most 1024"));
+        }
+        if n > 0 && self.base_worker_port as u32 + n > 65536 {
+            return Err(invalid(
+                "base_worker_port",
+                "workers would run past port 65535",
+            ));
+        }
+        let addrs = (0..n)
+            .map(|i| resolve(&self.worker_host, self.base_worker_port + i as u16))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("worker_host", e))?;
+        let command = match command {
+            Some(c) => c,
+            None if self.worker_command.is_empty() => WorkerCommand::Demo,
+            None if self.worker_command[0].is_empty() => {
+                return Err(invalid("worker_command", "the program name is empty"));
+            }
+            None => WorkerCommand::Program(self.worker_command.clone()),
+        };
+        let opts = WorkerOptions {
+            command,
+            host: self.worker_host.clone(),
+            env: self.worker_env.clone(),
+            respawn: self.respawn,
+            ready_timeout: ms(self.ready_timeout_ms),
+            stop_timeout: ms(self.worker_stop_timeout_ms),
+        };
+        Ok((addrs, opts))
+    }
+
+    /// The strategy and its configuration bytes (`@FILE` is read).
+    fn strategy_spec(&self) -> Result<StrategySpec, ConfigError> {
+        let source: StrategySource = self.strategy.parse().map_err(|e| invalid("strategy", e))?;
+        let config = match self.strategy_config.strip_prefix('@') {
+            Some(path) => std::fs::read(path)
+                .map_err(|e| invalid("strategy_config", format!("{path}: {e}")))?,
+            None => self.strategy_config.clone().into_bytes(),
+        };
+        Ok(StrategySpec { source, config })
     }
 }
 

@@ -23,12 +23,15 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::time::Sleep;
+
+use super::idle::Idle;
 
 /// How bytes are moved between client and backend once routed.
 #[derive(
@@ -78,18 +81,17 @@ pub const BUF: usize = 16 * 1024;
 const CHUNK: usize = 64 * 1024;
 
 /// Forwards both ways until both directions reached EOF, or until either
-/// fails, or until nothing moved either way for `idle` (`TimedOut`).
-/// `start` says what goes first. Returns the bytes moved (client to backend,
-/// backend to client).
+/// fails, or until nothing moved either way for the idle limit
+/// (`TimedOut`). `start` says what goes first. Returns the bytes moved
+/// (client to backend, backend to client).
 pub async fn bidirectional(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
     mode: Forward,
-    idle: Option<Duration>,
+    (activity, timer): (&Idle, Option<Pin<&mut Sleep>>),
     start: Start,
 ) -> io::Result<(u64, u64)> {
     let done = [AtomicBool::new(start.client_done), AtomicBool::new(false)];
-    let activity = Activity::new(idle.is_some());
     let (cr, cw) = client.split();
     let (ur, uw) = upstream.split();
     let up_first = (start.to_upstream, start.to_upstream_from);
@@ -97,58 +99,13 @@ pub async fn bidirectional(
         if start.client_done {
             Ok(0)
         } else {
-            one_way(cr, uw, mode, &done, 0, &activity, up_first).await
+            one_way(cr, uw, mode, &done, 0, activity, up_first).await
         }
     };
-    let down = one_way(ur, cw, mode, &done, 1, &activity, (start.to_client, 0));
-    let both = async { tokio::try_join!(up, down) };
-    let Some(idle) = idle else {
-        return both.await;
-    };
-    // One timer per connection, re-armed only when it fires: a burst just
-    // records the time, instead of resetting a timer for every read.
-    tokio::pin!(both);
-    let mut deadline = activity.start + idle;
-    loop {
-        tokio::select! {
-            r = &mut both => return r,
-            _ = tokio::time::sleep_until(deadline.into()) => {
-                let last = activity.last();
-                if last.elapsed() >= idle {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout"));
-                }
-                deadline = last + idle;
-            }
-        }
-    }
-}
-
-/// When bytes last moved on a connection, if anyone asks.
-struct Activity {
-    enabled: bool,
-    start: Instant,
-    /// Milliseconds after `start`.
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    fn new(enabled: bool) -> Activity {
-        Activity {
-            enabled,
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        if self.enabled {
-            let ms = self.start.elapsed().as_millis() as u64;
-            self.last_ms.store(ms, Ordering::Relaxed);
-        }
-    }
-
-    fn last(&self) -> Instant {
-        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    let down = one_way(ur, cw, mode, &done, 1, activity, (start.to_client, 0));
+    tokio::select! {
+        r = async { tokio::try_join!(up, down) } => r,
+        _ = activity.expired(timer) => Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")),
     }
 }
 
@@ -158,7 +115,7 @@ async fn one_way(
     mode: Forward,
     done: &[AtomicBool; 2],
     me: usize,
-    activity: &Activity,
+    activity: &Idle,
     (first, from): (Buffer, usize),
 ) -> io::Result<u64> {
     let mut total = 0u64;
@@ -386,7 +343,14 @@ mod tests {
         let (mut client, mut proxy_c) = pair().await;
         let (mut proxy_u, mut server) = pair().await;
         let fwd = tokio::spawn(async move {
-            bidirectional(&mut proxy_c, &mut proxy_u, mode, None, Start::default()).await
+            bidirectional(
+                &mut proxy_c,
+                &mut proxy_u,
+                mode,
+                (&Idle::new(None), None),
+                Start::default(),
+            )
+            .await
         });
         let up_data: Vec<u8> = (0..up).map(|i| (i % 251) as u8).collect();
         let down_data: Vec<u8> = (0..down).map(|i| (i % 241) as u8).collect();
@@ -439,7 +403,15 @@ mod tests {
             client_done: true,
         };
         let fwd = tokio::spawn(async move {
-            bidirectional(&mut proxy_c, &mut proxy_u, Forward::Auto, None, start).await
+            let idle = Idle::new(None);
+            bidirectional(
+                &mut proxy_c,
+                &mut proxy_u,
+                Forward::Auto,
+                (&idle, None),
+                start,
+            )
+            .await
         });
         server.write_all(b"rest").await.unwrap();
         server.shutdown().await.unwrap();
@@ -463,7 +435,15 @@ mod tests {
             ..Start::default()
         };
         let fwd = tokio::spawn(async move {
-            bidirectional(&mut proxy_c, &mut proxy_u, Forward::Auto, None, start).await
+            let idle = Idle::new(None);
+            bidirectional(
+                &mut proxy_c,
+                &mut proxy_u,
+                Forward::Auto,
+                (&idle, None),
+                start,
+            )
+            .await
         });
         client.write_all(b"+more").await.unwrap();
         client.shutdown().await.unwrap();

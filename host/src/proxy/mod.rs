@@ -19,6 +19,7 @@
 
 mod answer;
 pub mod forward;
+mod idle;
 pub mod proxy_v2;
 mod route;
 mod upstream;
@@ -77,7 +78,18 @@ pub async fn handle(ctx: &Context, mut client: TcpStream, peer: SocketAddr) {
         Err(e) => return refuse(&mut client, peer, &e, true).await,
     };
     let http = matches!(sniffed, Sniffed::Http1(_));
-    let routed = match route::route(ctx, &mut client, &sniffed, buf, peer).await {
+    let idle = idle::Idle::new(ctx.proxy.idle_timeout);
+    let timer = idle.timer();
+    tokio::pin!(timer);
+    let routed = route::route(
+        ctx,
+        &mut client,
+        &sniffed,
+        buf,
+        peer,
+        (&idle, timer.as_mut().as_pin_mut()),
+    );
+    let routed = match routed.await {
         Ok(r) => r,
         Err(e) => return refuse(&mut client, peer, &e, http).await,
     };
@@ -86,7 +98,7 @@ pub async fn handle(ctx: &Context, mut client: TcpStream, peer: SocketAddr) {
         &mut client,
         &mut upstream,
         ctx.proxy.forward,
-        ctx.proxy.idle_timeout,
+        (&idle, timer.as_mut().as_pin_mut()),
         start,
     )
     .await;

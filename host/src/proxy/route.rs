@@ -1,11 +1,14 @@
 //! Phase 2: asking the strategy, and asking again after a failed attempt.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use super::Context;
+use super::idle::Idle;
 use super::upstream::{self, Routed, Sent};
 use crate::backends::Backends;
 use crate::error::{Error, Kind};
@@ -20,6 +23,7 @@ pub(super) async fn route(
     sniffed: &Sniffed,
     buf: super::Buffer,
     peer: SocketAddr,
+    (idle, mut timer): (&Idle, Option<Pin<&mut Sleep>>),
 ) -> Result<Routed, Error> {
     // Only PROXY v2 needs our own address: skip the getsockname otherwise.
     let local = match ctx.proxy.proxy_protocol {
@@ -44,7 +48,8 @@ pub(super) async fn route(
         );
         let Some(i) = picked else { break };
         let backend: &Arc<_> = &list[i];
-        match upstream::attempt(ctx, backend, client, &mut sent, peer, local).await {
+        let idle = (idle, timer.as_mut().map(|t| t.as_mut()));
+        match upstream::attempt(ctx, backend, (&mut *client, peer, local), &mut sent, idle).await {
             Ok(routed) => return Ok(routed),
             Err(e) => {
                 tracing::debug!(client = %peer, attempt, error = %e, "backend attempt failed");

@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use super::forward::{Buffer, Start};
+use super::idle::Idle;
 use super::{Context, proxy_v2};
 use crate::backends::{Backend, ConnectionGuard, health};
 use crate::error::{Error, Kind};
@@ -107,10 +109,9 @@ impl Routed {
 pub(super) async fn attempt(
     ctx: &Context,
     backend: &Arc<Backend>,
-    client: &mut TcpStream,
+    (client, peer, local): (&mut TcpStream, SocketAddr, Option<SocketAddr>),
     sent: &mut Sent,
-    peer: SocketAddr,
-    local: Option<SocketAddr>,
+    idle: (&Idle, Option<Pin<&mut Sleep>>),
 ) -> Result<Routed, Error> {
     let eject_after = ctx.proxy.eject_after_failures;
     let blame = |e: Error| {
@@ -148,7 +149,7 @@ pub(super) async fn attempt(
         chunk: Buffer::take(),
         written: 0,
     };
-    let outcome = phase.run(ctx.proxy.idle_timeout).await;
+    let outcome = phase.run(idle).await;
     let FirstResponse {
         response,
         chunk,
@@ -255,27 +256,21 @@ impl FirstResponse<'_> {
     /// Resolves when the response starts (`Ok`), the backend closes first
     /// (`ClosedBeforeResponse`), the client fails, or nothing moves for
     /// `idle`.
-    async fn run(&mut self, idle: Option<Duration>) -> Result<(), Error> {
-        // "Never" as a date the timer wheel can hold.
-        let idle = idle.unwrap_or(Duration::from_secs(365 * 86_400));
-        let sleep = tokio::time::sleep(idle);
-        tokio::pin!(sleep);
-        std::future::poll_fn(|cx| {
-            if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(Error::new(Kind::IdleTimeout)));
+    async fn run(&mut self, (idle, timer): (&Idle, Option<Pin<&mut Sleep>>)) -> Result<(), Error> {
+        let step = std::future::poll_fn(|cx| match self.poll_step(cx) {
+            Poll::Ready(Some(r)) => Poll::Ready(r),
+            Poll::Ready(None) => {
+                // Progress: note it and go again.
+                idle.touch();
+                cx.waker().wake_by_ref();
+                Poll::Pending
             }
-            match self.poll_step(cx) {
-                Poll::Ready(Some(r)) => Poll::Ready(r),
-                Poll::Ready(None) => {
-                    // Progress: re-arm the idle timer and go again.
-                    sleep.as_mut().reset(tokio::time::Instant::now() + idle);
-                    cx.waker().wake_by_ref();
-                    Poll::Pending
-                }
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await
+            Poll::Pending => Poll::Pending,
+        });
+        tokio::select! {
+            r = step => r,
+            _ = idle.expired(timer) => Err(Error::new(Kind::IdleTimeout)),
+        }
     }
 
     /// One round: `Ready(Some)` when done, `Ready(None)` after progress,
