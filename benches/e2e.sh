@@ -22,6 +22,7 @@
 #   CLOSE=1 bash benches/e2e.sh                 # a connection (and a decision) per request
 #   FORWARD=copy bash benches/e2e.sh            # Switchyard's forwarding mode
 #   BASELINE=/path/to/old/switchyard bash benches/e2e.sh   # an older build, same rounds
+#   HAPROXY_SPLICE=response URLPATH=/huge bash benches/e2e.sh   # HAProxy always splicing responses
 #
 # Any socket error, non-2xx answer or strategy fallback aborts the run. The
 # script checks that the WebAssembly strategy made the decisions (its count,
@@ -37,6 +38,9 @@ STRATEGY=${STRATEGY:-builtin:round-robin}
 FORWARD=${FORWARD:-auto}
 CLOSE=${CLOSE:-0}
 BASELINE=${BASELINE:-}
+# HAProxy's splicing: auto (its heuristics decide), response or request
+# (always, that direction).
+HAPROXY_SPLICE=${HAPROXY_SPLICE:-auto}
 WRK_HEADER=()
 [ "$CLOSE" = 1 ] && WRK_HEADER=(-H "Connection: close")
 WORK=$(mktemp -d /tmp/switchyard-e2e.XXXXXX)
@@ -93,8 +97,10 @@ CONF
 done
 
 # ---- the proxies, each pinned to core 0 ------------------------------------
-# HAProxy at its documented best for TCP: splice when it pays (splice-auto),
-# and the "smart" accept and connect that save a packet each.
+# HAProxy at its documented best for TCP: splicing (splice-auto lets its
+# heuristics decide, and spliced almost nothing here; HAPROXY_SPLICE=response
+# forces it for responses, its best for large ones), and the "smart" accept
+# and connect that save a packet each.
 cat > "$WORK/haproxy.cfg" <<CONF
 global
   nbthread 1
@@ -104,7 +110,7 @@ defaults
   timeout connect 5s
   timeout client 60s
   timeout server 60s
-  option splice-auto
+  option splice-$HAPROXY_SPLICE
   option tcp-smart-accept
   option tcp-smart-connect
 frontend f
@@ -166,10 +172,11 @@ backend_ticks() { local t=0 p; for p in "${BACKENDS[@]}"; do t=$((t + $(proc_tic
 machine_ticks() { awk '/^cpu / {print $2+$3+$4+$7+$8}' /proc/stat; }
 
 # wrk_checked PORT SECONDS -> wrk's output; aborts on any socket error or
-# non-2xx answer.
+# non-2xx answer. A 10 s timeout instead of wrk's 2 s: a proxy slowed by
+# strace must not fail a run for being traced.
 wrk_checked() {
   local out
-  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$2s" --latency "${WRK_HEADER[@]}" "http://127.0.0.1:$1$URLPATH" 2>&1) \
+  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$2s" --timeout 10s --latency "${WRK_HEADER[@]}" "http://127.0.0.1:$1$URLPATH" 2>&1) \
     || fail "wrk against :$1 failed: $out"
   if grep -q "Non-2xx" <<<"$out"; then fail "error responses from :$1$URLPATH:
 $out"; fi
