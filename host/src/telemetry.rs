@@ -83,38 +83,15 @@ mod tests {
     fn rate_limit_allows_a_burst_then_counts_the_rest() {
         let limit = RateLimit::new(3);
         let second = |t: u64| (0..10).map(|_| limit.allow_at(t)).collect::<Vec<_>>();
+        let burst = |first: u64| {
+            let mut v = vec![Some(first), Some(0), Some(0)];
+            v.extend([None; 7]);
+            v
+        };
         // Second 5: three allowed, seven suppressed.
-        assert_eq!(
-            second(5),
-            [
-                Some(0),
-                Some(0),
-                Some(0),
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None
-            ]
-        );
+        assert_eq!(second(5), burst(0));
         // The first event of the next second reports the seven.
-        assert_eq!(
-            second(6),
-            [
-                Some(7),
-                Some(0),
-                Some(0),
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None
-            ]
-        );
+        assert_eq!(second(6), burst(7));
         // A quiet second in between changes nothing: seven again, then reset.
         assert_eq!(limit.allow_at(8), Some(7));
         assert_eq!(limit.allow_at(9), Some(0));

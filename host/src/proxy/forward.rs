@@ -386,9 +386,20 @@ mod tests {
         }
     }
 
+    fn forward_in_background(
+        mut c: TcpStream,
+        mut u: TcpStream,
+        start: Start,
+    ) -> tokio::task::JoinHandle<io::Result<(u64, u64)>> {
+        tokio::spawn(async move {
+            let idle = Idle::new(None);
+            bidirectional(&mut c, &mut u, Forward::Auto, (&idle, None), start).await
+        })
+    }
+
     #[tokio::test]
     async fn bytes_read_before_forwarding_go_first_and_a_passed_half_close_holds() {
-        let (mut client, mut proxy_c) = pair().await;
+        let (mut client, proxy_c) = pair().await;
         let (mut proxy_u, mut server) = pair().await;
         let mut to_client = Buffer::take();
         to_client.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
@@ -402,17 +413,7 @@ mod tests {
             to_upstream_from: 2,
             client_done: true,
         };
-        let fwd = tokio::spawn(async move {
-            let idle = Idle::new(None);
-            bidirectional(
-                &mut proxy_c,
-                &mut proxy_u,
-                Forward::Auto,
-                (&idle, None),
-                start,
-            )
-            .await
-        });
+        let fwd = forward_in_background(proxy_c, proxy_u, start);
         server.write_all(b"rest").await.unwrap();
         server.shutdown().await.unwrap();
         let mut got = Vec::new();
@@ -425,8 +426,8 @@ mod tests {
         assert_eq!((up, down), (0, 21));
 
         // Not done: the pending client bytes go first, from their offset.
-        let (mut client, mut proxy_c) = pair().await;
-        let (mut proxy_u, mut server) = pair().await;
+        let (mut client, proxy_c) = pair().await;
+        let (proxy_u, mut server) = pair().await;
         let mut to_upstream = Buffer::take();
         to_upstream.extend_from_slice(b"xxbody");
         let start = Start {
@@ -434,17 +435,7 @@ mod tests {
             to_upstream_from: 2,
             ..Start::default()
         };
-        let fwd = tokio::spawn(async move {
-            let idle = Idle::new(None);
-            bidirectional(
-                &mut proxy_c,
-                &mut proxy_u,
-                Forward::Auto,
-                (&idle, None),
-                start,
-            )
-            .await
-        });
+        let fwd = forward_in_background(proxy_c, proxy_u, start);
         client.write_all(b"+more").await.unwrap();
         client.shutdown().await.unwrap();
         let mut got = Vec::new();
