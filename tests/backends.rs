@@ -181,3 +181,70 @@ fn exact_counters_survive_a_backend_set_change() {
         s.log.lock().unwrap().contains("backend drained")
     });
 }
+
+#[test]
+fn a_backend_that_never_answers_gets_504_in_time() {
+    // Reads the request, then says nothing (and holds the connection).
+    let silent = FakeBackend::start("127.0.0.1:0", |mut s| {
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf);
+        std::thread::sleep(Duration::from_secs(5));
+    });
+    let s = Serve::start(
+        0,
+        &[
+            "--backend",
+            &silent.arg(),
+            "--health-check",
+            "none",
+            "--upstream-header-timeout-ms",
+            "500",
+        ],
+    );
+    let started = std::time::Instant::now();
+    let (status, text) = exchange(
+        s.port,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 504, "{text}");
+    assert!(text.contains("Cache-Control: no-store"));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_client_that_never_sends_its_body_does_not_eject_a_backend() {
+    // A backend with a read timeout: it closes, unanswered, when a request's
+    // body does not come (as Go's ReadTimeout does).
+    let strict = FakeBackend::start("127.0.0.1:0", |mut s| {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+    });
+    let s = Serve::start(0, &["--backend", &strict.arg(), "--health-check", "none"]);
+    for _ in 0..5 {
+        let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // Announces 5 bytes, sends 2, waits.
+        c.write_all(b"GET /search HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhe")
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+    }
+    s.wait_for_log("closed before responding", 5);
+    let log = s.log.lock().unwrap().clone();
+    assert!(!log.contains("backend ejected"), "{log}");
+    assert_eq!(
+        strict.accepted.load(std::sync::atomic::Ordering::Relaxed),
+        5,
+        "no replays of an incomplete request"
+    );
+}

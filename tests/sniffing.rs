@@ -46,9 +46,12 @@ fn clients_whose_first_bytes_come_late_get_every_http_check() {
     let slow = late(s.port, wait, b"GET / HTTP/1.1\r\nHost: x\r\n", false);
     assert!(slow.starts_with("HTTP/1.1 408 "), "{slow}");
     assert!(started.elapsed() < Duration::from_secs(5));
-    // A CRLF-injected path is no request line: not routed as HTTP either.
+    // A CRLF-injected path: a line that can only be HTTP, broken: 400.
     let injected = late(s.port, wait, b"GET /a\r\nX: y HTTP/1.1\r\n\r\n", true);
-    assert!(!injected.starts_with("HTTP/1.1 200"), "{injected}");
+    assert!(injected.starts_with("HTTP/1.1 400 "), "{injected}");
+    // An absolute-form request line that trickles in is HTTP too: 408.
+    let absolute = late(s.port, wait, b"GET http://a.example/x HTT", false);
+    assert!(absolute.starts_with("HTTP/1.1 408 "), "{absolute}");
     let ok = late(
         s.port,
         wait,

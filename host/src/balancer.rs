@@ -272,6 +272,8 @@ impl Balancer {
             ctx: Arc::new(Context {
                 sniff: cfg.sniff.clone(),
                 proxy: cfg.proxy.clone(),
+                http: cfg.http.clone(),
+                graceful: tokens.graceful.clone(),
                 backends,
                 strategy: strategy.clone(),
             }),

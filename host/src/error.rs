@@ -58,6 +58,9 @@ pub enum Kind {
     ConnectTimeout,
     /// A backend closed or reset before its first response byte (`502`).
     ClosedBeforeResponse,
+    /// A backend sent no response within the upstream header timeout after
+    /// the client's last byte (`504`).
+    ResponseTimeout,
     /// Reading from or writing to a client failed while forwarding.
     ClientIo,
     /// Reading from or writing to a backend failed while forwarding.
@@ -83,6 +86,7 @@ impl Kind {
             Kind::Connect => "connect",
             Kind::ConnectTimeout => "connect_timeout",
             Kind::ClosedBeforeResponse => "closed_before_response",
+            Kind::ResponseTimeout => "response_timeout",
             Kind::ClientIo => "client_io",
             Kind::BackendIo => "backend_io",
             Kind::IdleTimeout => "idle_timeout",
@@ -106,6 +110,7 @@ impl Kind {
             | Kind::Connect
             | Kind::ConnectTimeout
             | Kind::ClosedBeforeResponse
+            | Kind::ResponseTimeout
             | Kind::BackendIo => Side::Backend,
             Kind::Internal => Side::Internal,
         }
@@ -125,6 +130,7 @@ impl Kind {
             Kind::Connect => "connect",
             Kind::ConnectTimeout => "connect timed out",
             Kind::ClosedBeforeResponse => "closed before responding",
+            Kind::ResponseTimeout => "no response within the upstream header timeout from",
             Kind::ClientIo => "client",
             Kind::BackendIo => "backend",
             Kind::IdleTimeout => "idle timeout",

@@ -11,6 +11,8 @@
 //!   ClientHello, opaque), read once within the head limits.
 //! - [`proxy`]: a connection's phases after sniffing: route, first response,
 //!   forward; PROXY v2.
+//! - [`http`]: HTTP mode: hyper serves the connection, a decision per
+//!   request, pooled keep-alive connections upstream.
 //! - [`strategy`]: the WebAssembly strategy engine: fuel, fallback, hot swap.
 //! - [`backends`]: the backend set and what happens to each backend; static
 //!   backends, the worker supervisor, health checks, telemetry.
@@ -40,6 +42,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod http;
 pub mod listener;
 pub mod proxy;
 pub mod shutdown;

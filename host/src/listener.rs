@@ -169,7 +169,7 @@ async fn accept_loop(listener: TcpListener, s: Arc<Serving>) {
                 // those moves a pointer's (measured: 4% of the instructions
                 // per connection in close mode were these copies).
                 conns.spawn(Box::pin(async move {
-                    proxy::handle(&ctx, socket, peer).await;
+                    proxy::handle(ctx, socket, peer).await;
                     drop(permit);
                 }));
                 while conns.try_join_next().is_some() {}

@@ -1,9 +1,13 @@
 //! Shutdown, one mechanism for everything: a tree of cancellation tokens.
 //!
 //! ```text
-//! force ─┬─ graceful   listeners stop accepting and drain open connections
-//!        └─ stop       workers, health checks, telemetry, watchers stop
+//! force ─┬─ graceful   listeners stop accepting and drain open connections;
+//!        │             HTTP connections finish their current requests
+//!        └─ stop       workers, health checks and telemetry stop
 //! ```
+//!
+//! (File watchers are threads of their own; they stop when the balancer,
+//! which holds their guards, is dropped.)
 //!
 //! [`ShutdownHandle::graceful`] cancels `graceful`; once connections have
 //! drained (or the graceful timeout passed) the balancer cancels `stop`.

@@ -345,8 +345,10 @@ impl Backend {
 
     /// Stop sending it new work; open connections finish.
     pub fn drain(&self) {
-        self.draining.store(true, Ordering::Relaxed);
-        if self.active() == 0 {
+        // SeqCst with the guard's decrement: one of the two sees the other,
+        // so "drained" is never missed (no cost on x86: a locked op either way).
+        self.draining.store(true, Ordering::SeqCst);
+        if self.active.load(Ordering::SeqCst) == 0 {
             self.drained.notify_waiters();
         }
     }
@@ -393,7 +395,7 @@ impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         let b = &self.0;
         b.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if b.active.fetch_sub(1, Ordering::Relaxed) == 1 && b.is_draining() {
+        if b.active.fetch_sub(1, Ordering::SeqCst) == 1 && b.draining.load(Ordering::SeqCst) {
             tracing::info!(backend = %b.name, addr = %b.addr, "backend drained");
             b.drained.notify_waiters();
         }

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::backends::health::{HealthCheck, HealthOptions};
 use crate::backends::spec::{self, BackendSpec};
 use crate::backends::supervisor::{WorkerCommand, WorkerOptions};
+use crate::http::{HttpOptions, Mode};
 use crate::proxy::{Forward, ProxyOptions};
 use crate::sniff::{self, OpaquePolicy};
 use crate::strategy::{
@@ -163,6 +164,30 @@ pub struct RawConfig {
     /// headers).
     #[arg(long, default_value_t = 16 * 1024)]
     pub max_head_bytes: usize,
+    /// How requests are routed: `tcp` (a decision per connection, bytes
+    /// passed untouched), `http` (a decision per HTTP request; anything
+    /// else refused) or `auto` (HTTP as `http`, the rest as `tcp`).
+    #[arg(long, value_enum, default_value_t = Mode::Tcp)]
+    pub mode: Mode,
+    /// A backend must start its response to an HTTP request within this
+    /// of the request's last byte, ms (else 504); in HTTP mode, its
+    /// response head.
+    #[arg(long, default_value_t = 60_000)]
+    pub upstream_header_timeout_ms: u64,
+    /// HTTP mode: keep and extend X-Forwarded-* and Forwarded from clients
+    /// (for clients behind proxies you trust) instead of replacing them.
+    #[arg(long, action = ArgAction::SetTrue)]
+    pub trust_forwarded: bool,
+    /// HTTP mode: add X-Request-Id to requests that have none.
+    #[arg(long, action = ArgAction::SetTrue)]
+    pub request_id: bool,
+    /// HTTP mode: idle keep-alive connections kept per backend and serving
+    /// thread.
+    #[arg(long, default_value_t = 64)]
+    pub pool_max_idle: usize,
+    /// HTTP mode: how long an idle pooled connection is kept, ms.
+    #[arg(long, default_value_t = 90_000)]
+    pub pool_idle_timeout_ms: u64,
     /// Connections that are neither HTTP nor TLS: route (with an empty head)
     /// or reject (close).
     #[arg(long, value_enum, default_value_t = OpaquePolicy::Route)]
@@ -314,6 +339,8 @@ pub struct Config {
     pub proxy: ProxyOptions,
     /// Health checks and ejection.
     pub health: HealthOptions,
+    /// HTTP mode.
+    pub http: HttpOptions,
     /// What it was made from, to print.
     raw: RawConfig,
 }
@@ -414,12 +441,21 @@ impl RawConfig {
                 idle_timeout: (self.idle_timeout_ms > 0).then(|| ms(self.idle_timeout_ms)),
                 replay_limit: self.replay_limit_bytes,
                 eject_after_failures: self.eject_after_failures,
+                response_timeout: ms(self.upstream_header_timeout_ms),
             },
             health: HealthOptions {
                 check: self.health_check.clone(),
                 interval: ms(self.health_interval_ms),
                 stale_after: ms(self.heartbeat_stale_after_ms),
                 eject_after_failures: self.eject_after_failures,
+            },
+            http: HttpOptions {
+                mode: self.mode,
+                upstream_header_timeout: ms(self.upstream_header_timeout_ms),
+                trust_forwarded: self.trust_forwarded,
+                request_id: self.request_id,
+                pool_max_idle: self.pool_max_idle,
+                pool_idle_timeout: ms(self.pool_idle_timeout_ms),
             },
             raw: self.clone(),
         })
@@ -430,6 +466,10 @@ impl RawConfig {
         for (key, v) in [
             ("head_timeout_ms", self.head_timeout_ms),
             ("connect_timeout_ms", self.connect_timeout_ms),
+            (
+                "upstream_header_timeout_ms",
+                self.upstream_header_timeout_ms,
+            ),
             ("heartbeat_interval_ms", self.heartbeat_interval_ms),
             ("health_interval_ms", self.health_interval_ms),
             ("fuel", self.fuel),

@@ -31,6 +31,12 @@ static BAD_GATEWAY: LazyLock<Vec<u8>> = LazyLock::new(|| {
         "the backend closed the connection without answering\n",
     )
 });
+static GATEWAY_TIMEOUT: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    response(
+        "504 Gateway Timeout",
+        "the backend did not answer in time\n",
+    )
+});
 static UNAVAILABLE: LazyLock<Vec<u8>> =
     LazyLock::new(|| response("503 Service Unavailable", "no backend available\n"));
 
@@ -41,6 +47,7 @@ pub fn for_kind(kind: Kind) -> Option<&'static [u8]> {
         Kind::HeadTimeout => &TIMEOUT,
         Kind::HeadTooLarge => &TOO_LARGE,
         Kind::ClosedBeforeResponse => &BAD_GATEWAY,
+        Kind::ResponseTimeout => &GATEWAY_TIMEOUT,
         Kind::NoBackend | Kind::Connect | Kind::ConnectTimeout => &UNAVAILABLE,
         _ => return None,
     };
@@ -58,6 +65,7 @@ mod tests {
             (Kind::HeadTimeout, "408"),
             (Kind::HeadTooLarge, "431"),
             (Kind::ClosedBeforeResponse, "502"),
+            (Kind::ResponseTimeout, "504"),
             (Kind::NoBackend, "503"),
         ] {
             let r = String::from_utf8(for_kind(kind).unwrap().to_vec()).unwrap();

@@ -30,10 +30,14 @@ impl Idle {
         }
     }
 
-    /// The connection's one timer, first due a full limit from now.
-    pub fn timer(&self) -> Option<Sleep> {
-        self.limit
-            .map(|limit| tokio::time::sleep_until(self.start + limit))
+    /// The connection's one timer, first due after `first` (the wait for
+    /// a response, when it is bounded more tightly) or a full limit.
+    pub fn timer(&self, first: Option<Duration>) -> Option<Sleep> {
+        let due = match (first, self.limit) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(tokio::time::sleep_until(self.start + due))
     }
 
     /// Bytes moved.
@@ -48,11 +52,23 @@ impl Idle {
         self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
     }
 
-    /// Resolves once nothing has moved for the limit (never without one).
+    /// Resolves once nothing has moved for the idle limit (never without
+    /// one).
     pub async fn expired(&self, timer: Option<Pin<&mut Sleep>>) {
-        let (Some(limit), Some(mut timer)) = (self.limit, timer) else {
+        match self.limit {
+            Some(limit) => self.quiet_for(limit, timer).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Resolves once nothing has moved for `limit`.
+    pub async fn quiet_for(&self, limit: Duration, timer: Option<Pin<&mut Sleep>>) {
+        let Some(mut timer) = timer else {
             return std::future::pending().await;
         };
+        if timer.deadline() > self.last() + limit {
+            timer.as_mut().reset(self.last() + limit);
+        }
         loop {
             timer.as_mut().await;
             let last = self.last();
@@ -71,7 +87,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn activity_postpones_expiry_and_silence_ends_it() {
         let idle = Idle::new(Some(Duration::from_secs(10)));
-        let timer = idle.timer();
+        let timer = idle.timer(None);
         tokio::pin!(timer);
         let started = tokio::time::Instant::now();
         let expired = idle.expired(timer.as_mut().as_pin_mut());

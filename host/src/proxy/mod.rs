@@ -33,6 +33,7 @@ use tokio::net::TcpStream;
 
 use crate::backends::Backends;
 use crate::error::{Error, Side};
+use crate::http::Mode;
 use crate::sniff::{self, Sniffed};
 use crate::strategy::Strategy;
 use crate::telemetry::RateLimit;
@@ -55,6 +56,9 @@ pub struct ProxyOptions {
     pub replay_limit: usize,
     /// Failures in a row that eject a backend.
     pub eject_after_failures: u32,
+    /// An HTTP request's backend must start its response within this of
+    /// the client's last byte (`504`).
+    pub response_timeout: Duration,
 }
 
 /// Everything a connection task needs, shared by all of them.
@@ -63,6 +67,11 @@ pub struct Context {
     pub sniff: sniff::Limits,
     /// Proxy settings.
     pub proxy: ProxyOptions,
+    /// HTTP mode's settings.
+    pub http: crate::http::HttpOptions,
+    /// Fired by a graceful shutdown: HTTP connections finish their current
+    /// requests and close.
+    pub graceful: tokio_util::sync::CancellationToken,
     /// The backend set.
     pub backends: Arc<Backends>,
     /// The strategy.
@@ -70,7 +79,7 @@ pub struct Context {
 }
 
 /// One client connection, start to end.
-pub async fn handle(ctx: &Context, mut client: TcpStream, peer: SocketAddr) {
+pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr) {
     // TCP_NODELAY and SO_KEEPALIVE come from the listener (see `listener`).
     let mut buf = Buffer::take();
     let sniffed = match sniff::read_head(&mut client, &mut buf, &ctx.sniff).await {
@@ -78,8 +87,24 @@ pub async fn handle(ctx: &Context, mut client: TcpStream, peer: SocketAddr) {
         Err(e) => return refuse(&mut client, peer, &e, true).await,
     };
     let http = matches!(sniffed, Sniffed::Http1(_));
+    // HTTP mode takes HTTP from here: a decision per request.
+    let version = match (&sniffed, ctx.http.mode) {
+        (_, Mode::Tcp) => None,
+        (Sniffed::Http1(_), _) => Some(hyper::Version::HTTP_11),
+        (Sniffed::Http2Prior, _) => Some(hyper::Version::HTTP_2),
+        (_, Mode::Http) => {
+            let e = Error::new(crate::error::Kind::OpaqueRejected);
+            return refuse(&mut client, peer, &e, false).await;
+        }
+        (_, Mode::Auto) => None,
+    };
+    if let Some(version) = version {
+        let io = crate::http::Prefixed::new(buf, client);
+        return crate::http::serve(ctx, io, peer, version).await;
+    }
+    let ctx = &*ctx;
     let idle = idle::Idle::new(ctx.proxy.idle_timeout);
-    let timer = idle.timer();
+    let timer = idle.timer(http.then_some(ctx.proxy.response_timeout));
     tokio::pin!(timer);
     let routed = route::route(
         ctx,

@@ -28,55 +28,78 @@ use crate::backends::{Backend, ConnectionGuard, health};
 use crate::error::{Error, Kind};
 use crate::sniff::{Sniffed, http1::Body};
 
-/// The client's bytes sent to the backend so far, held while the request
-/// may still be replayed.
+/// The client's bytes read so far, held while the request may still be
+/// replayed, and how far the request got.
 pub(super) struct Sent {
     buf: Buffer,
-    /// Replay is still possible: every byte sent is in `buf`.
+    /// Replay is still possible: every byte read from the client is in `buf`.
     replay: bool,
-    /// Bytes of the whole request (head and body); a byte past it ends replay.
-    limit: usize,
+    /// Where the HTTP request ends (head and `Content-Length` body), when
+    /// its framing says; a byte past it ends replay.
+    expected: Option<usize>,
+    /// Bytes read from the client so far.
+    received: usize,
     /// The client half-closed (and the backend was told).
     client_done: bool,
+    /// The bytes are an HTTP/1 request (its response is waited for at most
+    /// the upstream header timeout).
+    http: bool,
 }
 
 impl Sent {
     /// What was read while sniffing; replayable if it is one safe request,
     /// whole or in part, within `cap` bytes.
     pub(super) fn new(sniffed: &Sniffed, buf: Buffer, cap: usize) -> Sent {
-        let limit = match sniffed {
-            Sniffed::Http1(h) if h.is_safe(&buf) => match h.body(&buf) {
-                Body::None => h.len,
-                Body::Length(n) => h.len.saturating_add(n.min(usize::MAX as u64) as usize),
-                Body::Other => 0,
-            },
-            _ => 0,
+        let (expected, safe) = match sniffed {
+            Sniffed::Http1(h) => {
+                let end = match h.body(&buf) {
+                    Body::None => Some(h.len),
+                    Body::Length(n) => {
+                        Some(h.len.saturating_add(n.min(usize::MAX as u64) as usize))
+                    }
+                    Body::Other => None,
+                };
+                (end, h.is_safe(&buf))
+            }
+            _ => (None, false),
         };
-        let replay = limit > 0 && limit <= cap && buf.len() <= limit;
+        let replay = safe && expected.is_some_and(|end| end <= cap && buf.len() <= end);
         Sent {
+            http: matches!(sniffed, Sniffed::Http1(_)),
+            received: buf.len(),
             buf,
             replay,
-            limit,
+            expected,
             client_done: false,
         }
     }
 
-    /// Everything sent so far (while replayable), or at least what was read
+    /// Everything read so far (while replayable), or at least what was read
     /// while sniffing.
     pub(super) fn bytes(&self) -> &[u8] {
         &self.buf
     }
 
-    /// Records client bytes just written to the backend.
+    /// Records client bytes as they are read, before they are written on:
+    /// a replay must resend them whether or not this backend took them.
     fn record(&mut self, chunk: &[u8]) {
+        self.received += chunk.len();
         if !self.replay {
             return;
         }
-        if self.buf.len() + chunk.len() > self.limit {
+        if self
+            .expected
+            .is_none_or(|end| self.buf.len() + chunk.len() > end)
+        {
             self.replay = false;
         } else {
             self.buf.extend_from_slice(chunk);
         }
+    }
+
+    /// The client sent its whole request (as far as its framing tells).
+    fn complete(&self) -> bool {
+        self.expected.is_none_or(|end| self.received >= end)
     }
 }
 
@@ -127,20 +150,17 @@ pub(super) async fn attempt(
         .await
         .map_err(blame)?;
     let guard = backend.open_connection();
+    let replay = sent.replay;
     send_prelude(&mut stream, sent.bytes(), peer, local)
         .await
-        .map_err(|e| {
-            blame(
-                Error::new(Kind::Connect)
-                    .at(addr)
-                    .because(e)
-                    .retryable(true),
-            )
-        })?;
+        .map_err(|e| blame(prelude_failed(e, addr, replay)))?;
     backend.connected(started.elapsed().as_micros() as u64);
     if sent.client_done {
         let _ = stream.shutdown().await;
     }
+    // An HTTP request waits for its response at most the upstream header
+    // timeout after its last byte; anything else, the idle timeout.
+    let limit = sent.http.then_some(ctx.proxy.response_timeout);
     let mut phase = FirstResponse {
         client,
         upstream: &mut stream,
@@ -149,7 +169,7 @@ pub(super) async fn attempt(
         chunk: Buffer::take(),
         written: 0,
     };
-    let outcome = phase.run(idle).await;
+    let outcome = phase.run(idle, limit).await;
     let FirstResponse {
         response,
         chunk,
@@ -169,9 +189,17 @@ pub(super) async fn attempt(
             })
         }
         Err(e) if e.kind() == Kind::ClosedBeforeResponse => {
-            // A client that left first is not the backend's fault.
-            let e = e.at(addr).retryable(sent.replay);
-            Err(if sent.client_done { e } else { blame(e) })
+            // Only a backend that had the whole request and the client
+            // still there failed: a client that left, or that never sent
+            // the body it announced, is not the backend's fault (and must
+            // not get its request replayed on every backend).
+            let whole = sent.complete();
+            let e = e.at(addr).retryable(sent.replay && whole);
+            Err(if sent.client_done || !whole {
+                e
+            } else {
+                blame(e)
+            })
         }
         Err(e) => Err(e),
     }
@@ -221,6 +249,25 @@ fn start_connect(addr: SocketAddr) -> io::Result<TcpStream> {
     TcpStream::from_std(socket.into())
 }
 
+/// A failed first write. The connect completes on it, so a refusal shows
+/// here and nothing reached the backend: another may be tried. Any other
+/// error may come after part of the request was taken: only a replayable
+/// request goes again.
+fn prelude_failed(e: io::Error, addr: SocketAddr, replay: bool) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::ETIMEDOUT) => {
+            Error::new(Kind::Connect)
+                .at(addr)
+                .because(e)
+                .retryable(true)
+        }
+        _ => Error::new(Kind::ClosedBeforeResponse)
+            .at(addr)
+            .because(e)
+            .retryable(replay),
+    }
+}
+
 /// The PROXY header (if any) and the client's bytes so far, in one write.
 async fn send_prelude(
     stream: &mut TcpStream,
@@ -256,7 +303,11 @@ impl FirstResponse<'_> {
     /// Resolves when the response starts (`Ok`), the backend closes first
     /// (`ClosedBeforeResponse`), the client fails, or nothing moves for
     /// `idle`.
-    async fn run(&mut self, (idle, timer): (&Idle, Option<Pin<&mut Sleep>>)) -> Result<(), Error> {
+    async fn run(
+        &mut self,
+        (idle, timer): (&Idle, Option<Pin<&mut Sleep>>),
+        limit: Option<Duration>,
+    ) -> Result<(), Error> {
         let step = std::future::poll_fn(|cx| match self.poll_step(cx) {
             Poll::Ready(Some(r)) => Poll::Ready(r),
             Poll::Ready(None) => {
@@ -267,9 +318,21 @@ impl FirstResponse<'_> {
             }
             Poll::Pending => Poll::Pending,
         });
+        let quiet = async {
+            match limit {
+                Some(l) => {
+                    idle.quiet_for(l, timer).await;
+                    Kind::ResponseTimeout
+                }
+                None => {
+                    idle.expired(timer).await;
+                    Kind::IdleTimeout
+                }
+            }
+        };
         tokio::select! {
             r = step => r,
-            _ = idle.expired(timer) => Err(Error::new(Kind::IdleTimeout)),
+            kind = quiet => Err(Error::new(kind)),
         }
     }
 
@@ -293,7 +356,6 @@ impl FirstResponse<'_> {
                 Poll::Ready(Ok(n)) => {
                     self.written += n;
                     if self.written == self.chunk.len() {
-                        self.sent.record(&self.chunk);
                         self.chunk.clear();
                         self.written = 0;
                     }
@@ -318,7 +380,10 @@ impl FirstResponse<'_> {
                 let _ = Pin::new(&mut *self.upstream).poll_shutdown(cx);
                 Poll::Ready(None)
             }
-            Ok(_) => Poll::Ready(None),
+            Ok(_) => {
+                self.sent.record(&self.chunk);
+                Poll::Ready(None)
+            }
             Err(e) => Poll::Ready(Some(Err(Error::new(Kind::ClientIo).because(e)))),
         }
     }

@@ -21,15 +21,19 @@ const MAX_METHOD: usize = 24;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Line {
     /// Consistent with a request line so far; more bytes needed. `http_like`
-    /// once a target starting with `/` or `*` (or the version) has been seen:
-    /// a line that is cut there by the size cap or the head timeout is
-    /// answered as HTTP (`431`, `408`).
+    /// once the line can only be HTTP (a target that starts with `/`, `*`
+    /// or `http(s)://`, or the method `CONNECT`): a line that is cut there
+    /// by the size cap or the head timeout is answered as HTTP (`431`,
+    /// `408`).
     Need {
         /// The bytes already look like an HTTP request line.
         http_like: bool,
     },
     /// A complete HTTP/1.x request line.
     Http,
+    /// A line that can only be HTTP but is not valid (a CR or LF in the
+    /// target, no version, another version): `400`.
+    Malformed,
     /// Not an HTTP/1.x request line.
     NotHttp,
 }
@@ -37,6 +41,16 @@ pub enum Line {
 /// RFC 9110 `tchar`.
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// True if a request line with this method and target (so far) can only be
+/// HTTP.
+fn only_http(method: &[u8], target: &[u8]) -> bool {
+    let starts = |p: &[u8]| target.len() >= p.len() && target[..p.len()].eq_ignore_ascii_case(p);
+    method == b"CONNECT"
+        || matches!(target.first(), Some(b'/' | b'*'))
+        || starts(b"http://")
+        || starts(b"https://")
 }
 
 /// Checks the request line at the start of `buf`:
@@ -56,36 +70,44 @@ pub fn request_line(buf: &[u8]) -> Line {
     if i == 0 || buf[i] != b' ' {
         return Line::NotHttp;
     }
+    let method = &buf[..i];
     i += 1;
     let target = i;
     // Visible bytes; a CR or LF here means the line ended without a version.
     while i < buf.len() && buf[i] > b' ' && buf[i] != 0x7f {
         i += 1;
     }
-    let http_like = buf.get(target).is_some_and(|&b| b == b'/' || b == b'*');
+    let http_like = i > target && only_http(method, &buf[target..i]);
+    // Past this point a line that can only be HTTP and goes wrong is a bad
+    // HTTP request, not another protocol.
+    let wrong = if http_like {
+        Line::Malformed
+    } else {
+        Line::NotHttp
+    };
     if i == buf.len() {
         return need(http_like);
     }
     if i == target || buf[i] != b' ' {
-        return Line::NotHttp;
+        return wrong;
     }
     i += 1;
     for &want in b"HTTP/1." {
         match buf.get(i) {
             None => return need(true),
             Some(&b) if b == want => i += 1,
-            Some(_) => return Line::NotHttp,
+            Some(_) => return wrong,
         }
     }
     match buf.get(i) {
         None => return need(true),
         Some(b) if b.is_ascii_digit() => i += 1,
-        Some(_) => return Line::NotHttp,
+        Some(_) => return wrong,
     }
     match (buf.get(i), buf.get(i + 1)) {
         (None, _) | (Some(b'\r'), None) => need(true),
         (Some(b'\n'), _) | (Some(b'\r'), Some(b'\n')) => Line::Http,
-        _ => Line::NotHttp,
+        _ => wrong,
     }
 }
 
@@ -262,7 +284,6 @@ mod tests {
             b"DEL foo\r\n",
             b"PING\r\n",
             b"get foo\r\n",
-            b"GET / HTTP/2.0\r\n",
             b" GET / HTTP/1.1\r\n",
             b"GET  / HTTP/1.1\r\n",
             b"\x00\x01garbage",
@@ -270,10 +291,33 @@ mod tests {
         ] {
             assert_eq!(request_line(not), Line::NotHttp, "{not:?}");
         }
+        // Lines that can only be HTTP, gone wrong: 400, not routed.
+        for bad in [
+            &b"GET /a\r\nX: y HTTP/1.1\r\n"[..],
+            b"GET / HTTP/2.0\r\n",
+            b"GET http://a/ FOO\r\n",
+            b"CONNECT a:443\r\n",
+            b"GET /\r\n",
+        ] {
+            assert_eq!(request_line(bad), Line::Malformed, "{bad:?}");
+        }
         assert_eq!(request_line(b""), Line::Need { http_like: false });
         assert_eq!(request_line(b"GE"), Line::Need { http_like: false });
         assert_eq!(request_line(b"SET foo"), Line::Need { http_like: false });
         assert_eq!(request_line(b"GET /a"), Line::Need { http_like: true });
+        assert_eq!(
+            request_line(b"GET http://a.example/x"),
+            Line::Need { http_like: true }
+        );
+        assert_eq!(request_line(b"GET htt"), Line::Need { http_like: false });
+        assert_eq!(
+            request_line(b"CONNECT a.example:443"),
+            Line::Need { http_like: true }
+        );
+        assert_eq!(
+            request_line(b"CONNECT a.example:443 HTTP/1.1\r\n"),
+            Line::Http
+        );
         assert_eq!(request_line(b"GET /a HT"), Line::Need { http_like: true });
         assert_eq!(
             request_line(b"GET /a HTTP/1.1\r"),

@@ -92,6 +92,8 @@ pub enum Class {
     Http2Prior,
     /// A TLS handshake record.
     Tls,
+    /// A request line that can only be HTTP, and is not valid.
+    Malformed,
     /// Anything else.
     Opaque,
 }
@@ -117,6 +119,7 @@ pub fn classify(buf: &[u8]) -> Class {
     }
     match http1::request_line(buf) {
         Line::Http => Class::Http1,
+        Line::Malformed => Class::Malformed,
         Line::NotHttp => Class::Opaque,
         Line::Need { http_like } => Class::Need { http_like },
     }
@@ -213,6 +216,7 @@ pub async fn read_head(
         Class::Http1 => http1_head(stream, buf, max, head_deadline).await,
         Class::Tls => tls_hello(stream, buf, head_deadline).await,
         Class::Http2Prior => Ok(Sniffed::Http2Prior),
+        Class::Malformed => Err(Error::new(Kind::HeadMalformed)),
         Class::Opaque | Class::Need { .. } => match limits.opaque {
             OpaquePolicy::Route => Ok(Sniffed::Opaque),
             OpaquePolicy::Reject => Err(Error::new(Kind::OpaqueRejected)),

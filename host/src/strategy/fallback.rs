@@ -4,9 +4,10 @@
 //! second copy of any algorithm.
 //!
 //! When nothing is eligible it "fails open": it asks again as if every
-//! candidate that has not already failed for this request were healthy,
-//! because a health checker that is wrong about every backend should not
-//! turn into a total outage.
+//! candidate that is only unhealthy (not draining, not weighted to 0, not
+//! already failed for this request) were healthy, because a health checker
+//! that is wrong about every backend should not turn into a total outage.
+//! Draining and weight 0 are an operator's word, and stand.
 
 use std::cell::RefCell;
 
@@ -94,12 +95,10 @@ pub fn decide(
         if let Some(i) = run(&mut s.instances[k], &mut s.buf, req, candidates, meta) {
             return Some(i);
         }
-        // Fail open: everything not yet failed for this request counts as
-        // healthy, not draining, weight at least 1.
+        // Fail open: candidates that are only unhealthy count as healthy.
         s.relaxed.clear();
         s.relaxed.extend(candidates.iter().map(|c| CandidateStats {
-            flags: FLAG_HEALTHY,
-            weight: c.weight.max(1),
+            flags: c.flags | FLAG_HEALTHY,
             ..*c
         }));
         run(&mut s.instances[k], &mut s.buf, req, &s.relaxed, meta)
@@ -184,6 +183,35 @@ mod tests {
         );
         assert_eq!(
             decide(policy("round-robin"), &RequestHead::EMPTY, &[], &meta(3, 0)),
+            None
+        );
+    }
+
+    #[test]
+    fn failing_open_never_picks_draining_or_weight_zero() {
+        let mut c = cands(3);
+        c[0].flags = 0;
+        c[1].flags = switchyard_guest::FLAG_DRAINING;
+        c[2].weight = 0;
+        for r in 0..20 {
+            assert_eq!(
+                decide(
+                    FallbackPolicy::default(),
+                    &RequestHead::EMPTY,
+                    &c,
+                    &meta(r, 0)
+                ),
+                Some(0)
+            );
+        }
+        c[0].weight = 0;
+        assert_eq!(
+            decide(
+                FallbackPolicy::default(),
+                &RequestHead::EMPTY,
+                &c,
+                &meta(1, 0)
+            ),
             None
         );
     }

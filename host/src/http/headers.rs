@@ -1,0 +1,170 @@
+//! What a proxy must change in the headers it passes: hop-by-hop headers go
+//! (RFC 9110 7.6.1: they describe one connection, not the message), and the
+//! backend learns who the client is (`X-Forwarded-*`, RFC 7239 `Forwarded`).
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use hyper::HeaderMap;
+use hyper::header::{self, HeaderName, HeaderValue};
+
+/// Hop-by-hop headers, besides any that `Connection` names.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// True if the message asks to switch protocols (`Connection: upgrade` and
+/// an `Upgrade` header).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Removes hop-by-hop headers. An upgrade keeps `Connection: upgrade` and
+/// `Upgrade`, which are the request itself.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let upgrade = is_upgrade(headers);
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        if upgrade && (name == header::CONNECTION || name == header::UPGRADE) {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Tells the backend who the client is and how it came. Without `trust`,
+/// values the client sent are replaced (a client could claim any address);
+/// with it, the client's own proxy chain is kept and extended.
+pub fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr, proto: &str, trust: bool) {
+    let ip = client.ip();
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let xfp = HeaderName::from_static("x-forwarded-proto");
+    let xfh = HeaderName::from_static("x-forwarded-host");
+    let host = headers.get(header::HOST).cloned();
+    let chain = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
+        Some(prev) if trust => format!("{prev}, {ip}"),
+        _ => ip.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&chain) {
+        headers.insert(xff, v);
+    }
+    if !trust || !headers.contains_key(&xfp) {
+        headers.insert(
+            xfp,
+            HeaderValue::from_static(if proto == "https" { "https" } else { "http" }),
+        );
+    }
+    if let Some(h) = &host
+        && (!trust || !headers.contains_key(&xfh))
+    {
+        headers.insert(xfh, h.clone());
+    }
+    let mut fwd = String::new();
+    if trust && let Some(prev) = headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        fwd.push_str(prev);
+        fwd.push_str(", ");
+    }
+    match ip {
+        IpAddr::V4(a) => write!(fwd, "for={a}"),
+        IpAddr::V6(a) => write!(fwd, "for=\"[{a}]\""),
+    }
+    .expect("writing to a String");
+    write!(fwd, ";proto={proto}").expect("writing to a String");
+    if let Some(h) = host.as_ref().and_then(|h| h.to_str().ok()) {
+        // A token or a quoted string: a host with a port has ':', so quote.
+        write!(fwd, ";host=\"{}\"", h.replace('"', "")).expect("writing to a String");
+    }
+    if let Ok(v) = HeaderValue::from_str(&fwd) {
+        headers.insert(header::FORWARDED, v);
+    }
+}
+
+/// Adds `X-Request-Id` when the request has none: 16 hex digits.
+pub fn add_request_id(headers: &mut HeaderMap) {
+    let name = HeaderName::from_static("x-request-id");
+    if !headers.contains_key(&name) {
+        let id = format!("{:016x}", crate::clock::random_u64());
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            headers.insert(name, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go_and_upgrades_stay() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["accept"]);
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(is_upgrade(&h));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.get("connection").unwrap(), "upgrade");
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+    }
+
+    #[test]
+    fn forwarded_headers_replace_or_extend_the_clients() {
+        let client: SocketAddr = "10.1.2.3:5555".parse().unwrap();
+        let mut h = map(&[("host", "a.example:8080"), ("x-forwarded-for", "6.6.6.6")]);
+        add_forwarded(&mut h, client, "http", false);
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "10.1.2.3");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+        assert_eq!(h.get("x-forwarded-host").unwrap(), "a.example:8080");
+        assert_eq!(
+            h.get("forwarded").unwrap(),
+            "for=10.1.2.3;proto=http;host=\"a.example:8080\""
+        );
+        let mut h = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        add_forwarded(&mut h, "[::1]:9".parse().unwrap(), "http", true);
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "6.6.6.6, ::1");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
+        assert_eq!(h.get("forwarded").unwrap(), "for=\"[::1]\";proto=http");
+    }
+}
