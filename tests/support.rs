@@ -131,8 +131,13 @@ impl Serve {
         cmd.args(["serve", "--host", host, "--log", "info,switchyard=debug"])
             .args(["--port", &port.to_string()])
             .args(["--base-worker-port", &base.to_string()])
-            .args(["--workers", &workers.to_string()])
-            .args(args)
+            .args(["--workers", &workers.to_string()]);
+        // #4's tests pin TCP mode (which #9 keeps exactly as it was); HTTP
+        // and auto mode have their own tests.
+        if !args.contains(&"--mode") {
+            cmd.args(["--mode", "tcp"]);
+        }
+        cmd.args(args)
             .env_remove("HOST")
             .env_remove("PORT")
             .stdout(std::process::Stdio::null())

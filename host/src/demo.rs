@@ -6,7 +6,8 @@
 //! - `POST /echo` echoes the body,
 //! - `GET /ws` is a WebSocket echo,
 //! - `GET /slow?ms=N` answers after N ms (at most 60 s),
-//! - `GET /bytes?n=N` answers N bytes (at most 64 MiB),
+//! - `GET /bytes?n=N` answers N bytes (at most 4 GiB), streamed in 64 KiB
+//!   chunks so a large answer costs the worker no memory,
 //! - `GET /healthz` answers `ok`.
 
 use std::convert::Infallible;
@@ -52,7 +53,12 @@ pub struct DemoWorker {
 
 async fn route(me: Arc<DemoWorker>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
-    Ok(match (req.method().as_str(), path.as_str()) {
+    // HEAD is GET without the body (hyper drops it).
+    let method = match req.method().as_str() {
+        "HEAD" => "GET",
+        m => m,
+    };
+    Ok(match (method, path.as_str()) {
         ("GET", "/") => text(
             StatusCode::OK,
             format!("worker {} (pid {})\n", me.index, std::process::id()),
@@ -71,11 +77,18 @@ async fn route(me: Arc<DemoWorker>, req: Request<Incoming>) -> Result<Response<B
             )
         }
         ("GET", "/bytes") => {
-            let n = query_num(&req, "n", 64 << 20) as usize;
+            const CHUNK: usize = 64 * 1024;
+            static XS: [u8; CHUNK] = [b'x'; CHUNK];
+            let n = query_num(&req, "n", 4 << 30);
+            let chunks = (0..n.div_ceil(CHUNK as u64)).map(move |i| {
+                let len = (n - i * CHUNK as u64).min(CHUNK as u64) as usize;
+                Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from_static(&XS[..len])))
+            });
             Response::builder()
                 .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_LENGTH, n)
                 .body(
-                    Full::new(Bytes::from(vec![b'x'; n]))
+                    http_body_util::StreamBody::new(futures_util::stream::iter(chunks))
                         .map_err(|never| match never {})
                         .boxed(),
                 )

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::backends::health::{HealthCheck, HealthOptions};
 use crate::backends::spec::{self, BackendSpec};
 use crate::backends::supervisor::{WorkerCommand, WorkerOptions};
-use crate::http::{HttpOptions, Mode};
+use crate::http::{BackendProtocol, HttpOptions, Mode};
 use crate::proxy::{Forward, ProxyOptions};
 use crate::sniff::{self, OpaquePolicy};
 use crate::strategy::{
@@ -167,13 +167,26 @@ pub struct RawConfig {
     /// How requests are routed: `tcp` (a decision per connection, bytes
     /// passed untouched), `http` (a decision per HTTP request; anything
     /// else refused) or `auto` (HTTP as `http`, the rest as `tcp`).
-    #[arg(long, value_enum, default_value_t = Mode::Tcp)]
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
     pub mode: Mode,
+    /// HTTP mode: the protocol spoken to backends, `http1` (pooled
+    /// keep-alive connections) or `h2` (HTTP/2 with prior knowledge, for
+    /// gRPC backends).
+    #[arg(long, value_enum, default_value_t = BackendProtocol::Http1)]
+    pub backend_protocol: BackendProtocol,
     /// A backend must start its response to an HTTP request within this
     /// of the request's last byte, ms (else 504); in HTTP mode, its
     /// response head.
     #[arg(long, default_value_t = 60_000)]
     pub upstream_header_timeout_ms: u64,
+    /// HTTP mode: a backend that sends no byte of a response body for this
+    /// long has failed (the client's response is cut), ms; 0 = never.
+    #[arg(long, default_value_t = 60_000)]
+    pub upstream_body_timeout_ms: u64,
+    /// HTTP mode: close a client connection with no request in flight and
+    /// no byte of the next one for this long, ms.
+    #[arg(long, default_value_t = 75_000)]
+    pub keepalive_timeout_ms: u64,
     /// HTTP mode: keep and extend X-Forwarded-* and Forwarded from clients
     /// (for clients behind proxies you trust) instead of replacing them.
     #[arg(long, action = ArgAction::SetTrue)]
@@ -452,6 +465,12 @@ impl RawConfig {
             http: HttpOptions {
                 mode: self.mode,
                 upstream_header_timeout: ms(self.upstream_header_timeout_ms),
+                upstream_body_timeout: (self.upstream_body_timeout_ms > 0)
+                    .then(|| ms(self.upstream_body_timeout_ms)),
+                keepalive_timeout: ms(self.keepalive_timeout_ms),
+                backend_protocol: self.backend_protocol,
+                head_timeout: ms(self.head_timeout_ms),
+                max_head_bytes: self.max_head_bytes,
                 trust_forwarded: self.trust_forwarded,
                 request_id: self.request_id,
                 pool_max_idle: self.pool_max_idle,
@@ -466,6 +485,7 @@ impl RawConfig {
         for (key, v) in [
             ("head_timeout_ms", self.head_timeout_ms),
             ("connect_timeout_ms", self.connect_timeout_ms),
+            ("keepalive_timeout_ms", self.keepalive_timeout_ms),
             (
                 "upstream_header_timeout_ms",
                 self.upstream_header_timeout_ms,

@@ -1,46 +1,90 @@
-//! A response body that holds its backend's request count until the last
-//! byte is sent (or the client goes away), so `in_flight` counts requests
-//! that are really in flight.
+//! The body of every response HTTP mode sends. It holds what must live
+//! exactly as long as the response does: the backend's request count (so
+//! `in_flight` counts requests really in flight) and the client
+//! connection's busy mark (so keep-alive idleness starts when the response
+//! ends). A backend that stops sending mid-body for longer than the body
+//! timeout fails the response instead of holding the client forever.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use hyper::body::{Body, Frame, SizeHint};
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use tokio::time::{Instant, Sleep};
 
+use super::guard::Busy;
 use crate::backends::ConnectionGuard;
 
-/// `B`, counting one request of a backend while it lives.
-pub struct Guarded<B> {
-    body: B,
-    _guard: ConnectionGuard,
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A response body, from a backend or written by Switchyard.
+pub struct Tracked {
+    inner: Either<Incoming, Full<Bytes>>,
+    _busy: Option<Busy>,
+    _backend: Option<ConnectionGuard>,
+    idle: Option<(Duration, Pin<Box<Sleep>>)>,
 }
 
-impl<B> Guarded<B> {
-    /// `body`, holding `guard`.
-    pub fn new(body: B, guard: ConnectionGuard) -> Self {
-        Guarded {
-            body,
-            _guard: guard,
+impl Tracked {
+    /// A backend's body.
+    pub fn upstream(
+        body: Incoming,
+        busy: Option<Busy>,
+        backend: ConnectionGuard,
+        idle: Option<Duration>,
+    ) -> Self {
+        Tracked {
+            inner: Either::Left(body),
+            _busy: busy,
+            _backend: Some(backend),
+            idle: idle.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
+        }
+    }
+
+    /// A body Switchyard wrote.
+    pub fn full(bytes: Bytes, busy: Option<Busy>) -> Self {
+        Tracked {
+            inner: Either::Right(Full::new(bytes)),
+            _busy: busy,
+            _backend: None,
+            idle: None,
         }
     }
 }
 
-impl<B: Body + Unpin> Body for Guarded<B> {
-    type Data = B::Data;
-    type Error = B::Error;
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                if let Some((d, sleep)) = &mut this.idle {
+                    sleep.as_mut().reset(Instant::now() + *d);
+                }
+                Poll::Ready(frame)
+            }
+            Poll::Pending => {
+                if let Some((_, sleep)) = &mut this.idle
+                    && sleep.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Some(Err("the backend stopped sending the body".into())));
+                }
+                Poll::Pending
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        self.inner.size_hint()
     }
 }

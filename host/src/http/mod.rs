@@ -7,18 +7,19 @@
 //! the backend answers `101`.
 //!
 //! The first request of a connection arrives through the sniffer, which has
-//! read its head already (`io::Prefixed` hands those bytes to hyper first).
+//! read its head already (`guard::ClientIo` hands those bytes to hyper
+//! first, and checks every later head before hyper sees it).
 
 mod body;
+pub mod guard;
 pub mod headers;
-mod io;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{Either, Empty, Full};
+use http_body_util::{Either, Empty};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
@@ -26,12 +27,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use crate::backends::{Backends, health};
+use crate::backends::{Backend, Backends, health};
 use crate::error::{Error, Kind};
-use crate::proxy::{Buffer, Context};
+use crate::proxy::Context;
 use crate::sniff::http1::MAX_HEADERS;
 use crate::strategy::{CandidateStats, Protocol, RequestHead, Strategy};
-pub use io::Prefixed;
+use body::Tracked;
+use guard::{Busy, ClientIo, ConnState, HeadLimits};
 
 /// How bytes are routed.
 #[derive(
@@ -48,13 +50,34 @@ pub use io::Prefixed;
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// A decision per connection; bytes spliced through untouched.
-    #[default]
     Tcp,
     /// A decision per HTTP request (HTTP/1.1, HTTP/2); anything else is
     /// refused.
     Http,
     /// HTTP/1 and HTTP/2 as `http`, everything else as `tcp`.
+    #[default]
     Auto,
+}
+
+/// The protocol HTTP mode speaks to backends.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendProtocol {
+    /// HTTP/1.1 over pooled keep-alive connections.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (gRPC backends), requests multiplexed.
+    H2,
 }
 
 /// HTTP mode's settings.
@@ -64,6 +87,16 @@ pub struct HttpOptions {
     pub mode: Mode,
     /// A backend must send its response head within this (else `504`).
     pub upstream_header_timeout: Duration,
+    /// A backend that sends no body byte for this long fails the response.
+    pub upstream_body_timeout: Option<Duration>,
+    /// An idle client connection is closed after this.
+    pub keepalive_timeout: Duration,
+    /// Each request head must arrive within this of its first byte.
+    pub head_timeout: Duration,
+    /// Largest request head.
+    pub max_head_bytes: usize,
+    /// HTTP/1.1 or HTTP/2 to backends.
+    pub backend_protocol: BackendProtocol,
     /// Keep `X-Forwarded-*` and `Forwarded` from the client (extend them)
     /// instead of replacing them.
     pub trust_forwarded: bool,
@@ -76,43 +109,97 @@ pub struct HttpOptions {
 }
 
 type ReqBody = Either<Incoming, Empty<Bytes>>;
-type ResBody = Either<body::Guarded<Incoming>, Full<Bytes>>;
+type ResBody = Tracked;
+type Upstream = Client<HttpConnector, ReqBody>;
 
-thread_local! {
-    /// One pool per serving thread: a connection is used only by the
-    /// runtime whose reactor it is registered with.
-    static CLIENT: std::cell::OnceCell<Client<HttpConnector, ReqBody>> = const { std::cell::OnceCell::new() };
+/// This thread's pools, one per backend: a connection is used only by the
+/// runtime whose reactor it is registered with, and a backend that leaves
+/// the set (or drains) takes its idle connections with it.
+#[derive(Default)]
+struct Pools {
+    /// The backend list the map was last pruned against.
+    list: usize,
+    clients: Vec<(Arc<Backend>, Upstream)>,
 }
 
-fn client(opts: &HttpOptions, connect_timeout: Duration) -> Client<HttpConnector, ReqBody> {
-    CLIENT.with(|c| {
-        c.get_or_init(|| {
-            let mut connector = HttpConnector::new();
-            connector.set_nodelay(true);
-            connector.set_connect_timeout(Some(connect_timeout));
-            Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                .pool_max_idle_per_host(opts.pool_max_idle)
-                .pool_idle_timeout(opts.pool_idle_timeout)
-                .build(connector)
-        })
-        .clone()
+thread_local! {
+    static POOLS: std::cell::RefCell<Pools> = std::cell::RefCell::default();
+}
+
+fn new_client(opts: &HttpOptions, connect_timeout: Duration) -> Upstream {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .pool_max_idle_per_host(opts.pool_max_idle)
+        .pool_idle_timeout(opts.pool_idle_timeout)
+        .http2_only(opts.backend_protocol == BackendProtocol::H2)
+        .build(connector)
+}
+
+/// The pool for `backend`, after dropping those of backends that left
+/// `list` or drain.
+fn client(
+    opts: &HttpOptions,
+    connect_timeout: Duration,
+    list: &Arc<Vec<Arc<Backend>>>,
+    backend: &Arc<Backend>,
+) -> Upstream {
+    POOLS.with(|p| {
+        let mut p = p.borrow_mut();
+        let key = Arc::as_ptr(list) as usize;
+        if p.list != key {
+            p.list = key;
+            p.clients
+                .retain(|(b, _)| !b.is_draining() && list.iter().any(|l| Arc::ptr_eq(l, b)));
+        }
+        if let Some((_, c)) = p.clients.iter().find(|(b, _)| Arc::ptr_eq(b, backend)) {
+            return c.clone();
+        }
+        let c = new_client(opts, connect_timeout);
+        p.clients.push((backend.clone(), c.clone()));
+        c
     })
 }
 
 /// Serves one client connection in HTTP mode until it closes, or until a
-/// graceful shutdown lets its current requests finish.
-pub async fn serve(ctx: Arc<Context>, io: Prefixed, peer: SocketAddr, version: Version) {
+/// graceful shutdown lets its current requests finish. `prefix`: what the
+/// sniffer read.
+pub async fn serve(
+    ctx: Arc<Context>,
+    prefix: &[u8],
+    client: tokio::net::TcpStream,
+    peer: SocketAddr,
+    version: Version,
+) {
     let graceful = ctx.graceful.clone();
+    let conn = Arc::new(ConnState::default());
+    let limits = HeadLimits {
+        head_timeout: ctx.http.head_timeout,
+        max_head_bytes: ctx.http.max_head_bytes,
+        keepalive_timeout: ctx.http.keepalive_timeout,
+    };
+    let h1 = version != Version::HTTP_2;
+    let io = TokioIo::new(ClientIo::new(prefix, client, h1, limits, conn.clone()));
+    let max_head = ctx.http.max_head_bytes;
     let svc = hyper::service::service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(handle(&ctx, req, peer).await) }
+        let busy = conn.begin();
+        async move { Ok::<_, Infallible>(handle(&ctx, req, peer, busy).await) }
     });
-    let io = TokioIo::new(io);
-    let result = if version == Version::HTTP_2 {
+    let result = if !h1 {
+        // h2's own bounds, set here so they are stated: a rapid-reset flood
+        // (CVE-2023-44487) is cut off after 20 resets pending accept and
+        // 1024 streams reset for local errors; CONTINUATION frames cannot
+        // grow a header list past `max_head_bytes` (h2 0.4 counts them).
         let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
+            .max_pending_accept_reset_streams(20)
+            .max_local_error_reset_streams(1024)
+            .max_header_list_size(max_head as u32)
+            .max_concurrent_streams(256)
             .serve_connection(io, svc);
         tokio::pin!(conn);
         tokio::select! {
@@ -123,9 +210,13 @@ pub async fn serve(ctx: Arc<Context>, io: Prefixed, peer: SocketAddr, version: V
             }
         }
     } else {
+        // Heads are timed and bounded by `ClientIo`, which also answers
+        // 408/431/400: hyper's own header timer would close instead.
         let conn = hyper::server::conn::http1::Builder::new()
             .half_close(true)
             .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_headers(MAX_HEADERS)
             .serve_connection(io, svc)
             .with_upgrades();
         tokio::pin!(conn);
@@ -143,10 +234,11 @@ pub async fn serve(ctx: Arc<Context>, io: Prefixed, peer: SocketAddr, version: V
 }
 
 /// A response Switchyard writes itself.
-fn answer(status: StatusCode, text: &'static str) -> Response<ResBody> {
-    let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
-        text.as_bytes(),
-    ))));
+fn answer(status: StatusCode, text: &'static str, busy: Busy) -> Response<ResBody> {
+    let mut r = Response::new(Tracked::full(
+        Bytes::from_static(text.as_bytes()),
+        Some(busy),
+    ));
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(
@@ -159,7 +251,12 @@ fn answer(status: StatusCode, text: &'static str) -> Response<ResBody> {
 
 /// One request: decide, send, and try another backend if the connect
 /// failed and the request can be sent again.
-async fn handle(ctx: &Context, mut req: Request<Incoming>, peer: SocketAddr) -> Response<ResBody> {
+async fn handle(
+    ctx: &Context,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    busy: Busy,
+) -> Response<ResBody> {
     let client_upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let protocol = match parts.version {
@@ -188,7 +285,6 @@ async fn handle(ctx: &Context, mut req: Request<Incoming>, peer: SocketAddr) -> 
     // A request without a body can be sent again as it is.
     let resendable = hyper::body::Body::is_end_stream(&body);
     let mut body = Some(body);
-    let client = client(&ctx.http, ctx.proxy.connect_timeout);
     let list = ctx.backends.load();
     let mut candidates: Vec<CandidateStats> = Vec::with_capacity(list.len());
     let mut failed: Vec<u32> = Vec::new();
@@ -208,9 +304,10 @@ async fn handle(ctx: &Context, mut req: Request<Incoming>, peer: SocketAddr) -> 
             break;
         };
         let backend = &list[i];
+        let client = client(&ctx.http, ctx.proxy.connect_timeout, &list, backend);
         let guard = backend.open_connection();
         let Ok(uri) = Uri::try_from(format!("http://{}{path}", backend.addr())) else {
-            return answer(StatusCode::BAD_REQUEST, "bad request target\n");
+            return answer(StatusCode::BAD_REQUEST, "bad request target\n", busy);
         };
         let out_body = match body.take() {
             Some(b) => Either::Left(b),
@@ -227,11 +324,18 @@ async fn handle(ctx: &Context, mut req: Request<Incoming>, peer: SocketAddr) -> 
                 return answer(
                     StatusCode::GATEWAY_TIMEOUT,
                     "the backend did not answer in time\n",
+                    busy,
                 );
             }
             Ok(Ok(resp)) => {
                 backend.responded();
-                return respond(resp, guard, client_upgrade);
+                return respond(
+                    resp,
+                    guard,
+                    client_upgrade,
+                    busy,
+                    ctx.http.upstream_body_timeout,
+                );
             }
             Ok(Err(e)) => {
                 // Nothing reached a backend that refused the connect; a
@@ -251,7 +355,11 @@ async fn handle(ctx: &Context, mut req: Request<Incoming>, peer: SocketAddr) -> 
                 tracing::debug!(client = %peer, attempt, error = %err, "backend attempt failed");
                 failed.push(i as u32);
                 if !(retry && (resendable || body.is_some())) {
-                    return answer(StatusCode::BAD_GATEWAY, "the backend failed to answer\n");
+                    return answer(
+                        StatusCode::BAD_GATEWAY,
+                        "the backend failed to answer\n",
+                        busy,
+                    );
                 }
                 last = err;
             }
@@ -260,10 +368,16 @@ async fn handle(ctx: &Context, mut req: Request<Incoming>, peer: SocketAddr) -> 
     // As in TCP mode: nothing could be reached is 503, a backend that took
     // the request and failed it is 502.
     match last.kind() {
-        Kind::NoBackend | Kind::Connect | Kind::ConnectTimeout => {
-            answer(StatusCode::SERVICE_UNAVAILABLE, "no backend available\n")
-        }
-        _ => answer(StatusCode::BAD_GATEWAY, "the backend failed to answer\n"),
+        Kind::NoBackend | Kind::Connect | Kind::ConnectTimeout => answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no backend available\n",
+            busy,
+        ),
+        _ => answer(
+            StatusCode::BAD_GATEWAY,
+            "the backend failed to answer\n",
+            busy,
+        ),
     }
 }
 
@@ -286,6 +400,8 @@ fn respond(
     mut resp: Response<Incoming>,
     guard: crate::backends::ConnectionGuard,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    busy: Busy,
+    body_timeout: Option<Duration>,
 ) -> Response<ResBody> {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS
         && let Some(client_upgrade) = client_upgrade
@@ -299,10 +415,12 @@ fn respond(
             }
         });
         let (parts, _) = resp.into_parts();
-        return Response::from_parts(parts, Either::Right(Full::new(Bytes::new())));
+        // The upgraded stream is no request in flight: idleness is the
+        // splice's business (its own connection), not keep-alive's.
+        return Response::from_parts(parts, Tracked::full(Bytes::new(), Some(busy)));
     }
     headers::strip_hop_by_hop(resp.headers_mut());
-    resp.map(|b| Either::Left(body::Guarded::new(b, guard)))
+    resp.map(|b| Tracked::upstream(b, Some(busy), guard, body_timeout))
 }
 
 /// One decision, from hyper's parse of the request head.
@@ -341,9 +459,4 @@ fn pick(
         ..RequestHead::EMPTY
     };
     strategy.decide(&req, candidates).index
-}
-
-/// The bytes the sniffer read, put back in front of the client socket.
-pub fn prefixed(buf: Buffer, client: tokio::net::TcpStream) -> Prefixed {
-    Prefixed::new(buf, client)
 }

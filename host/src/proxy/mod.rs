@@ -17,7 +17,7 @@
 //!
 //! Every failure is an [`Error`] naming who caused it and why.
 
-mod answer;
+pub(crate) mod answer;
 pub mod forward;
 mod idle;
 pub mod proxy_v2;
@@ -99,8 +99,7 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr) 
         (_, Mode::Auto) => None,
     };
     if let Some(version) = version {
-        let io = crate::http::Prefixed::new(buf, client);
-        return crate::http::serve(ctx, io, peer, version).await;
+        return crate::http::serve(ctx, &buf, client, peer, version).await;
     }
     let ctx = &*ctx;
     let idle = idle::Idle::new(ctx.proxy.idle_timeout);

@@ -1,0 +1,771 @@
+//! The client connection as hyper reads it in HTTP/1 mode, with every
+//! request head checked before hyper sees it.
+//!
+//! hyper is lenient where a proxy must not be: it accepts `Transfer-Encoding`
+//! together with `Content-Length` (dropping the length) and repeated equal
+//! `Content-Length`s, and once it has parsed them the evidence is gone from
+//! the header map. Those are the seeds of request smuggling (a backend or a
+//! proxy behind us that frames the body differently), so each head is held
+//! back here until it is complete, checked with the same parser as TCP mode,
+//! and only then handed to hyper. This also gives the later heads of a
+//! keep-alive connection the same `408`/`431`/`400` as the first one.
+//!
+//! To find where the next head starts, the body framing is followed
+//! (`Content-Length` counted down; chunked sizes read, data skipped), so
+//! body bytes go to hyper without being copied or held.
+//!
+//! A refusal is written when hyper lets go of the connection, after every
+//! response it owes the client: hyper sees a clean end of input where the bad
+//! head began, finishes the requests before it, and drops us.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+use crate::error::Kind;
+use crate::sniff::http1::{self, Http1Head, Parsed};
+
+/// What hyper and the request handler share about one client connection.
+#[derive(Debug, Default)]
+pub struct ConnState {
+    /// Requests whose response has not been sent whole.
+    busy: AtomicUsize,
+    /// When the last response finished ([`crate::clock::now_ms`]).
+    done_ms: AtomicU64,
+}
+
+impl ConnState {
+    /// Counts a request until the token drops (its response body ended).
+    pub fn begin(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(self.clone())
+    }
+}
+
+/// One request in flight on a client connection.
+#[derive(Debug)]
+pub struct Busy(Arc<ConnState>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0
+            .done_ms
+            .store(crate::clock::now_ms(), Ordering::Relaxed);
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Limits on each request head after the first.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    /// A head must arrive whole within this of its first byte (`408`).
+    pub head_timeout: Duration,
+    /// A head may be at most this long (`431`).
+    pub max_head_bytes: usize,
+    /// An idle keep-alive connection (no request in flight, no byte of the
+    /// next head) is closed after this.
+    pub keepalive_timeout: Duration,
+}
+
+/// Longest chunk-size line (size, extensions) or trailer section followed.
+const MAX_CHUNK_LINE: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// In the size line; `digits` read so far, `ext` once past them.
+    Size { digits: u8, ext: bool, len: usize },
+    /// After the size line's CR.
+    SizeLf,
+    /// Data bytes left in this chunk.
+    Data(u64),
+    /// The CR after the data.
+    DataCr,
+    /// The LF after the data.
+    DataLf,
+    /// Trailer section after the last chunk: `at_start` when a line just
+    /// began (an empty line ends the message).
+    Trailers {
+        at_start: bool,
+        cr: bool,
+        len: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Between messages.
+    Idle,
+    /// Part of a head held back.
+    Head,
+    /// Bytes left of a `Content-Length` body.
+    Body(u64),
+    /// Inside a chunked body.
+    Chunked(Chunk, u64),
+    /// Not checked any more: HTTP/2, or after an upgrade request.
+    Passthrough,
+    /// Nothing more is read: a refusal, a timeout or the client's end.
+    Closed,
+}
+
+/// The client socket in HTTP mode.
+pub struct ClientIo {
+    inner: Option<TcpStream>,
+    /// Client bytes read but not yet looked at (the sniffer's, or what
+    /// followed a head).
+    unread: Vec<u8>,
+    unread_at: usize,
+    /// A checked head, going to hyper.
+    ready: Vec<u8>,
+    ready_at: usize,
+    /// The head being read.
+    head: Vec<u8>,
+    state: State,
+    limits: HeadLimits,
+    timer: Pin<Box<Sleep>>,
+    conn: Arc<ConnState>,
+    refusal: Option<(Kind, &'static str)>,
+}
+
+impl ClientIo {
+    /// `inner`, which already gave up `prefix`. `checked`: follow HTTP/1
+    /// framing and check heads (false for HTTP/2).
+    pub fn new(
+        prefix: &[u8],
+        inner: TcpStream,
+        checked: bool,
+        limits: HeadLimits,
+        conn: Arc<ConnState>,
+    ) -> ClientIo {
+        ClientIo {
+            inner: Some(inner),
+            unread: prefix.to_vec(),
+            unread_at: 0,
+            ready: Vec::new(),
+            ready_at: 0,
+            head: Vec::new(),
+            state: if checked {
+                State::Idle
+            } else {
+                State::Passthrough
+            },
+            limits,
+            timer: Box::pin(tokio::time::sleep(limits.keepalive_timeout)),
+            conn,
+            refusal: None,
+        }
+    }
+
+    fn refuse(&mut self, kind: Kind, why: &'static str) {
+        self.refusal = Some((kind, why));
+        self.state = State::Closed;
+        self.head = Vec::new();
+    }
+
+    /// Bytes from `unread`, else from the socket, into `dst`.
+    fn fill(&mut self, cx: &mut Context<'_>, dst: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.unread_at < self.unread.len() {
+            let n = (self.unread.len() - self.unread_at).min(dst.remaining());
+            dst.put_slice(&self.unread[self.unread_at..self.unread_at + n]);
+            // Kept until the next read from the socket: the caller may
+            // give back what follows a body (`unread_at` moves back).
+            self.unread_at += n;
+            return Poll::Ready(Ok(()));
+        }
+        if !self.unread.is_empty() {
+            self.unread = Vec::new();
+            self.unread_at = 0;
+        }
+        let inner = self.inner.as_mut().expect("socket taken only on drop");
+        Pin::new(inner).poll_read(cx, dst)
+    }
+
+    /// Puts `bytes` back in front of what is still unread.
+    fn unread_front(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut v = bytes.to_vec();
+        v.extend_from_slice(&self.unread[self.unread_at..]);
+        self.unread = v;
+        self.unread_at = 0;
+    }
+
+    /// Nothing to read now: has a deadline passed? Returns true if the
+    /// state changed (read again).
+    fn on_pending(&mut self, cx: &mut Context<'_>) -> bool {
+        if !matches!(self.state, State::Head | State::Idle)
+            || self.timer.as_mut().poll(cx).is_pending()
+        {
+            return false;
+        }
+        if self.state == State::Head {
+            self.refuse(Kind::HeadTimeout, "request head not received in time");
+            return true;
+        }
+        let now = Instant::now();
+        let keep = self.limits.keepalive_timeout;
+        if self.conn.busy.load(Ordering::Relaxed) > 0 {
+            // A response is still going: the connection is not idle. Look
+            // again later.
+            self.timer.as_mut().reset(now + keep);
+        } else {
+            let idle =
+                crate::clock::now_ms().saturating_sub(self.conn.done_ms.load(Ordering::Relaxed));
+            let idle = Duration::from_millis(idle);
+            if idle >= keep {
+                self.state = State::Closed;
+                return true;
+            }
+            self.timer.as_mut().reset(now + (keep - idle));
+        }
+        // Register with the new deadline.
+        let _ = self.timer.as_mut().poll(cx);
+        false
+    }
+
+    /// Reads the next head into `self.head` until it is complete, then
+    /// checks it. Returns `Ready(Ok(true))` when there is something for
+    /// hyper (or the state changed), `Ready(Ok(false))` at the client's end.
+    fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        loop {
+            let mut chunk = [0u8; 4096];
+            let mut rb = ReadBuf::new(&mut chunk);
+            match self.fill(cx, &mut rb) {
+                Poll::Pending => {
+                    if self.on_pending(cx) {
+                        return Poll::Ready(Ok(true));
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            let new = rb.filled();
+            if new.is_empty() {
+                // The client's end, between requests or inside a head: there
+                // is nobody to answer.
+                self.state = State::Closed;
+                return Poll::Ready(Ok(false));
+            }
+            if self.state == State::Idle {
+                self.state = State::Head;
+                let deadline = Instant::now() + self.limits.head_timeout;
+                self.timer.as_mut().reset(deadline);
+            }
+            self.head.extend_from_slice(new);
+            match http1::parse(&self.head, self.limits.max_head_bytes) {
+                Parsed::Partial => continue,
+                Parsed::TooLarge => {
+                    self.refuse(Kind::HeadTooLarge, "request head too large");
+                    return Poll::Ready(Ok(true));
+                }
+                Parsed::Malformed => {
+                    self.refuse(Kind::HeadMalformed, "malformed request head");
+                    return Poll::Ready(Ok(true));
+                }
+                Parsed::Complete(h) => {
+                    match framing(&self.head, &h) {
+                        Err(why) => self.refuse(Kind::HeadMalformed, why),
+                        Ok(next) => {
+                            let rest = self.head.split_off(h.len);
+                            self.unread_front(&rest);
+                            self.ready = std::mem::take(&mut self.head);
+                            self.ready_at = 0;
+                            self.state = next;
+                            let keep = self.limits.keepalive_timeout;
+                            self.timer.as_mut().reset(Instant::now() + keep);
+                        }
+                    }
+                    return Poll::Ready(Ok(true));
+                }
+            }
+        }
+    }
+
+    /// Follows body framing over `bytes`; see [`advance`].
+    fn advance(&mut self, bytes: &[u8]) -> Result<usize, &'static str> {
+        let n = advance(&mut self.state, bytes)?;
+        if self.state == State::Idle {
+            let keep = self.limits.keepalive_timeout;
+            self.timer.as_mut().reset(Instant::now() + keep);
+        }
+        Ok(n)
+    }
+}
+
+/// Follows body framing over `bytes` (already in hyper's buffer). Returns
+/// how many belong to the body; the state is `Idle` if the body ended
+/// before the rest.
+fn advance(state: &mut State, bytes: &[u8]) -> Result<usize, &'static str> {
+    let mut i = 0;
+    while i < bytes.len() {
+        match *state {
+            State::Body(left) => {
+                let n = (left.min((bytes.len() - i) as u64)) as usize;
+                i += n;
+                *state = if left == n as u64 {
+                    State::Idle
+                } else {
+                    State::Body(left - n as u64)
+                };
+            }
+            State::Chunked(Chunk::Data(left), size) => {
+                let n = (left.min((bytes.len() - i) as u64)) as usize;
+                i += n;
+                *state = State::Chunked(
+                    if left == n as u64 {
+                        Chunk::DataCr
+                    } else {
+                        Chunk::Data(left - n as u64)
+                    },
+                    size,
+                );
+            }
+            State::Chunked(c, size) => {
+                let b = bytes[i];
+                i += 1;
+                *state = chunk_byte(c, size, b)?;
+            }
+            _ => break,
+        }
+        if *state == State::Idle {
+            break;
+        }
+    }
+    Ok(i)
+}
+
+/// One byte of chunked framing outside data.
+fn chunk_byte(c: Chunk, size: u64, b: u8) -> Result<State, &'static str> {
+    const BAD: &str = "malformed chunked body";
+    let next = match c {
+        Chunk::Size { digits, ext, len } => {
+            if len >= MAX_CHUNK_LINE {
+                return Err("chunk size line too long");
+            }
+            let len = len + 1;
+            match b {
+                b'\r' if digits > 0 => return Ok(State::Chunked(Chunk::SizeLf, size)),
+                _ if ext => Chunk::Size { digits, ext, len },
+                b';' | b' ' | b'\t' if digits > 0 => Chunk::Size {
+                    digits,
+                    ext: true,
+                    len,
+                },
+                _ => {
+                    let d = (b as char).to_digit(16).ok_or(BAD)?;
+                    // 16 hex digits fill a u64.
+                    if digits >= 16 {
+                        return Err("chunk size too large");
+                    }
+                    return Ok(State::Chunked(
+                        Chunk::Size {
+                            digits: digits + 1,
+                            ext,
+                            len,
+                        },
+                        (size << 4) | u64::from(d),
+                    ));
+                }
+            }
+        }
+        Chunk::SizeLf if b == b'\n' => {
+            if size == 0 {
+                Chunk::Trailers {
+                    at_start: true,
+                    cr: false,
+                    len: 0,
+                }
+            } else {
+                Chunk::Data(size)
+            }
+        }
+        Chunk::DataCr if b == b'\r' => Chunk::DataLf,
+        Chunk::DataLf if b == b'\n' => {
+            return Ok(State::Chunked(
+                Chunk::Size {
+                    digits: 0,
+                    ext: false,
+                    len: 0,
+                },
+                0,
+            ));
+        }
+        Chunk::Trailers { at_start, cr, len } => {
+            if len >= MAX_CHUNK_LINE {
+                return Err("chunked trailers too long");
+            }
+            match (b, cr) {
+                (b'\n', true) if at_start => return Ok(State::Idle),
+                (b'\n', true) => Chunk::Trailers {
+                    at_start: true,
+                    cr: false,
+                    len: len + 1,
+                },
+                (b'\r', false) => Chunk::Trailers {
+                    at_start,
+                    cr: true,
+                    len: len + 1,
+                },
+                (_, false) if b != b'\n' => Chunk::Trailers {
+                    at_start: false,
+                    cr: false,
+                    len: len + 1,
+                },
+                _ => return Err(BAD),
+            }
+        }
+        _ => return Err(BAD),
+    };
+    // `size` carries across the size line only; data and after reset it.
+    let size = if matches!(next, Chunk::Size { .. }) {
+        size
+    } else {
+        0
+    };
+    Ok(State::Chunked(next, size))
+}
+
+/// The checks a proxy owes the servers behind it (RFC 9112 6.1, 6.3, 3.2),
+/// and where the message's body ends.
+fn framing(buf: &[u8], h: &Http1Head) -> Result<State, &'static str> {
+    let mut lengths = 0;
+    let mut length = 0u64;
+    let mut codings: Option<&[u8]> = None;
+    let mut hosts = 0;
+    let mut host: &[u8] = b"";
+    let mut upgrade = false;
+    let mut connection_upgrade = false;
+    for (name, value) in h.headers(buf) {
+        if name.eq_ignore_ascii_case(b"content-length") {
+            lengths += 1;
+            if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+                return Err("Content-Length is not a number");
+            }
+            length = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .ok_or("Content-Length is not a number")?;
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if let Some(prev) = codings
+                && prev
+                    .split(|&b| b == b',')
+                    .any(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+            {
+                return Err("chunked applied twice");
+            }
+            codings = Some(value);
+        } else if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+            host = value;
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            upgrade = true;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            connection_upgrade |= value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
+        }
+    }
+    if lengths > 1 {
+        return Err("more than one Content-Length");
+    }
+    if hosts > 1 {
+        return Err("more than one Host");
+    }
+    let target = h.path(buf);
+    if let Some(authority) = absolute_form_authority(target)
+        && hosts == 1
+        && !authority.eq_ignore_ascii_case(host)
+    {
+        return Err("the target's host differs from Host");
+    }
+    let chunked = match codings {
+        None => false,
+        Some(_) if lengths > 0 => return Err("Transfer-Encoding with Content-Length"),
+        Some(_) if h.minor_version == 0 => return Err("Transfer-Encoding in HTTP/1.0"),
+        Some(v) => {
+            let mut codings = v.split(|&b| b == b',').map(<[u8]>::trim_ascii);
+            let last = codings.next_back().unwrap_or(b"");
+            if codings.any(|c| c.eq_ignore_ascii_case(b"chunked")) {
+                return Err("chunked applied twice");
+            }
+            if !last.eq_ignore_ascii_case(b"chunked") {
+                return Err("Transfer-Encoding does not end in chunked");
+            }
+            true
+        }
+    };
+    if h.method(buf) == b"CONNECT" || (upgrade && connection_upgrade) {
+        // What follows may be another protocol: hyper (and the backend)
+        // take it from here.
+        return Ok(State::Passthrough);
+    }
+    Ok(if chunked {
+        State::Chunked(
+            Chunk::Size {
+                digits: 0,
+                ext: false,
+                len: 0,
+            },
+            0,
+        )
+    } else if length > 0 {
+        State::Body(length)
+    } else {
+        State::Idle
+    })
+}
+
+/// The `host[:port]` of an absolute-form target (`http://host/path`).
+fn absolute_form_authority(target: &[u8]) -> Option<&[u8]> {
+    let lower = |n: usize| target.get(..n).map(<[u8]>::to_ascii_lowercase);
+    let rest = if lower(7).as_deref() == Some(b"http://") {
+        &target[7..]
+    } else if lower(8).as_deref() == Some(b"https://") {
+        &target[8..]
+    } else {
+        return None;
+    };
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    let authority = &rest[..end];
+    // Userinfo is not part of the host.
+    Some(match authority.iter().rposition(|&b| b == b'@') {
+        Some(at) => &authority[at + 1..],
+        None => authority,
+    })
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if this.ready_at < this.ready.len() {
+                let n = (this.ready.len() - this.ready_at).min(buf.remaining());
+                buf.put_slice(&this.ready[this.ready_at..this.ready_at + n]);
+                this.ready_at += n;
+                if this.ready_at == this.ready.len() {
+                    this.ready = Vec::new();
+                    this.ready_at = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            match this.state {
+                State::Closed => return Poll::Ready(Ok(())),
+                State::Passthrough => return this.fill(cx, buf),
+                State::Idle | State::Head => match this.poll_head(cx) {
+                    Poll::Ready(Ok(true)) => continue,
+                    Poll::Ready(Ok(false)) => return Poll::Ready(Ok(())),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                },
+                State::Body(_) | State::Chunked(..) => {
+                    let before = buf.filled().len();
+                    let from_unread = this.unread_at < this.unread.len();
+                    match this.fill(cx, buf) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Ready(Ok(())) => {}
+                    }
+                    let after = buf.filled().len();
+                    if after == before {
+                        this.state = State::Closed;
+                        return Poll::Ready(Ok(()));
+                    }
+                    let new = &buf.filled()[before..after];
+                    match this.advance(new) {
+                        Ok(n) => {
+                            if before + n < after {
+                                // The next head starts here: hold it back.
+                                if from_unread {
+                                    this.unread_at -= after - before - n;
+                                } else {
+                                    let rest = new[n..].to_vec();
+                                    this.unread_front(&rest);
+                                }
+                                buf.set_filled(before + n);
+                            }
+                            if n > 0 {
+                                return Poll::Ready(Ok(()));
+                            }
+                        }
+                        Err(why) => {
+                            // hyper gets the body up to here and then the
+                            // end; the client gets 400 once hyper is done.
+                            buf.set_filled(before);
+                            this.refuse(Kind::HeadMalformed, why);
+                            return Poll::Ready(Ok(()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(self.inner.as_mut().expect("socket")).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(self.inner.as_mut().expect("socket")).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.inner.as_mut().expect("socket")).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.refusal.is_some() {
+            // The answer goes first, from `Drop`.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(self.inner.as_mut().expect("socket")).poll_shutdown(cx)
+    }
+}
+
+impl Drop for ClientIo {
+    fn drop(&mut self) {
+        let (Some((kind, why)), Some(mut socket)) = (self.refusal.take(), self.inner.take()) else {
+            return;
+        };
+        tracing::debug!(kind = kind.as_str(), why, "request refused");
+        let Some(answer) = crate::proxy::answer::for_kind(kind) else {
+            return;
+        };
+        // hyper is done with the connection: answer, then read what the
+        // client still sends for a moment, so closing with unread bytes
+        // does not reset the connection before the answer arrives.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        tokio::spawn(async move {
+            let linger = async {
+                socket.write_all(answer).await?;
+                socket.shutdown().await?;
+                let mut sink = [0u8; 4096];
+                let mut left: usize = 64 * 1024;
+                while left > 0 {
+                    match tokio::io::AsyncReadExt::read(&mut socket, &mut sink).await? {
+                        0 => break,
+                        n => left = left.saturating_sub(n),
+                    }
+                }
+                io::Result::Ok(())
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(2), linger).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(head: &str) -> Result<State, &'static str> {
+        let buf = head.as_bytes();
+        match http1::parse(buf, 8192) {
+            Parsed::Complete(h) => framing(buf, &h),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn smuggling_shapes_are_refused() {
+        let refused = [
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+            "POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET http://b/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        ];
+        for head in refused {
+            assert!(check(head).is_err(), "{head:?}");
+        }
+        assert_eq!(
+            check("GET http://A:80/x HTTP/1.1\r\nHost: a:80\r\n\r\n"),
+            Ok(State::Idle)
+        );
+        assert_eq!(
+            check("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+                .map(|s| matches!(s, State::Chunked(..))),
+            Ok(true)
+        );
+        assert_eq!(
+            check("POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n"),
+            Ok(State::Body(12))
+        );
+        // obs-fold, NUL and a bare CR never parse.
+        for head in [
+            "GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
+            "GET / HTTP/1.1\r\nX: a\0b\r\n\r\n",
+            "GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",
+        ] {
+            assert_eq!(
+                http1::parse(head.as_bytes(), 8192),
+                Parsed::Malformed,
+                "{head:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn chunked_framing_finds_the_end_of_the_body() {
+        let body = b"5;ext=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nX-T: 1\r\n\r\nGET";
+        // In pieces of any size: the same end.
+        for step in [1, 3, body.len()] {
+            let mut state = check("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+            let mut taken = 0;
+            for piece in body.chunks(step) {
+                taken += advance(&mut state, piece).unwrap();
+                if state == State::Idle {
+                    break;
+                }
+            }
+            assert_eq!(taken, body.len() - 3, "step {step}");
+        }
+        let mut state = State::Body(4);
+        assert_eq!(advance(&mut state, b"abcdGET"), Ok(4));
+        assert_eq!(state, State::Idle);
+        for bad in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"5\r\nhelloXY",
+            b"11111111111111111\r\n",
+        ] {
+            let mut state = check("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+            assert!(advance(&mut state, bad).is_err(), "{bad:?}");
+        }
+    }
+}
