@@ -137,3 +137,327 @@ fn tls_is_routed_by_sni_and_passed_through_untouched() {
         "SNI hashing should use both backends: {seen:?}"
     );
 }
+
+/// A self-signed pair for `name` (CN and DNS SAN) in `dir`.
+fn cert_pair(dir: &std::path::Path, file: &str, name: &str) -> (String, String) {
+    let cert = dir.join(format!("{file}.crt"));
+    let key = dir.join(format!("{file}.key"));
+    let tmp_cert = dir.join(format!("{file}.crt.new"));
+    let tmp_key = dir.join(format!("{file}.key.new"));
+    let out = openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        &format!("/CN={name}"),
+        "-addext",
+        &format!("subjectAltName=DNS:{name}"),
+        "-keyout",
+        tmp_key.to_str().unwrap(),
+        "-out",
+        tmp_cert.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Renamed into place, key first, as a certificate manager would.
+    std::fs::rename(&tmp_key, &key).unwrap();
+    std::fs::rename(&tmp_cert, &cert).unwrap();
+    (
+        cert.to_str().unwrap().to_string(),
+        key.to_str().unwrap().to_string(),
+    )
+}
+
+/// `curl` over TLS to `name` (resolved to loopback), bounded; stdout.
+fn curl_tls(port: u16, name: &str, args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sk", "--max-time", "10", "--resolve"])
+        .arg(format!("{name}:{port}:127.0.0.1"))
+        .args(args)
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "curl {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn tls_is_terminated_with_certificates_by_sni_and_alpn_picks_http2() {
+    let dir = TempDir::new("tls-term");
+    let (a_crt, a_key) = cert_pair(&dir.0, "a", "a.test");
+    let (b_crt, b_key) = cert_pair(&dir.0, "b", "b.test");
+    let s = Serve::start(
+        2,
+        &[
+            "--mode",
+            "auto",
+            "--tls-cert",
+            &a_crt,
+            "--tls-key",
+            &a_key,
+            "--tls-cert",
+            &b_crt,
+            "--tls-key",
+            &b_key,
+        ],
+    );
+    // SNI chooses the pair; an unknown name gets the first.
+    assert_eq!(handshake(s.port, "b.test").as_deref(), Some("b.test"));
+    assert_eq!(handshake(s.port, "a.test").as_deref(), Some("a.test"));
+    assert_eq!(handshake(s.port, "other.test").as_deref(), Some("a.test"));
+    // ALPN: HTTP/2 and HTTP/1.1 both get a decision per request on one
+    // connection.
+    for proto in ["--http2", "--http1.1"] {
+        let url = format!("https://b.test:{}/", s.port);
+        let mut args = vec![proto, "-w", "\nv=%{http_version} c=%{num_connects}\n"];
+        args.extend(std::iter::repeat_n(url.as_str(), 4));
+        let out = curl_tls(s.port, "b.test", &args);
+        let workers: Vec<u32> = out
+            .lines()
+            .filter(|l| l.starts_with("worker "))
+            .map(|l| support::worker_of(l).0)
+            .collect();
+        assert_eq!(workers.len(), 4, "{out}");
+        assert_eq!(
+            workers.iter().filter(|&&w| w == 0).count(),
+            2,
+            "{proto}: {out}"
+        );
+        let want = if proto == "--http2" { "v=2" } else { "v=1.1" };
+        assert!(out.contains(want), "{proto}: {out}");
+        let connects: usize = out.matches("c=1").count();
+        assert_eq!(connects, 1, "one connection: {out}");
+    }
+}
+
+/// A TLS client that trusts any certificate (the test checks which one).
+mod insecure {
+    use std::sync::Arc;
+
+    use rustls::DigitallySignedStruct;
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::CryptoProvider;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+    #[derive(Debug)]
+    pub struct AnyCert(pub Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for AnyCert {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            msg: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                msg,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            msg: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                msg,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    pub fn config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+            .with_no_client_auth();
+        cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+        Arc::new(cfg)
+    }
+}
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+fn tls_connect(port: u16, name: &str) -> Tls {
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let conn = rustls::ClientConnection::new(
+        insecure::config(&[b"http/1.1"]),
+        name.to_string().try_into().unwrap(),
+    )
+    .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).unwrap();
+    }
+    tls
+}
+
+/// One keep-alive GET on `tls`; the status line.
+fn tls_get(tls: &mut Tls) -> String {
+    use std::io::{BufRead, Read, Write};
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    let mut r = std::io::BufReader::new(tls);
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    let mut len = 0;
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    status
+}
+
+fn leaf(tls: &Tls) -> Vec<u8> {
+    tls.conn.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[test]
+fn a_certificate_replaced_on_disk_is_served_while_open_connections_stay() {
+    let dir = TempDir::new("tls-reload");
+    let (crt, key) = cert_pair(&dir.0, "a", "a.test");
+    let s = Serve::start(
+        1,
+        &["--mode", "http", "--tls-cert", &crt, "--tls-key", &key],
+    );
+    let mut open = tls_connect(s.port, "a.test");
+    assert!(tls_get(&mut open).starts_with("HTTP/1.1 200"));
+    let first = leaf(&open);
+    cert_pair(&dir.0, "a", "a.test");
+    eventually("the new certificate to be served", 15, || {
+        leaf(&tls_connect(s.port, "a.test")) != first
+    });
+    let second = leaf(&tls_connect(s.port, "a.test"));
+    // The connection opened before the swap still serves requests.
+    assert!(tls_get(&mut open).starts_with("HTTP/1.1 200"));
+    // A broken file is refused with the reason; the last good one serves.
+    std::fs::write(&crt, "not a certificate").unwrap();
+    s.wait_for_log("certificates rejected", 15);
+    s.wait_for_log("a.crt", 1);
+    assert_eq!(leaf(&tls_connect(s.port, "a.test")), second);
+    assert!(tls_get(&mut open).starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn http3_routes_each_request_of_one_quic_connection() {
+    use hyper::body::{Buf, Bytes};
+    let s = Serve::start(2, &["--mode", "auto", "--h3"]);
+    s.wait_for_log("HTTP/3 listening", 10);
+    // TCP responses point browsers to HTTP/3.
+    let head = curl_tls(
+        s.port,
+        "localhost",
+        &["-I", &format!("http://localhost:{}/", s.port)],
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("alt-svc: h3=\":{}\"", s.port)),
+        "{head}"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let port = s.port;
+    let workers: Vec<u32> = rt.block_on(async move {
+        let mut tls = (*insecure::config(&[b"h3"])).clone();
+        tls.alpn_protocols = vec![b"h3".to_vec()];
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(quic)));
+        let conn = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            endpoint
+                .connect(([127, 0, 0, 1], port).into(), "localhost")
+                .unwrap(),
+        )
+        .await
+        .expect("QUIC handshake in time")
+        .unwrap();
+        let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(conn))
+            .await
+            .unwrap();
+        tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
+        let mut workers = Vec::new();
+        for _ in 0..6 {
+            let req = hyper::Request::get(format!("https://localhost:{port}/"))
+                .body(())
+                .unwrap();
+            let mut stream = send.send_request(req).await.unwrap();
+            stream.finish().await.unwrap();
+            let resp =
+                tokio::time::timeout(std::time::Duration::from_secs(10), stream.recv_response())
+                    .await
+                    .expect("an answer in time")
+                    .unwrap();
+            assert_eq!(resp.status(), 200);
+            let mut body = Vec::new();
+            while let Some(mut chunk) = stream.recv_data().await.unwrap() {
+                body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
+            }
+            workers.push(support::worker_of(&String::from_utf8_lossy(&body)).0);
+        }
+        // And a body goes up and comes back.
+        let req = hyper::Request::post(format!("https://localhost:{port}/echo"))
+            .body(())
+            .unwrap();
+        let mut stream = send.send_request(req).await.unwrap();
+        stream
+            .send_data(Bytes::from_static(b"over quic"))
+            .await
+            .unwrap();
+        stream.finish().await.unwrap();
+        let resp = stream.recv_response().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = Vec::new();
+        while let Some(mut chunk) = stream.recv_data().await.unwrap() {
+            body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
+        }
+        assert_eq!(body, b"over quic");
+        workers
+    });
+    assert_eq!(
+        workers.iter().filter(|&&w| w == 0).count(),
+        3,
+        "{workers:?}"
+    );
+}

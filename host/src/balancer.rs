@@ -43,6 +43,9 @@ pub enum BuildError {
     /// A file cannot be watched.
     #[error(transparent)]
     Watch(#[from] WatchError),
+    /// A certificate or key is unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::CertError),
 }
 
 /// Builds a [`Balancer`].
@@ -131,7 +134,33 @@ impl BalancerBuilder {
         if let StrategySource::File(_) = strategy.spec().source {
             watchers.push(reload::watch(strategy.clone(), |_, _| {})?);
         }
+        let certs = match (cfg.tls.is_empty(), cfg.h3) {
+            (true, None) => None,
+            _ => Some(crate::tls::Certs::new(cfg.tls.clone())?),
+        };
+        if let Some(certs) = &certs {
+            for file in certs.files() {
+                let c = certs.clone();
+                watchers.push(crate::watch::watch_file(file, move |p| match c.reload() {
+                    Ok(()) => tracing::info!(file = %p.display(), "certificates reloaded"),
+                    // Replacing a pair is two writes: the first may leave a
+                    // key that does not match yet; the second reload fixes it.
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "certificates rejected; the previous ones keep serving"
+                    ),
+                })?);
+            }
+        }
+        let udp = match cfg.h3 {
+            Some(addr) => {
+                Some(std::net::UdpSocket::bind(addr).map_err(|e| BuildError::Listen(addr, e))?)
+            }
+            None => None,
+        };
         Ok(Balancer {
+            certs,
+            udp,
             cfg,
             listeners,
             strategy,
@@ -195,6 +224,10 @@ pub struct Balancer {
     backends: Arc<Backends>,
     workers: Vec<Worker>,
     shutdown: ShutdownHandle,
+    /// Certificates, when TLS is terminated or HTTP/3 listens.
+    certs: Option<Arc<crate::tls::Certs>>,
+    /// HTTP/3's socket.
+    udp: Option<std::net::UdpSocket>,
     /// Stop watching files when the balancer goes.
     _watchers: Vec<WatchGuard>,
 }
@@ -240,6 +273,8 @@ impl Balancer {
             backends,
             workers,
             shutdown,
+            certs,
+            udp,
             _watchers,
         } = self;
         let tokens = shutdown.tokens();
@@ -268,20 +303,43 @@ impl Balancer {
             strategy = %strategy.spec().source,
             "switchyard is serving"
         );
-        let serving = Arc::new(Serving {
-            ctx: Arc::new(Context {
-                sniff: cfg.sniff.clone(),
-                proxy: cfg.proxy.clone(),
-                http: cfg.http.clone(),
-                graceful: tokens.graceful.clone(),
-                backends,
-                strategy: strategy.clone(),
+        let tls = certs
+            .as_ref()
+            .filter(|c| c.from_files() && cfg.http.mode != crate::http::Mode::Tcp)
+            .map(|c| tokio_rustls::TlsAcceptor::from(c.tcp_config()));
+        let h3_port = udp
+            .as_ref()
+            .and_then(|u| u.local_addr().ok())
+            .map(|a| a.port());
+        let ctx = Arc::new(Context {
+            sniff: cfg.sniff.clone(),
+            proxy: cfg.proxy.clone(),
+            http: cfg.http.clone(),
+            graceful: tokens.graceful.clone(),
+            backends,
+            strategy: strategy.clone(),
+            tls,
+            alt_svc: h3_port.and_then(|p| {
+                hyper::header::HeaderValue::from_str(&format!("h3=\":{p}\"; ma=86400")).ok()
             }),
+        });
+        let h3 = match (udp, &certs) {
+            (Some(udp), Some(certs)) => {
+                Some(spawn_h3(udp, certs, ctx.clone(), cfg.graceful_timeout)?)
+            }
+            _ => None,
+        };
+        let serving = Arc::new(Serving {
+            ctx,
             limit: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
             tokens: tokens.clone(),
             graceful_timeout: cfg.graceful_timeout,
         });
         listener::serve(listeners, serving).await?;
+        if let Some(h3) = h3 {
+            // It drains within the graceful timeout too.
+            let _ = tokio::task::spawn_blocking(move || h3.join()).await;
+        }
         // Connections are done: stop workers and background tasks.
         tokens.stop.cancel();
         while supervisors.join_next().await.is_some() {}
@@ -309,4 +367,31 @@ async fn wait_for_workers(cfg: &Config, backends: &Backends, shutdown: &Shutdown
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Runs the HTTP/3 listener on its own thread and runtime.
+fn spawn_h3(
+    udp: std::net::UdpSocket,
+    certs: &Arc<crate::tls::Certs>,
+    ctx: Arc<Context>,
+    drain: std::time::Duration,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let addr = udp.local_addr()?;
+    if !certs.from_files() {
+        tracing::warn!(
+            "HTTP/3 uses a self-signed development certificate for localhost; give --tls-cert and --tls-key for real clients"
+        );
+    }
+    let certs = certs.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let endpoint = {
+        let _enter = rt.enter();
+        crate::h3::endpoint(udp, &certs)?
+    };
+    tracing::info!(listen = %addr, "HTTP/3 listening");
+    std::thread::Builder::new()
+        .name("switchyard-h3".into())
+        .spawn(move || rt.block_on(crate::h3::serve(endpoint, ctx, drain)))
 }

@@ -42,6 +42,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod h3;
 pub mod http;
 pub mod listener;
 pub mod proxy;
@@ -50,6 +51,7 @@ pub mod sniff;
 pub mod strategy;
 pub mod sys;
 pub mod telemetry;
+pub mod tls;
 mod watch;
 
 pub use balancer::{Balancer, BalancerBuilder, BuildError};

@@ -201,6 +201,21 @@ pub struct RawConfig {
     /// HTTP mode: how long an idle pooled connection is kept, ms.
     #[arg(long, default_value_t = 90_000)]
     pub pool_idle_timeout_ms: u64,
+    /// TLS certificate chain, PEM (repeatable; paired in order with
+    /// `--tls-key`; chosen by SNI, the first is the default). With any, TLS
+    /// is terminated in HTTP and auto mode; without, TLS passes through.
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    pub tls_cert: Vec<PathBuf>,
+    /// The private key of the `--tls-cert` at the same position, PEM.
+    #[arg(long = "tls-key", value_name = "FILE")]
+    pub tls_key: Vec<PathBuf>,
+    /// Open an HTTP/3 (QUIC) listener on UDP (with a self-signed
+    /// development certificate if no `--tls-cert` is given).
+    #[arg(long, action = ArgAction::SetTrue)]
+    pub h3: bool,
+    /// UDP port for HTTP/3; 0 = the TCP port.
+    #[arg(long, default_value_t = 0)]
+    pub h3_port: u16,
     /// Connections that are neither HTTP nor TLS: route (with an empty head)
     /// or reject (close).
     #[arg(long, value_enum, default_value_t = OpaquePolicy::Route)]
@@ -354,6 +369,10 @@ pub struct Config {
     pub health: HealthOptions,
     /// HTTP mode.
     pub http: HttpOptions,
+    /// Certificate and key files, in pairs.
+    pub tls: Vec<(PathBuf, PathBuf)>,
+    /// Where HTTP/3 listens, if it does.
+    pub h3: Option<SocketAddr>,
     /// What it was made from, to print.
     raw: RawConfig,
 }
@@ -476,6 +495,22 @@ impl RawConfig {
                 pool_max_idle: self.pool_max_idle,
                 pool_idle_timeout: ms(self.pool_idle_timeout_ms),
             },
+            tls: self
+                .tls_cert
+                .iter()
+                .cloned()
+                .zip(self.tls_key.iter().cloned())
+                .collect(),
+            h3: self.h3.then(|| {
+                SocketAddr::new(
+                    listen.ip(),
+                    if self.h3_port == 0 {
+                        listen.port()
+                    } else {
+                        self.h3_port
+                    },
+                )
+            }),
             raw: self.clone(),
         })
     }
@@ -509,6 +544,12 @@ impl RawConfig {
         }
         if !(64..=1 << 20).contains(&self.max_head_bytes) {
             return Err(invalid("max_head_bytes", "must be between 64 and 1048576"));
+        }
+        if self.tls_cert.len() != self.tls_key.len() {
+            return Err(invalid(
+                "tls_cert",
+                "--tls-cert and --tls-key must come in pairs",
+            ));
         }
         if self.threads > 1024 {
             return Err(invalid("threads", "at most 1024"));

@@ -26,7 +26,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::error::Kind;
@@ -114,9 +113,9 @@ enum State {
     Closed,
 }
 
-/// The client socket in HTTP mode.
-pub struct ClientIo {
-    inner: Option<TcpStream>,
+/// The client connection in HTTP mode (a socket, or TLS over one).
+pub struct ClientIo<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
+    inner: Option<S>,
     /// Client bytes read but not yet looked at (the sniffer's, or what
     /// followed a head).
     unread: Vec<u8>,
@@ -133,16 +132,27 @@ pub struct ClientIo {
     refusal: Option<(Kind, &'static str)>,
 }
 
-impl ClientIo {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
+    /// `inner` with `prefix` (already read from it) put back in front, and
+    /// nothing checked: what TLS reads its handshake from.
+    pub fn plain(prefix: &[u8], inner: S) -> ClientIo<S> {
+        let limits = HeadLimits {
+            head_timeout: Duration::from_secs(3600),
+            max_head_bytes: 0,
+            keepalive_timeout: Duration::from_secs(3600),
+        };
+        ClientIo::new(prefix, inner, false, limits, Arc::default())
+    }
+
     /// `inner`, which already gave up `prefix`. `checked`: follow HTTP/1
     /// framing and check heads (false for HTTP/2).
     pub fn new(
         prefix: &[u8],
-        inner: TcpStream,
+        inner: S,
         checked: bool,
         limits: HeadLimits,
         conn: Arc<ConnState>,
-    ) -> ClientIo {
+    ) -> ClientIo<S> {
         ClientIo {
             inner: Some(inner),
             unread: prefix.to_vec(),
@@ -545,7 +555,7 @@ fn absolute_form_authority(target: &[u8]) -> Option<&[u8]> {
     })
 }
 
-impl AsyncRead for ClientIo {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for ClientIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -616,7 +626,7 @@ impl AsyncRead for ClientIo {
     }
 }
 
-impl AsyncWrite for ClientIo {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for ClientIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -634,7 +644,7 @@ impl AsyncWrite for ClientIo {
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        self.inner.as_ref().is_some_and(S::is_write_vectored)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -650,7 +660,7 @@ impl AsyncWrite for ClientIo {
     }
 }
 
-impl Drop for ClientIo {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for ClientIo<S> {
     fn drop(&mut self) {
         let (Some((kind, why)), Some(mut socket)) = (self.refusal.take(), self.inner.take()) else {
             return;

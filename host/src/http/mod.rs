@@ -108,8 +108,10 @@ pub struct HttpOptions {
     pub pool_idle_timeout: Duration,
 }
 
-type ReqBody = Either<Incoming, Empty<Bytes>>;
-type ResBody = Tracked;
+/// What goes upstream: a client's body from hyper, none, or an HTTP/3
+/// stream's.
+pub(crate) type ReqBody = Either<Incoming, Either<Empty<Bytes>, crate::h3::RequestBody>>;
+pub(crate) type ResBody = Tracked;
 type Upstream = Client<HttpConnector, ReqBody>;
 
 /// This thread's pools, one per backend: a connection is used only by the
@@ -164,6 +166,19 @@ fn client(
     })
 }
 
+/// How the client reached us, for the strategy and the forwarded headers.
+#[derive(Debug, Clone, Default)]
+pub struct ConnInfo {
+    /// TLS terminated here.
+    pub tls: bool,
+    /// The TLS server name the client asked for.
+    pub sni: Option<Arc<str>>,
+    /// The ALPN protocol agreed.
+    pub alpn: Option<Arc<str>>,
+    /// The UDP port HTTP/3 listens on, for `Alt-Svc`.
+    pub alt_svc: Option<HeaderValue>,
+}
+
 /// Serves one client connection in HTTP mode until it closes, or until a
 /// graceful shutdown lets its current requests finish. `prefix`: what the
 /// sniffer read.
@@ -174,6 +189,57 @@ pub async fn serve(
     peer: SocketAddr,
     version: Version,
 ) {
+    let info = ConnInfo {
+        alt_svc: ctx.alt_svc.clone(),
+        ..ConnInfo::default()
+    };
+    serve_io(ctx, prefix, client, peer, version, info).await
+}
+
+/// Terminates TLS on a client whose ClientHello the sniffer read, then
+/// serves HTTP/2 or HTTP/1.1 as ALPN chose.
+pub async fn serve_tls(
+    ctx: Arc<Context>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    prefix: &[u8],
+    client: tokio::net::TcpStream,
+    peer: SocketAddr,
+) {
+    let io = ClientIo::plain(prefix, client);
+    let tls = match tokio::time::timeout(ctx.http.head_timeout, acceptor.accept(io)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            return tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => return tracing::debug!(client = %peer, "TLS handshake timed out"),
+    };
+    let session = tls.get_ref().1;
+    let alpn = session
+        .alpn_protocol()
+        .map(|a| Arc::from(String::from_utf8_lossy(a).as_ref()));
+    let version = match session.alpn_protocol() {
+        Some(b"h2") => Version::HTTP_2,
+        _ => Version::HTTP_11,
+    };
+    let info = ConnInfo {
+        tls: true,
+        sni: session.server_name().map(Arc::from),
+        alpn,
+        alt_svc: ctx.alt_svc.clone(),
+    };
+    serve_io(ctx, &[], tls, peer, version, info).await
+}
+
+async fn serve_io<S>(
+    ctx: Arc<Context>,
+    prefix: &[u8],
+    client: S,
+    peer: SocketAddr,
+    version: Version,
+    info: ConnInfo,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let graceful = ctx.graceful.clone();
     let conn = Arc::new(ConnState::default());
     let limits = HeadLimits {
@@ -184,10 +250,12 @@ pub async fn serve(
     let h1 = version != Version::HTTP_2;
     let io = TokioIo::new(ClientIo::new(prefix, client, h1, limits, conn.clone()));
     let max_head = ctx.http.max_head_bytes;
+    let info = Arc::new(info);
     let svc = hyper::service::service_fn(move |req| {
         let ctx = ctx.clone();
+        let info = info.clone();
         let busy = conn.begin();
-        async move { Ok::<_, Infallible>(handle(&ctx, req, peer, busy).await) }
+        async move { Ok::<_, Infallible>(handle(&ctx, req, peer, Some(busy), &info).await) }
     });
     let result = if !h1 {
         // h2's own bounds, set here so they are stated: a rapid-reset flood
@@ -234,11 +302,8 @@ pub async fn serve(
 }
 
 /// A response Switchyard writes itself.
-fn answer(status: StatusCode, text: &'static str, busy: Busy) -> Response<ResBody> {
-    let mut r = Response::new(Tracked::full(
-        Bytes::from_static(text.as_bytes()),
-        Some(busy),
-    ));
+fn answer(status: StatusCode, text: &'static str, busy: Option<Busy>) -> Response<ResBody> {
+    let mut r = Response::new(Tracked::full(Bytes::from_static(text.as_bytes()), busy));
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(
@@ -249,18 +314,37 @@ fn answer(status: StatusCode, text: &'static str, busy: Busy) -> Response<ResBod
     r
 }
 
-/// One request: decide, send, and try another backend if the connect
-/// failed and the request can be sent again.
+/// One request from hyper: the upgrade is taken before the head is.
 async fn handle(
     ctx: &Context,
     mut req: Request<Incoming>,
     peer: SocketAddr,
-    busy: Busy,
+    busy: Option<Busy>,
+    info: &ConnInfo,
 ) -> Response<ResBody> {
     let client_upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
+    // A request without a body can be sent again as it is.
+    let resendable = hyper::body::Body::is_end_stream(&body);
+    let body = (!resendable).then_some(Either::Left(body));
+    forward(ctx, parts, body, peer, busy, info, client_upgrade).await
+}
+
+/// One request: decide, send, and try another backend if the connect
+/// failed and the request can be sent again. `body`: `None` if it has
+/// none (then it can be sent again).
+pub(crate) async fn forward(
+    ctx: &Context,
+    mut parts: hyper::http::request::Parts,
+    body: Option<ReqBody>,
+    peer: SocketAddr,
+    busy: Option<Busy>,
+    info: &ConnInfo,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<ResBody> {
     let protocol = match parts.version {
         Version::HTTP_2 => Protocol::Http2,
+        Version::HTTP_3 => Protocol::Http3,
         _ => Protocol::Http1,
     };
     // Authority before the head is rewritten: HTTP/2 carries it in the URI.
@@ -273,7 +357,8 @@ async fn handle(
         parts.headers.insert(header::HOST, a);
     }
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::add_forwarded(&mut parts.headers, peer, "http", ctx.http.trust_forwarded);
+    let scheme = if info.tls { "https" } else { "http" };
+    headers::add_forwarded(&mut parts.headers, peer, scheme, ctx.http.trust_forwarded);
     if ctx.http.request_id {
         headers::add_request_id(&mut parts.headers);
     }
@@ -282,9 +367,8 @@ async fn handle(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
-    // A request without a body can be sent again as it is.
-    let resendable = hyper::body::Body::is_end_stream(&body);
-    let mut body = Some(body);
+    let resendable = body.is_none();
+    let mut body = body;
     let list = ctx.backends.load();
     let mut candidates: Vec<CandidateStats> = Vec::with_capacity(list.len());
     let mut failed: Vec<u32> = Vec::new();
@@ -293,6 +377,7 @@ async fn handle(
         Backends::snapshot(&list, &mut candidates);
         let Some(i) = pick(
             &ctx.strategy,
+            info,
             protocol,
             &parts,
             &path,
@@ -310,8 +395,8 @@ async fn handle(
             return answer(StatusCode::BAD_REQUEST, "bad request target\n", busy);
         };
         let out_body = match body.take() {
-            Some(b) => Either::Left(b),
-            None => Either::Right(Empty::new()),
+            Some(b) => b,
+            None => Either::Right(Either::Left(Empty::new())),
         };
         let mut out = Request::new(out_body);
         *out.method_mut() = parts.method.clone();
@@ -329,13 +414,17 @@ async fn handle(
             }
             Ok(Ok(resp)) => {
                 backend.responded();
-                return respond(
+                let mut resp = respond(
                     resp,
                     guard,
                     client_upgrade,
                     busy,
                     ctx.http.upstream_body_timeout,
                 );
+                if let Some(alt) = &info.alt_svc {
+                    resp.headers_mut().insert(header::ALT_SVC, alt.clone());
+                }
+                return resp;
             }
             Ok(Err(e)) => {
                 // Nothing reached a backend that refused the connect; a
@@ -400,7 +489,7 @@ fn respond(
     mut resp: Response<Incoming>,
     guard: crate::backends::ConnectionGuard,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-    busy: Busy,
+    busy: Option<Busy>,
     body_timeout: Option<Duration>,
 ) -> Response<ResBody> {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -417,16 +506,17 @@ fn respond(
         let (parts, _) = resp.into_parts();
         // The upgraded stream is no request in flight: idleness is the
         // splice's business (its own connection), not keep-alive's.
-        return Response::from_parts(parts, Tracked::full(Bytes::new(), Some(busy)));
+        return Response::from_parts(parts, Tracked::full(Bytes::new(), busy));
     }
     headers::strip_hop_by_hop(resp.headers_mut());
-    resp.map(|b| Tracked::upstream(b, Some(busy), guard, body_timeout))
+    resp.map(|b| Tracked::upstream(b, busy, guard, body_timeout))
 }
 
 /// One decision, from hyper's parse of the request head.
 #[allow(clippy::too_many_arguments)]
 fn pick(
     strategy: &Strategy,
+    info: &ConnInfo,
     protocol: Protocol,
     parts: &hyper::http::request::Parts,
     path: &str,
@@ -453,6 +543,8 @@ fn pick(
         path: path.as_bytes(),
         authority,
         headers: &pairs[..n],
+        sni: info.sni.as_deref().map_or(b"", str::as_bytes),
+        alpn: info.alpn.as_deref().map_or(b"", str::as_bytes),
         client: Some(peer),
         attempt,
         failed,

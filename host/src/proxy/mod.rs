@@ -76,6 +76,10 @@ pub struct Context {
     pub backends: Arc<Backends>,
     /// The strategy.
     pub strategy: Arc<Strategy>,
+    /// Terminates TLS in HTTP mode, when certificates are configured.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `Alt-Svc` for HTTP responses when HTTP/3 listens.
+    pub alt_svc: Option<hyper::header::HeaderValue>,
 }
 
 /// One client connection, start to end.
@@ -90,6 +94,10 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr) 
     // HTTP mode takes HTTP from here: a decision per request.
     let version = match (&sniffed, ctx.http.mode) {
         (_, Mode::Tcp) => None,
+        (Sniffed::Tls(_), _) if ctx.tls.is_some() => {
+            let acceptor = ctx.tls.clone().expect("checked");
+            return crate::http::serve_tls(ctx, acceptor, &buf, client, peer).await;
+        }
         (Sniffed::Http1(_), _) => Some(hyper::Version::HTTP_11),
         (Sniffed::Http2Prior, _) => Some(hyper::Version::HTTP_2),
         (_, Mode::Http) => {
