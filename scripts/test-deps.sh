@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real third-party programs the end-to-end tests run against
-# the balancer (Debian packages): a Redis server and its client. Idempotent;
+# the balancer (Debian packages): a Redis server and its client, curl,
+# openssl and gRPC for Python. Idempotent;
 # run by scripts/test.sh.
 set -euo pipefail
 need=()
@@ -9,6 +10,9 @@ command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
 command -v curl >/dev/null || need+=(curl)
+# A real gRPC implementation for the HTTP/2 upstream test; Debian's package
+# lives in the system interpreter, which the test calls by path.
+/usr/bin/python3 -c 'import grpc' 2>/dev/null || need+=(python3-grpcio)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=()
 [ "$(id -u)" -ne 0 ] && sudo=(sudo)

@@ -451,3 +451,90 @@ fn a_100_mib_download_to_a_slow_reader_keeps_memory_bounded() {
         "RSS grew from {before} KiB to {stalled} KiB while the client stalled"
     );
 }
+
+/// A gRPC server (grpcio) on `port`, answering as `name`; killed on drop.
+struct GrpcPeer(std::process::Child);
+
+impl GrpcPeer {
+    fn script() -> String {
+        format!("{}/../tests/grpc/peer.py", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn start(port: u16, name: &str) -> GrpcPeer {
+        let child = std::process::Command::new("/usr/bin/python3")
+            .args([&Self::script(), "server", &port.to_string(), name])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 with grpcio (scripts/test-deps.sh installs it)");
+        support::eventually("the gRPC server to listen", 20, || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        GrpcPeer(child)
+    }
+}
+
+impl Drop for GrpcPeer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn grpc_unary_and_server_streaming_calls_pass_with_trailers_over_h2_upstream() {
+    let ports = support::free_ports(2);
+    let _a = GrpcPeer::start(ports, "a");
+    let _b = GrpcPeer::start(ports + 1, "b");
+    let s = Serve::start(
+        0,
+        &[
+            "--mode",
+            "http",
+            "--backend-protocol",
+            "h2",
+            "--backend",
+            &format!("127.0.0.1:{ports}"),
+            "--backend",
+            &format!("127.0.0.1:{}", ports + 1),
+        ],
+    );
+    let out = std::process::Command::new("timeout")
+        .args(["60", "/usr/bin/python3", &GrpcPeer::script(), "client"])
+        .arg(s.port.to_string())
+        .output()
+        .expect("the gRPC client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One channel (one HTTP/2 connection), four unary calls: each a
+    // decision, so both servers answer; the served-by trailer arrives.
+    let unary: Vec<&str> = text.lines().filter(|l| l.starts_with("unary ")).collect();
+    assert_eq!(unary.len(), 4, "{text}");
+    for (i, line) in unary.iter().enumerate() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (reply, trailer, code) = (f[1], f[2], f[3]);
+        assert_eq!(code, "OK", "{line}");
+        assert!(reply.ends_with(&format!(":ping{i}")), "{line}");
+        assert_eq!(&reply[..1], trailer, "the trailer names the server: {line}");
+    }
+    let served: std::collections::HashSet<&str> = unary
+        .iter()
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(served.len(), 2, "round-robin per call: {text}");
+    let stream = text
+        .lines()
+        .find(|l| l.starts_with("stream "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let f: Vec<&str> = stream.split_whitespace().collect();
+    let server = f[2];
+    assert_eq!(
+        f[1],
+        format!("{server}:0,{server}:1,{server}:2"),
+        "{stream}"
+    );
+    assert_eq!(f[3], "OK", "{stream}");
+}

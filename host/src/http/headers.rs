@@ -8,15 +8,16 @@ use std::net::{IpAddr, SocketAddr};
 use hyper::HeaderMap;
 use hyper::header::{self, HeaderName, HeaderValue};
 
-/// Hop-by-hop headers, besides any that `Connection` names.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Hop-by-hop headers, besides any that `Connection` names. `Trailer` is
+/// not one (RFC 9110 6.6.2 made it end to end): an HTTP/1.1 client gets
+/// trailers only if the response declares them.
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
 ];
 
@@ -36,6 +37,14 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// `Upgrade`, which are the request itself.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let upgrade = is_upgrade(headers);
+    // `TE: trailers` is end to end in practice: gRPC needs it to reach the
+    // server, and HTTP/2 allows no other TE value (RFC 9113 8.2.2).
+    let trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -51,6 +60,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 }
 
@@ -133,12 +145,15 @@ mod tests {
             ("connection", "keep-alive, x-secret"),
             ("keep-alive", "timeout=5"),
             ("x-secret", "1"),
-            ("te", "trailers"),
+            ("te", "gzip"),
             ("accept", "*/*"),
         ]);
         strip_hop_by_hop(&mut h);
         let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["accept"]);
+        let mut h = map(&[("te", "trailers, gzip")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.get("te").unwrap(), "trailers");
         let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         assert!(is_upgrade(&h));
         strip_hop_by_hop(&mut h);
