@@ -23,6 +23,9 @@
 #   FORWARD=copy bash benches/e2e.sh            # Switchyard's forwarding mode
 #   BASELINE=/path/to/old/switchyard bash benches/e2e.sh   # an older build, same rounds
 #   HAPROXY_SPLICE=response URLPATH=/huge bash benches/e2e.sh   # HAProxy always splicing responses
+#   MODE=http bash benches/e2e.sh               # layer 7: Switchyard HTTP mode (a decision per
+#                                               # request) against HAProxy `mode http` and nginx
+#                                               # `proxy_pass`, both with upstream keep-alive
 #
 # Any socket error, non-2xx answer or strategy fallback aborts the run. The
 # script checks that the WebAssembly strategy made the decisions (its count,
@@ -41,6 +44,8 @@ BASELINE=${BASELINE:-}
 # HAProxy's splicing: auto (its heuristics decide), response or request
 # (always, that direction).
 HAPROXY_SPLICE=${HAPROXY_SPLICE:-auto}
+MODE=${MODE:-tcp}
+case "$MODE" in tcp|http) ;; *) echo "MODE is tcp or http" >&2; exit 2 ;; esac
 WRK_HEADER=()
 [ "$CLOSE" = 1 ] && WRK_HEADER=(-H "Connection: close")
 WORK=$(mktemp -d /tmp/switchyard-e2e.XXXXXX)
@@ -97,6 +102,7 @@ CONF
 done
 
 # ---- the proxies, each pinned to core 0 ------------------------------------
+if [ "$MODE" = tcp ]; then
 # HAProxy at its documented best for TCP: splicing (splice-auto lets its
 # heuristics decide, and spliced almost nothing here; HAPROXY_SPLICE=response
 # forces it for responses, its best for large ones), and the "smart" accept
@@ -121,11 +127,37 @@ backend b
   server b1 127.0.0.1:9001
   server b2 127.0.0.1:9002
 CONF
+else
+# HAProxy at its best for HTTP here: keep-alive both ways, backend
+# connections shared between clients (http-reuse always), X-Forwarded-For
+# added as Switchyard adds it.
+cat > "$WORK/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+  option forwardfor
+  http-reuse always
+frontend f
+  bind 127.0.0.1:9100
+  default_backend b
+backend b
+  balance roundrobin
+  server b1 127.0.0.1:9001
+  server b2 127.0.0.1:9002
+CONF
+fi
 taskset -c 0 haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 &
 PIDS+=($!); HAPROXY=$!
 
-# nginx stream: one worker, round-robin, reuseport; it has no splice.
 mkdir -p "$WORK/stream"
+if [ "$MODE" = tcp ]; then
+# nginx stream: one worker, round-robin, reuseport; it has no splice.
 cat > "$WORK/stream/nginx.conf" <<CONF
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 worker_processes 1;
@@ -138,20 +170,57 @@ stream {
   server { listen 127.0.0.1:9300 reuseport; proxy_pass b; }
 }
 CONF
+else
+# nginx proxy_pass with an upstream keep-alive pool larger than the client
+# count (a smaller one churns connections), X-Forwarded-For added.
+cat > "$WORK/stream/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+error_log $WORK/stream/error.log;
+pid $WORK/stream/nginx.pid;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $WORK/stream; proxy_temp_path $WORK/stream;
+  fastcgi_temp_path $WORK/stream; uwsgi_temp_path $WORK/stream; scgi_temp_path $WORK/stream;
+  upstream b { server 127.0.0.1:9001; server 127.0.0.1:9002; keepalive 256; keepalive_requests 1000000; }
+  server {
+    listen 127.0.0.1:9300 reuseport;
+    location / {
+      proxy_pass http://b;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+CONF
+fi
 taskset -c 0 nginx -c "$WORK/stream/nginx.conf" -p "$WORK/stream" >/dev/null 2>&1 &
 PIDS+=($!); NGINX=$!
 
-start_switchyard() { # BIN PORT LOG
-  taskset -c 0 "$1" serve --threads 1 --host 127.0.0.1 --port "$2" --workers 0 \
+start_switchyard() { # BIN PORT LOG [ARGS...]
+  local bin=$1 port=$2 log=$3
+  shift 3
+  taskset -c 0 "$bin" serve --threads 1 --host 127.0.0.1 --port "$port" --workers 0 \
     --backend 127.0.0.1:9001 --backend 127.0.0.1:9002 --strategy "$STRATEGY" \
-    --forward "$FORWARD" --log info >"$3" 2>&1 &
+    --forward "$FORWARD" --log info "$@" >"$log" 2>&1 &
   PIDS+=($!)
 }
-start_switchyard "$BIN" 9200 "$WORK/switchyard.log"; SWITCHYARD=$!
-TARGETS=(direct:9001: haproxy-tcp:9100:$HAPROXY nginx-stream:9300:$NGINX switchyard-tcp:9200:$SWITCHYARD)
+start_switchyard "$BIN" 9200 "$WORK/switchyard.log" --mode "$MODE"; SWITCHYARD=$!
+PEER=nginx-stream
+[ "$MODE" = http ] && PEER=nginx-http
+TARGETS=(direct:9001: haproxy-$MODE:9100:$HAPROXY $PEER:9300:$NGINX switchyard-$MODE:9200:$SWITCHYARD)
 if [ -n "$BASELINE" ]; then
   [ -x "$BASELINE" ] || fail "BASELINE=$BASELINE is not an executable"
-  start_switchyard "$BASELINE" 9201 "$WORK/baseline.log"
+  # Builds from before HTTP mode have no --mode (and are TCP only).
+  if "$BASELINE" serve --help | grep -q -- "--mode"; then
+    start_switchyard "$BASELINE" 9201 "$WORK/baseline.log" --mode "$MODE"
+  else
+    [ "$MODE" = tcp ] || fail "BASELINE has no HTTP mode"
+    start_switchyard "$BASELINE" 9201 "$WORK/baseline.log"
+  fi
   TARGETS+=(switchyard-base:9201:$!)
 fi
 sleep 1.5
@@ -259,6 +328,6 @@ $(cat "$WORK/switchyard.log")"
 echo "decisions $decisions $fallbacks" >> "$WORK/results"
 
 cp "$WORK/results" "${RESULTS:-/tmp/switchyard-e2e-results.txt}"
-echo "path $URLPATH, c$CONNS, close=$CLOSE, forward=$FORWARD, ${DURATION}s x $ROUNDS rounds (order rotated), strategy $STRATEGY; medians"
+echo "mode $MODE, path $URLPATH, c$CONNS, close=$CLOSE, forward=$FORWARD, ${DURATION}s x $ROUNDS rounds (order rotated), strategy $STRATEGY; medians"
 echo
 python3 benches/e2e_report.py "$WORK/results" "$TICK" "$DURATION"

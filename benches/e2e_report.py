@@ -84,7 +84,8 @@ for line in open(path):
         runs.append(r)
 
 FLAG = 0.05  # more than a twentieth of a core used by other processes
-ORDER = ["direct", "haproxy-tcp", "nginx-stream", "switchyard-tcp", "switchyard-base"]
+ORDER = ["direct", "haproxy-tcp", "haproxy-http", "nginx-stream", "nginx-http",
+         "switchyard-tcp", "switchyard-http", "switchyard-native", "switchyard-base"]
 names = sorted(dict.fromkeys(r["name"] for r in runs),
                key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
 rounds = sorted({r["round"] for r in runs}, key=int)
@@ -120,6 +121,9 @@ def middle(name):
 
 
 direct = middle("direct")[1]["rps"]
+# The reference: HAProxy in the same mode, measured in the same rounds.
+ref = next(n for n in names if n.startswith("haproxy-"))
+mine = next(n for n in names if n in ("switchyard-tcp", "switchyard-http"))
 print("| target | req/s | vs direct | p50 | p99 | proxy CPU per request | "
       "CPU vs HAProxy, per round | machine CPU per request | syscalls per request |")
 print("|---|---|---|---|---|---|---|---|---|")
@@ -129,7 +133,7 @@ for name in names:
         cpu, ratio = "-", "-"
     else:
         cpu = f"{statistics.median(r['proxy_us'] for r in rs):.1f} us"
-        ratio = "1.00x" if name == "haproxy-tcp" else per_round_ratio(name, "haproxy-tcp")
+        ratio = "1.00x" if name == ref else per_round_ratio(name, ref)
     machine = statistics.median(r["machine_us"] for r in rs)
     c = calls(name)
     print(f"| {name} | {mid['rps']:.0f} | {mid['rps'] / direct:.2f}x | {mid['p50']} | "
@@ -137,8 +141,8 @@ for name in names:
           f"{'-' if c is None else f'{c:.1f}'} |")
 print()
 if "switchyard-base" in names:
-    print(f"switchyard-tcp vs switchyard-base (BASELINE), CPU per request, per round: "
-          f"{per_round_ratio('switchyard-tcp', 'switchyard-base')}")
+    print(f"{mine} vs switchyard-base (BASELINE), CPU per request, per round: "
+          f"{per_round_ratio(mine, 'switchyard-base')}")
 busy = ", ".join(f"{max(r['other'] for r in runs if r['round'] == x):.2f}" for x in rounds)
 print(f"Other processes' load per round (cores): {busy}.")
 if flagged:

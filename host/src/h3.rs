@@ -95,6 +95,7 @@ async fn connection(incoming: quinn::Incoming, ctx: Arc<Context>, drain: Duratio
         sni,
         alpn: Some(Arc::from("h3")),
         alt_svc: None,
+        forwarded: crate::http::headers::Forwarded::new(peer, true),
     });
     let mut h3 = match ::h3::server::builder()
         .max_field_section_size(ctx.http.max_head_bytes as u64)

@@ -23,7 +23,9 @@ pub struct Tracked {
     inner: Either<Incoming, Full<Bytes>>,
     _busy: Option<Busy>,
     _backend: Option<ConnectionGuard>,
-    idle: Option<(Duration, Pin<Box<Sleep>>)>,
+    /// The body timeout, and its timer once the body first had to wait (a
+    /// small body that is there at once never makes one).
+    idle: Option<(Duration, Option<Pin<Box<Sleep>>>)>,
 }
 
 impl Tracked {
@@ -38,7 +40,7 @@ impl Tracked {
             inner: Either::Left(body),
             _busy: busy,
             _backend: Some(backend),
-            idle: idle.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
+            idle: idle.map(|d| (d, None)),
         }
     }
 
@@ -64,16 +66,19 @@ impl Body for Tracked {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                if let Some((d, sleep)) = &mut this.idle {
+                if let Some((d, Some(sleep))) = &mut this.idle {
                     sleep.as_mut().reset(Instant::now() + *d);
                 }
                 Poll::Ready(frame)
             }
             Poll::Pending => {
-                if let Some((_, sleep)) = &mut this.idle
-                    && sleep.as_mut().poll(cx).is_ready()
-                {
-                    return Poll::Ready(Some(Err("the backend stopped sending the body".into())));
+                if let Some((d, sleep)) = &mut this.idle {
+                    let sleep = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(*d)));
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Some(Err(
+                            "the backend stopped sending the body".into()
+                        )));
+                    }
                 }
                 Poll::Pending
             }

@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::error::Kind;
-use crate::sniff::http1::{self, Http1Head, Parsed};
+use crate::sniff::http1;
 
 /// What hyper and the request handler share about one client connection.
 #[derive(Debug, Default)]
@@ -97,6 +97,15 @@ enum Chunk {
     },
 }
 
+/// What the connection's timer is set for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Armed {
+    /// Keep-alive idleness, checked against the last response when it fires.
+    Idle,
+    /// The head being read must be whole by then.
+    Head,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Between messages.
@@ -127,7 +136,11 @@ pub struct ClientIo<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     head: Vec<u8>,
     state: State,
     limits: HeadLimits,
+    /// One timer for the connection, armed for what it is waiting on
+    /// (`armed`) and re-armed only when that changes: a head that arrives
+    /// whole in one read costs no timer operation.
     timer: Pin<Box<Sleep>>,
+    armed: Armed,
     conn: Arc<ConnState>,
     refusal: Option<(Kind, &'static str)>,
 }
@@ -167,6 +180,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
             },
             limits,
             timer: Box::pin(tokio::time::sleep(limits.keepalive_timeout)),
+            armed: Armed::Idle,
             conn,
             refusal: None,
         }
@@ -210,24 +224,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
     /// Nothing to read now: has a deadline passed? Returns true if the
     /// state changed (read again).
     fn on_pending(&mut self, cx: &mut Context<'_>) -> bool {
-        if !matches!(self.state, State::Head | State::Idle)
-            || self.timer.as_mut().poll(cx).is_pending()
-        {
+        let now = Instant::now();
+        match (self.state, self.armed) {
+            (State::Head, Armed::Idle) => {
+                // Measured from the first wait, within a read of the first
+                // byte: a head that arrives whole never gets here.
+                self.timer.as_mut().reset(now + self.limits.head_timeout);
+                self.armed = Armed::Head;
+            }
+            (State::Idle, Armed::Head) => {
+                self.timer.as_mut().reset(now + self.limits.keepalive_timeout);
+                self.armed = Armed::Idle;
+            }
+            (State::Head | State::Idle, _) => {}
+            _ => return false,
+        }
+        if self.timer.as_mut().poll(cx).is_pending() {
             return false;
         }
         if self.state == State::Head {
             self.refuse(Kind::HeadTimeout, "request head not received in time");
             return true;
         }
-        let now = Instant::now();
         let keep = self.limits.keepalive_timeout;
         if self.conn.busy.load(Ordering::Relaxed) > 0 {
             // A response is still going: the connection is not idle. Look
             // again later.
             self.timer.as_mut().reset(now + keep);
         } else {
-            let idle =
-                crate::clock::now_ms().saturating_sub(self.conn.done_ms.load(Ordering::Relaxed));
+            let idle = crate::clock::now_ms()
+                .saturating_sub(self.conn.done_ms.load(Ordering::Relaxed));
             let idle = Duration::from_millis(idle);
             if idle >= keep {
                 self.state = State::Closed;
@@ -245,9 +271,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
     /// hyper (or the state changed), `Ready(Ok(false))` at the client's end.
     fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         loop {
-            let mut chunk = [0u8; 4096];
-            let mut rb = ReadBuf::new(&mut chunk);
-            match self.fill(cx, &mut rb) {
+            // Read straight into the head's spare room: no staging copy.
+            let mut head = std::mem::take(&mut self.head);
+            head.reserve(2048);
+            let len = head.len();
+            let mut rb = ReadBuf::uninit(head.spare_capacity_mut());
+            let polled = self.fill(cx, &mut rb);
+            let n = rb.filled().len();
+            // SAFETY: `fill` initialised the first `n` bytes of the spare
+            // capacity (ReadBuf tracks what was written).
+            unsafe { head.set_len(len + n) };
+            self.head = head;
+            match polled {
                 Poll::Pending => {
                     if self.on_pending(cx) {
                         return Poll::Ready(Ok(true));
@@ -257,42 +292,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => {}
             }
-            let new = rb.filled();
-            if new.is_empty() {
+            if n == 0 {
                 // The client's end, between requests or inside a head: there
                 // is nobody to answer.
                 self.state = State::Closed;
                 return Poll::Ready(Ok(false));
             }
-            if self.state == State::Idle {
-                self.state = State::Head;
-                let deadline = Instant::now() + self.limits.head_timeout;
-                self.timer.as_mut().reset(deadline);
-            }
-            self.head.extend_from_slice(new);
-            match http1::parse(&self.head, self.limits.max_head_bytes) {
-                Parsed::Partial => continue,
-                Parsed::TooLarge => {
-                    self.refuse(Kind::HeadTooLarge, "request head too large");
+            self.state = State::Head;
+            match check(&self.head, self.limits.max_head_bytes) {
+                Checked::Partial => continue,
+                Checked::Refuse(kind, why) => {
+                    self.refuse(kind, why);
                     return Poll::Ready(Ok(true));
                 }
-                Parsed::Malformed => {
-                    self.refuse(Kind::HeadMalformed, "malformed request head");
-                    return Poll::Ready(Ok(true));
-                }
-                Parsed::Complete(h) => {
-                    match framing(&self.head, &h) {
-                        Err(why) => self.refuse(Kind::HeadMalformed, why),
-                        Ok(next) => {
-                            let rest = self.head.split_off(h.len);
-                            self.unread_front(&rest);
-                            self.ready = std::mem::take(&mut self.head);
-                            self.ready_at = 0;
-                            self.state = next;
-                            let keep = self.limits.keepalive_timeout;
-                            self.timer.as_mut().reset(Instant::now() + keep);
-                        }
+                Checked::Complete(len, next) => {
+                    if self.head.len() > len {
+                        let rest = self.head[len..].to_vec();
+                        self.unread_front(&rest);
+                        self.head.truncate(len);
                     }
+                    // Swap rather than move: both buffers keep their room
+                    // for the next request.
+                    std::mem::swap(&mut self.ready, &mut self.head);
+                    self.head.clear();
+                    self.ready_at = 0;
+                    self.state = next;
                     return Poll::Ready(Ok(true));
                 }
             }
@@ -301,12 +325,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
 
     /// Follows body framing over `bytes`; see [`advance`].
     fn advance(&mut self, bytes: &[u8]) -> Result<usize, &'static str> {
-        let n = advance(&mut self.state, bytes)?;
-        if self.state == State::Idle {
-            let keep = self.limits.keepalive_timeout;
-            self.timer.as_mut().reset(Instant::now() + keep);
-        }
-        Ok(n)
+        advance(&mut self.state, bytes)
     }
 }
 
@@ -443,9 +462,48 @@ fn chunk_byte(c: Chunk, size: u64, b: u8) -> Result<State, &'static str> {
     Ok(State::Chunked(next, size))
 }
 
+/// A head checked by [`check`].
+#[derive(Debug, PartialEq, Eq)]
+enum Checked {
+    /// More bytes needed.
+    Partial,
+    /// The head is this long; then the connection is in this state.
+    Complete(usize, State),
+    /// Answer with this and close.
+    Refuse(Kind, &'static str),
+}
+
+/// Parses the head at the start of `buf` (httparse, as hyper will, with no
+/// allocation) and checks it.
+fn check(buf: &[u8], max_bytes: usize) -> Checked {
+    let mut store = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; http1::MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let too_large = Checked::Refuse(Kind::HeadTooLarge, "request head too large");
+    let len = match req.parse_with_uninit_headers(buf, &mut store) {
+        Ok(httparse::Status::Complete(n)) if n <= max_bytes => n,
+        Ok(httparse::Status::Complete(_)) => return too_large,
+        Ok(httparse::Status::Partial) if buf.len() >= max_bytes => return too_large,
+        Ok(httparse::Status::Partial) => return Checked::Partial,
+        Err(httparse::Error::TooManyHeaders) => return too_large,
+        Err(_) => return Checked::Refuse(Kind::HeadMalformed, "malformed request head"),
+    };
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Checked::Refuse(Kind::HeadMalformed, "malformed request head");
+    };
+    match framing(method.as_bytes(), target.as_bytes(), minor, req.headers) {
+        Ok(state) => Checked::Complete(len, state),
+        Err(why) => Checked::Refuse(Kind::HeadMalformed, why),
+    }
+}
+
 /// The checks a proxy owes the servers behind it (RFC 9112 6.1, 6.3, 3.2),
 /// and where the message's body ends.
-fn framing(buf: &[u8], h: &Http1Head) -> Result<State, &'static str> {
+fn framing(
+    method: &[u8],
+    target: &[u8],
+    minor_version: u8,
+    headers: &[httparse::Header<'_>],
+) -> Result<State, &'static str> {
     let mut lengths = 0;
     let mut length = 0u64;
     let mut codings: Option<&[u8]> = None;
@@ -453,7 +511,8 @@ fn framing(buf: &[u8], h: &Http1Head) -> Result<State, &'static str> {
     let mut host: &[u8] = b"";
     let mut upgrade = false;
     let mut connection_upgrade = false;
-    for (name, value) in h.headers(buf) {
+    for h in headers {
+        let (name, value) = (h.name.as_bytes(), h.value);
         if name.eq_ignore_ascii_case(b"content-length") {
             lengths += 1;
             if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
@@ -489,7 +548,6 @@ fn framing(buf: &[u8], h: &Http1Head) -> Result<State, &'static str> {
     if hosts > 1 {
         return Err("more than one Host");
     }
-    let target = h.path(buf);
     if let Some(authority) = absolute_form_authority(target)
         && hosts == 1
         && !authority.eq_ignore_ascii_case(host)
@@ -499,7 +557,7 @@ fn framing(buf: &[u8], h: &Http1Head) -> Result<State, &'static str> {
     let chunked = match codings {
         None => false,
         Some(_) if lengths > 0 => return Err("Transfer-Encoding with Content-Length"),
-        Some(_) if h.minor_version == 0 => return Err("Transfer-Encoding in HTTP/1.0"),
+        Some(_) if minor_version == 0 => return Err("Transfer-Encoding in HTTP/1.0"),
         Some(v) => {
             let mut codings = v.split(|&b| b == b',').map(<[u8]>::trim_ascii);
             let last = codings.next_back().unwrap_or(b"");
@@ -512,7 +570,7 @@ fn framing(buf: &[u8], h: &Http1Head) -> Result<State, &'static str> {
             true
         }
     };
-    if h.method(buf) == b"CONNECT" || (upgrade && connection_upgrade) {
+    if method == b"CONNECT" || (upgrade && connection_upgrade) {
         // What follows may be another protocol: hyper (and the backend)
         // take it from here.
         return Ok(State::Passthrough);
@@ -568,7 +626,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for ClientIo<
                 buf.put_slice(&this.ready[this.ready_at..this.ready_at + n]);
                 this.ready_at += n;
                 if this.ready_at == this.ready.len() {
-                    this.ready = Vec::new();
+                    // A rare huge head does not stay held by an idle
+                    // connection.
+                    if this.ready.capacity() > 8192 {
+                        this.ready = Vec::new();
+                    }
+                    this.ready.clear();
                     this.ready_at = 0;
                 }
                 return Poll::Ready(Ok(()));
@@ -699,9 +762,12 @@ mod tests {
     use super::*;
 
     fn check(head: &str) -> Result<State, &'static str> {
-        let buf = head.as_bytes();
-        match http1::parse(buf, 8192) {
-            Parsed::Complete(h) => framing(buf, &h),
+        match super::check(head.as_bytes(), 8192) {
+            Checked::Complete(n, state) => {
+                assert_eq!(n, head.len());
+                Ok(state)
+            }
+            Checked::Refuse(Kind::HeadMalformed, why) => Err(why),
             other => panic!("{other:?}"),
         }
     }
@@ -743,8 +809,8 @@ mod tests {
             "GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",
         ] {
             assert_eq!(
-                http1::parse(head.as_bytes(), 8192),
-                Parsed::Malformed,
+                super::check(head.as_bytes(), 8192),
+                Checked::Refuse(Kind::HeadMalformed, "malformed request head"),
                 "{head:?}"
             );
         }

@@ -36,6 +36,14 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// Removes hop-by-hop headers. An upgrade keeps `Connection: upgrade` and
 /// `Upgrade`, which are the request itself.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names is cheaper than a
+    // lookup per hop-by-hop name.
+    if !headers
+        .keys()
+        .any(|k| HOP_BY_HOP.contains(k) || k == header::UPGRADE)
+    {
+        return;
+    }
     let upgrade = is_upgrade(headers);
     // `TE: trailers` is end to end in practice: gRPC needs it to reach the
     // server, and HTTP/2 allows no other TE value (RFC 9113 8.2.2).
@@ -66,51 +74,91 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Tells the backend who the client is and how it came. Without `trust`,
-/// values the client sent are replaced (a client could claim any address);
-/// with it, the client's own proxy chain is kept and extended.
+/// What the forwarded headers say of one client connection, made once
+/// per connection: every request on it has the same client and scheme.
+#[derive(Debug, Clone)]
+pub struct Forwarded {
+    ip: IpAddr,
+    /// The client's address as `X-Forwarded-For` writes it.
+    xff: HeaderValue,
+    /// `http` or `https`.
+    proto: HeaderValue,
+    /// `for=...;proto=...`, the start of `Forwarded`.
+    element: String,
+}
+
+impl Default for Forwarded {
+    fn default() -> Self {
+        Forwarded::new(SocketAddr::from(([0, 0, 0, 0], 0)), false)
+    }
+}
+
+impl Forwarded {
+    /// For a client at `client`, over TLS or not.
+    pub fn new(client: SocketAddr, tls: bool) -> Forwarded {
+        let ip = client.ip();
+        let proto = if tls { "https" } else { "http" };
+        let mut element = String::with_capacity(48);
+        match ip {
+            IpAddr::V4(a) => write!(element, "for={a}"),
+            IpAddr::V6(a) => write!(element, "for=\"[{a}]\""),
+        }
+        .expect("writing to a String");
+        write!(element, ";proto={proto}").expect("writing to a String");
+        Forwarded {
+            ip,
+            xff: HeaderValue::from_str(&ip.to_string()).expect("an address is a valid value"),
+            proto: HeaderValue::from_static(proto),
+            element,
+        }
+    }
+
+    /// Tells the backend who the client is and how it came. Without
+    /// `trust`, values the client sent are replaced (a client could claim
+    /// any address); with it, the client's own proxy chain is kept and
+    /// extended.
+    pub fn apply(&self, headers: &mut HeaderMap, trust: bool) {
+        let xff = HeaderName::from_static("x-forwarded-for");
+        let xfp = HeaderName::from_static("x-forwarded-proto");
+        let xfh = HeaderName::from_static("x-forwarded-host");
+        let host = headers.get(header::HOST).cloned();
+        let chain = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
+            Some(prev) if trust => HeaderValue::from_str(&format!("{prev}, {}", self.ip)).ok(),
+            _ => Some(self.xff.clone()),
+        };
+        if let Some(v) = chain {
+            headers.insert(xff, v);
+        }
+        if !trust || !headers.contains_key(&xfp) {
+            headers.insert(xfp, self.proto.clone());
+        }
+        if let Some(h) = &host
+            && (!trust || !headers.contains_key(&xfh))
+        {
+            headers.insert(xfh, h.clone());
+        }
+        let mut fwd = String::with_capacity(self.element.len() + 40);
+        if trust && let Some(prev) = headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+            fwd.push_str(prev);
+            fwd.push_str(", ");
+        }
+        fwd.push_str(&self.element);
+        if let Some(h) = host.as_ref().and_then(|h| h.to_str().ok()) {
+            // A token or a quoted string: a host with a port has ':', so quote.
+            fwd.push_str(";host=\"");
+            fwd.extend(h.chars().filter(|&c| c != '"'));
+            fwd.push('"');
+        }
+        if let Ok(v) = HeaderValue::from_maybe_shared(hyper::body::Bytes::from(fwd)) {
+            headers.insert(header::FORWARDED, v);
+        }
+    }
+}
+
+/// Tells the backend who the client is and how it came (see
+/// [`Forwarded::apply`]).
 pub fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr, proto: &str, trust: bool) {
-    let ip = client.ip();
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let xfp = HeaderName::from_static("x-forwarded-proto");
-    let xfh = HeaderName::from_static("x-forwarded-host");
-    let host = headers.get(header::HOST).cloned();
-    let chain = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
-        Some(prev) if trust => format!("{prev}, {ip}"),
-        _ => ip.to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&chain) {
-        headers.insert(xff, v);
-    }
-    if !trust || !headers.contains_key(&xfp) {
-        headers.insert(
-            xfp,
-            HeaderValue::from_static(if proto == "https" { "https" } else { "http" }),
-        );
-    }
-    if let Some(h) = &host
-        && (!trust || !headers.contains_key(&xfh))
-    {
-        headers.insert(xfh, h.clone());
-    }
-    let mut fwd = String::new();
-    if trust && let Some(prev) = headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-        fwd.push_str(prev);
-        fwd.push_str(", ");
-    }
-    match ip {
-        IpAddr::V4(a) => write!(fwd, "for={a}"),
-        IpAddr::V6(a) => write!(fwd, "for=\"[{a}]\""),
-    }
-    .expect("writing to a String");
-    write!(fwd, ";proto={proto}").expect("writing to a String");
-    if let Some(h) = host.as_ref().and_then(|h| h.to_str().ok()) {
-        // A token or a quoted string: a host with a port has ':', so quote.
-        write!(fwd, ";host=\"{}\"", h.replace('"', "")).expect("writing to a String");
-    }
-    if let Ok(v) = HeaderValue::from_str(&fwd) {
-        headers.insert(header::FORWARDED, v);
-    }
+    Forwarded::new(client, proto == "https").apply(headers, trust);
 }
 
 /// Adds `X-Request-Id` when the request has none: 16 hex digits.

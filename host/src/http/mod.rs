@@ -121,7 +121,7 @@ type Upstream = Client<HttpConnector, ReqBody>;
 struct Pools {
     /// The backend list the map was last pruned against.
     list: usize,
-    clients: Vec<(Arc<Backend>, Upstream)>,
+    clients: Vec<(Arc<Backend>, Upstream, hyper::http::uri::Authority)>,
 }
 
 thread_local! {
@@ -141,29 +141,36 @@ fn new_client(opts: &HttpOptions, connect_timeout: Duration) -> Upstream {
         .build(connector)
 }
 
-/// The pool for `backend`, after dropping those of backends that left
-/// `list` or drain.
+/// The pool for `backend` and its address as a URI authority, after
+/// dropping the pools of backends that left `list` or drain.
 fn client(
     opts: &HttpOptions,
     connect_timeout: Duration,
     list: &Arc<Vec<Arc<Backend>>>,
     backend: &Arc<Backend>,
-) -> Upstream {
+) -> (Upstream, hyper::http::uri::Authority) {
     POOLS.with(|p| {
         let mut p = p.borrow_mut();
         let key = Arc::as_ptr(list) as usize;
         if p.list != key {
             p.list = key;
             p.clients
-                .retain(|(b, _)| !b.is_draining() && list.iter().any(|l| Arc::ptr_eq(l, b)));
+                .retain(|(b, ..)| !b.is_draining() && list.iter().any(|l| Arc::ptr_eq(l, b)));
         }
-        if let Some((_, c)) = p.clients.iter().find(|(b, _)| Arc::ptr_eq(b, backend)) {
-            return c.clone();
+        if let Some((_, c, a)) = p.clients.iter().find(|(b, ..)| Arc::ptr_eq(b, backend)) {
+            return (c.clone(), a.clone());
         }
         let c = new_client(opts, connect_timeout);
-        p.clients.push((backend.clone(), c.clone()));
-        c
+        let a = hyper::http::uri::Authority::try_from(backend.addr().to_string())
+            .expect("a socket address is a valid authority");
+        p.clients.push((backend.clone(), c.clone(), a.clone()));
+        (c, a)
     })
+}
+
+thread_local! {
+    /// The candidate table of this thread's last decision, reused.
+    static CANDIDATES: std::cell::Cell<Vec<CandidateStats>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// How the client reached us, for the strategy and the forwarded headers.
@@ -177,6 +184,9 @@ pub struct ConnInfo {
     pub alpn: Option<Arc<str>>,
     /// The UDP port HTTP/3 listens on, for `Alt-Svc`.
     pub alt_svc: Option<HeaderValue>,
+    /// What the forwarded headers say of this client, made once per
+    /// connection.
+    pub forwarded: headers::Forwarded,
 }
 
 /// Serves one client connection in HTTP mode until it closes, or until a
@@ -191,6 +201,7 @@ pub async fn serve(
 ) {
     let info = ConnInfo {
         alt_svc: ctx.alt_svc.clone(),
+        forwarded: headers::Forwarded::new(peer, false),
         ..ConnInfo::default()
     };
     serve_io(ctx, prefix, client, peer, version, info).await
@@ -226,6 +237,7 @@ pub async fn serve_tls(
         sni: session.server_name().map(Arc::from),
         alpn,
         alt_svc: ctx.alt_svc.clone(),
+        forwarded: headers::Forwarded::new(peer, true),
     };
     serve_io(ctx, &[], tls, peer, version, info).await
 }
@@ -357,20 +369,21 @@ pub(crate) async fn forward(
         parts.headers.insert(header::HOST, a);
     }
     headers::strip_hop_by_hop(&mut parts.headers);
-    let scheme = if info.tls { "https" } else { "http" };
-    headers::add_forwarded(&mut parts.headers, peer, scheme, ctx.http.trust_forwarded);
+    info.forwarded
+        .apply(&mut parts.headers, ctx.http.trust_forwarded);
     if ctx.http.request_id {
         headers::add_request_id(&mut parts.headers);
     }
-    let path = parts
+    let path_and_query = parts
         .uri
         .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+        .cloned()
+        .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
+    let path = path_and_query.as_str();
     let resendable = body.is_none();
     let mut body = body;
     let list = ctx.backends.load();
-    let mut candidates: Vec<CandidateStats> = Vec::with_capacity(list.len());
+    let mut candidates = CANDIDATES.take();
     let mut failed: Vec<u32> = Vec::new();
     let mut last = Error::new(Kind::NoBackend);
     for attempt in 0..=ctx.proxy.retries {
@@ -380,7 +393,7 @@ pub(crate) async fn forward(
             info,
             protocol,
             &parts,
-            &path,
+            path,
             peer,
             attempt,
             &failed,
@@ -389,9 +402,13 @@ pub(crate) async fn forward(
             break;
         };
         let backend = &list[i];
-        let client = client(&ctx.http, ctx.proxy.connect_timeout, &list, backend);
+        let (client, authority) = client(&ctx.http, ctx.proxy.connect_timeout, &list, backend);
         let guard = backend.open_connection();
-        let Ok(uri) = Uri::try_from(format!("http://{}{path}", backend.addr())) else {
+        let mut uri = hyper::http::uri::Parts::default();
+        uri.scheme = Some(hyper::http::uri::Scheme::HTTP);
+        uri.authority = Some(authority);
+        uri.path_and_query = Some(path_and_query.clone());
+        let Ok(uri) = Uri::from_parts(uri) else {
             return answer(StatusCode::BAD_REQUEST, "bad request target\n", busy);
         };
         let out_body = match body.take() {
@@ -401,7 +418,12 @@ pub(crate) async fn forward(
         let mut out = Request::new(out_body);
         *out.method_mut() = parts.method.clone();
         *out.uri_mut() = uri;
-        *out.headers_mut() = parts.headers.clone();
+        // A request that can go again keeps its head for the next attempt.
+        *out.headers_mut() = if resendable && attempt < ctx.proxy.retries {
+            parts.headers.clone()
+        } else {
+            std::mem::take(&mut parts.headers)
+        };
         let sent = tokio::time::timeout(ctx.http.upstream_header_timeout, client.request(out));
         match sent.await {
             Err(_) => {
@@ -414,6 +436,7 @@ pub(crate) async fn forward(
             }
             Ok(Ok(resp)) => {
                 backend.responded();
+                CANDIDATES.set(candidates);
                 let mut resp = respond(
                     resp,
                     guard,
@@ -525,10 +548,20 @@ fn pick(
     failed: &[u32],
     candidates: &[CandidateStats],
 ) -> Option<usize> {
-    let mut pairs: [(&[u8], &[u8]); MAX_HEADERS] = [(&[], &[]); MAX_HEADERS];
+    // Most requests carry a few headers: a small table on the stack, a
+    // vector for the rest.
+    let mut small: [(&[u8], &[u8]); 24] = [(&[], &[]); 24];
+    let mut large: Vec<(&[u8], &[u8])> = Vec::new();
+    let count = parts.headers.len().min(MAX_HEADERS);
+    let pairs: &mut [(&[u8], &[u8])] = if count <= small.len() {
+        &mut small[..count]
+    } else {
+        large.resize(count, (&[], &[]));
+        &mut large
+    };
     let mut n = 0;
-    for (name, value) in parts.headers.iter().take(MAX_HEADERS) {
-        pairs[n] = (name.as_str().as_bytes(), value.as_bytes());
+    for ((name, value), slot) in parts.headers.iter().zip(pairs.iter_mut()) {
+        *slot = (name.as_str().as_bytes(), value.as_bytes());
         n += 1;
     }
     let authority = parts
