@@ -7,6 +7,7 @@ benches/e2e.sh wrote (RESULTS=...), each under a label:
 Medians over the rounds of each file, as benches/e2e_report.py computes
 them. Needs matplotlib (Debian: python3-matplotlib).
 """
+import os
 import statistics
 import sys
 from collections import defaultdict
@@ -54,7 +55,8 @@ for k, kind in enumerate(kinds):
     ax.bar_label(bars, fmt="%.1f", fontsize=7)
 ax.set_xticks(range(len(groups)), [g[0] for g in groups], fontsize=8)
 ax.set_ylabel("proxy CPU per request (us)")
-ax.set_title("CPU per request, one pinned thread each (lower is better)", fontsize=10)
+title = os.environ.get("TITLE", "proxy CPU per request")
+ax.set_title(f"{title}, one pinned thread each (lower is better)", fontsize=10)
 ax.legend(fontsize=8)
 fig.tight_layout()
 fig.savefig(out)

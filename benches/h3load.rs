@@ -79,7 +79,11 @@ fn main() {
         let deadline = Instant::now() + Duration::from_secs_f64(secs);
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..conns {
-            let conn = endpoint.connect(addr, "localhost").unwrap().await.expect("QUIC");
+            let conn = endpoint
+                .connect(addr, "localhost")
+                .unwrap()
+                .await
+                .expect("QUIC");
             let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn))
                 .await
                 .expect("h3");
@@ -113,5 +117,8 @@ fn main() {
     });
     let elapsed = started.elapsed().as_secs_f64();
     let (ok, bad) = (ok.load(Ordering::Relaxed), bad.load(Ordering::Relaxed));
-    println!("requests {ok} errors {bad} seconds {elapsed:.2} rps {:.0}", ok as f64 / elapsed);
+    println!(
+        "requests {ok} errors {bad} seconds {elapsed:.2} rps {:.0}",
+        ok as f64 / elapsed
+    );
 }

@@ -701,14 +701,6 @@ fn the_open_file_limit_is_raised_and_a_short_one_is_reported() {
 }
 
 /// Resident memory of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
 
 #[test]
 fn memory_stays_bounded_for_slow_readers_and_idle_connections() {
@@ -725,7 +717,7 @@ fn memory_stays_bounded_for_slow_readers_and_idle_connections() {
     for t in warm {
         assert_eq!(t.join().unwrap().0, 200);
     }
-    let base = rss_kib(pid);
+    let base = support::rss_kib(pid);
 
     // A client that reads nothing of a 64 MiB response: backpressure, not
     // buffering (16 KiB per direction plus kernel socket buffers).
@@ -733,7 +725,7 @@ fn memory_stays_bounded_for_slow_readers_and_idle_connections() {
     slow.write_all(b"GET /bytes?n=67108864 HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let grown = rss_kib(pid).saturating_sub(base);
+    let grown = support::rss_kib(pid).saturating_sub(base);
     assert!(grown < 8 * 1024, "grew {grown} KiB for one stalled reader");
     slow.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
@@ -750,7 +742,7 @@ fn memory_stays_bounded_for_slow_readers_and_idle_connections() {
     // same 2,000 grew the RSS by 86 MiB with copy_bidirectional forwarding
     // and 45 MiB with the first splice forwarder (zeroed 16 KiB head
     // buffers kept for the connection's life); now about 5 MiB.
-    let base = rss_kib(pid);
+    let base = support::rss_kib(pid);
     let mut idle = Vec::new();
     let mut buf = [0u8; 1024];
     for _ in 0..2000 {
@@ -761,7 +753,7 @@ fn memory_stays_bounded_for_slow_readers_and_idle_connections() {
         assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
         idle.push(c);
     }
-    let grown = rss_kib(pid).saturating_sub(base);
+    let grown = support::rss_kib(pid).saturating_sub(base);
     assert!(
         grown < 16 * 1024,
         "grew {grown} KiB for 2000 idle connections"

@@ -168,3 +168,53 @@ fn builtins_load_embedded_with_an_empty_cache_and_say_so() {
     // Nothing was compiled, so nothing was cached.
     assert_eq!(std::fs::read_dir(&cache.0).unwrap().count(), 0);
 }
+
+#[test]
+fn strategy_bench_prints_floor_and_native_rows_for_every_builtin() {
+    for (name, _) in switchyard_strategies::BUILTINS {
+        let spec = format!("builtin:{name}");
+        let (code, out, err) = run(&["strategy", "bench", &spec, "--candidates", "4,16"]);
+        assert_eq!(code, 0, "{spec}: {out}{err}");
+        assert!(out.contains("| candidates | strategy ns | fuel | input bytes | floor ns | vs floor | native ns |"), "{out}");
+        for n in ["4", "16"] {
+            let row = out
+                .lines()
+                .find(|l| l.starts_with(&format!("| {n} |")))
+                .unwrap_or_else(|| panic!("{spec}: no row for {n}:\n{out}"));
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            // strategy, floor and native each a number with a spread.
+            for c in [cells[2], cells[5], cells[7]] {
+                let median: f64 = c.split_whitespace().next().unwrap().parse().unwrap_or(-1.0);
+                assert!(median > 0.0, "{spec}: {row}");
+            }
+            assert!(cells[6].ends_with('x'), "{row}");
+        }
+        assert!(
+            out.contains("reads candidates, request (declared)"),
+            "{out}"
+        );
+    }
+    // A module file with a request from a file, on two threads.
+    let dir = support::TempDir::new("bench");
+    let req = dir.0.join("req.http");
+    std::fs::write(&req, "GET /x HTTP/1.1\r\nHost: a\r\nX-User-Id: 7\r\n\r\n").unwrap();
+    let wat = support::wat("first_eligible");
+    let (code, out, err) = run(&[
+        "strategy",
+        "bench",
+        wat.to_str().unwrap(),
+        "--candidates",
+        "4",
+        "--threads",
+        "2",
+        "--request",
+        req.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("2 threads"), "{out}");
+    let row = out.lines().find(|l| l.starts_with("| 4 |")).unwrap();
+    assert!(
+        row.trim_end().ends_with("| - |"),
+        "no native row for a file: {row}"
+    );
+}

@@ -401,15 +401,6 @@ fn a_backend_killed_with_idle_pooled_connections_fails_over() {
     assert_eq!(seen, vec![1; 6]);
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn a_100_mib_download_to_a_slow_reader_keeps_memory_bounded() {
     let s = Serve::start(1, &["--mode", "http"]);
@@ -420,7 +411,7 @@ fn a_100_mib_download_to_a_slow_reader_keeps_memory_bounded() {
         "/dev/null",
         &format!("http://127.0.0.1:{}/bytes?n=4000000", s.port),
     ]);
-    let before = rss_kib(pid);
+    let before = support::rss_kib(pid);
     let total: u64 = 100 << 20;
     let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -437,7 +428,7 @@ fn a_100_mib_download_to_a_slow_reader_keeps_memory_bounded() {
         got += n as u64;
     }
     std::thread::sleep(Duration::from_millis(800));
-    let stalled = rss_kib(pid);
+    let stalled = support::rss_kib(pid);
     loop {
         let n = c.read(&mut buf).unwrap();
         if n == 0 {

@@ -321,3 +321,61 @@ fn fallbacks_are_logged_at_most_once_a_second_per_reason() {
     );
     assert_eq!(s.status().fallbacks, vec![(FallbackReason::Trap, 120)]);
 }
+
+#[test]
+fn a_declared_read_set_is_checked_at_load_and_honoured() {
+    // Answers from the headers, the method and the SNI, but declares only
+    // the candidates and the request's fixed fields (1 | 2).
+    let e = rejected(&wat_spec("reads", "\u{3}a"));
+    assert!(matches!(e, LoadError::UndeclaredRead { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("target, headers, tls"),
+        "each part named: {msg}"
+    );
+    // Declaring the headers too (1 | 2 | 8) still leaves two out.
+    let msg = rejected(&wat_spec("reads", "\u{b}a")).to_string();
+    assert!(msg.contains("leaves out target, tls"), "{msg}");
+    // Everything it reads (all but the request's fixed fields, 29) loads.
+    load(&wat_spec("reads", "\u{1d}a"));
+    // A module that reads only the candidates gets an empty request section.
+    let s = load(&wat_spec("reads", "\u{1}l"));
+    let log = support::capture_logs(|| {
+        let d = s.decide(&switchyard::strategy::sample_request(), &cands(4));
+        assert_eq!(d.index, Some(0));
+    });
+    assert!(log.contains("request empty"), "{log}");
+    assert!(!log.contains("request seen"), "{log}");
+    let s = load(&wat_spec("reads", "\u{1f}l"));
+    let log = support::capture_logs(|| {
+        s.decide(&switchyard::strategy::sample_request(), &cands(4));
+    });
+    assert!(log.contains("request seen"), "{log}");
+}
+
+#[test]
+fn every_builtin_declares_what_it_reads_and_passes_the_check() {
+    use switchyard::strategy::StrategySpec;
+    use switchyard_guest::{
+        READS_CANDIDATES, READS_HEADERS, READS_REQUEST, READS_TARGET, READS_TLS,
+    };
+    let base = READS_CANDIDATES | READS_REQUEST;
+    for name in switchyard::strategy::builtin_names() {
+        let s = load(&StrategySpec::builtin(name));
+        assert_eq!(s.status().report.reads, base, "{name}");
+    }
+    for (config, extra) in [
+        ("header:x-user-id", READS_HEADERS),
+        ("cookie:sid", READS_HEADERS),
+        ("sni", READS_TLS),
+        ("path", READS_TARGET),
+        ("host", READS_TARGET),
+        ("client-ip", 0),
+    ] {
+        let s = load(&StrategySpec {
+            source: "builtin:consistent-hash".parse().unwrap(),
+            config: config.as_bytes().to_vec(),
+        });
+        assert_eq!(s.status().report.reads, base | extra, "{config}");
+    }
+}

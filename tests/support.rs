@@ -457,3 +457,13 @@ pub fn worker_of(body: &str) -> (u32, u32) {
         .unwrap_or_else(|| panic!("no pid in {body:?}"));
     (n, p)
 }
+
+/// Resident set size of process `pid`, KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}

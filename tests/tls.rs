@@ -51,32 +51,7 @@ fn tls_is_routed_by_sni_and_passed_through_untouched() {
     let mut servers = Vec::new();
     let mut backends = Vec::new();
     for i in 0..2u16 {
-        let (cert, key) = (
-            dir.0.join(format!("c{i}.pem")),
-            dir.0.join(format!("k{i}.pem")),
-        );
-        let out = openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            &format!("/CN=backend{i}"),
-            "-keyout",
-            key.to_str().unwrap(),
-            "-out",
-            cert.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (cert, key) = cert_pair(&dir.0, &format!("c{i}"), &format!("backend{i}"));
         let port = base + i;
         let child = Command::new("openssl")
             .args([
@@ -86,12 +61,7 @@ fn tls_is_routed_by_sni_and_passed_through_untouched() {
                 "-www",
                 "-quiet",
             ])
-            .args([
-                "-cert",
-                cert.to_str().unwrap(),
-                "-key",
-                key.to_str().unwrap(),
-            ])
+            .args(["-cert", &cert, "-key", &key])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

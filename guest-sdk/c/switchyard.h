@@ -53,6 +53,15 @@
 #define SY_FLAG_HEALTHY 1u
 #define SY_FLAG_DRAINING 2u
 
+/* Parts of the input, for the optional export `int32_t switchyard_reads(void)`
+   and the header's flags (the parts left out). */
+#define SY_READS_CANDIDATES 1u
+#define SY_READS_REQUEST 2u
+#define SY_READS_TARGET 4u
+#define SY_READS_HEADERS 8u
+#define SY_READS_TLS 16u
+#define SY_READS_ALL 31u
+
 /* Request section: offsets relative to request_offset; stored values absolute. */
 #define SY_R_PROTOCOL 0           /* u8 */
 #define SY_R_CLIENT_FAMILY 1      /* u8 */

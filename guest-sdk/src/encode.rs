@@ -204,6 +204,37 @@ impl RequestHead<'_> {
     }
 }
 
+impl<'a> RequestHead<'a> {
+    /// This head with only the parts in `reads` (`READS_*` bits): the rest
+    /// empty, as the host sends it to a module that declared `reads`.
+    pub fn only(&self, reads: u32) -> RequestHead<'a> {
+        use crate::layout::{READS_HEADERS, READS_REQUEST, READS_TARGET, READS_TLS};
+        let mut r = *self;
+        if reads & READS_REQUEST == 0 {
+            r.protocol = crate::Protocol::Opaque;
+            r.client = None;
+            r.attempt = 0;
+            r.failed = &[];
+        }
+        if reads & READS_TARGET == 0 {
+            r.method = b"";
+            r.path = b"";
+            r.authority = b"";
+        }
+        if reads & READS_HEADERS == 0 {
+            r.headers = &[];
+            // The raw block is copied whole: without headers the few
+            // strings left are cheaper copied one by one.
+            r.raw = &[];
+        }
+        if reads & READS_TLS == 0 {
+            r.sni = b"";
+            r.alpn = b"";
+        }
+        r
+    }
+}
+
 /// Per-decision header values.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Meta {
@@ -340,8 +371,27 @@ pub fn encode(
     req: &RequestHead<'_>,
     candidates: &[CandidateStats],
 ) -> usize {
+    encode_parts(buf, meta, req, candidates, crate::layout::READS_ALL)
+}
+
+/// [`encode`] with only the parts in `reads`; `req` must already be
+/// [`RequestHead::only`]`(reads)` (its length is what the caller sized `buf`
+/// for). Left-out parts are zero, and `H_FLAGS` names them.
+pub fn encode_parts(
+    buf: &mut [u8],
+    meta: &Meta,
+    req: &RequestHead<'_>,
+    candidates: &[CandidateStats],
+    reads: u32,
+) -> usize {
     let n = candidates.len();
-    encode_candidates(&mut buf[HEADER_LEN..], candidates);
+    if reads & crate::layout::READS_CANDIDATES != 0 {
+        encode_candidates(&mut buf[HEADER_LEN..], candidates);
+    } else {
+        buf[HEADER_LEN..HEADER_LEN + n * CANDIDATE_LEN].fill(0);
+    }
     let request_len = encode_request(buf, HEADER_LEN + n * CANDIDATE_LEN, req);
-    encode_header(buf, n, request_len, meta)
+    let total = encode_header(buf, n, request_len, meta);
+    put_u16(buf, H_FLAGS, (!reads & crate::layout::READS_ALL) as u16);
+    total
 }

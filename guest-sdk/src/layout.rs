@@ -21,7 +21,9 @@ pub const H_CANDIDATE_COUNT: usize = 8;
 /// `u16` bytes between the starts of two candidate records (64 in v1). Guests
 /// must index with this, not with 64, so later hosts can append fields.
 pub const H_CANDIDATE_STRIDE: usize = 12;
-/// `u16` reserved flags, 0.
+/// `u16` parts of the input the host left out because the module declared
+/// it does not read them (`READS_*` bits; see `switchyard_reads`). 0: every
+/// part is present, as from hosts before the declaration existed.
 pub const H_FLAGS: usize = 14;
 /// `u32` offset of candidate record 0.
 pub const H_CANDIDATES_OFFSET: usize = 16;
@@ -66,6 +68,22 @@ pub const C_RSS_BYTES: usize = 48;
 pub const C_RESERVED: usize = 56;
 /// Size of a v1 candidate record.
 pub const CANDIDATE_LEN: usize = 64;
+
+// ---- parts of the input (`switchyard_reads`, `H_FLAGS`) ---------------------
+/// The candidate records' stats (the count is always there).
+pub const READS_CANDIDATES: u32 = 1 << 0;
+/// The request's fixed fields: protocol, client address, attempt and the
+/// failed table (which [`usable`]'s per-request rule needs).
+pub const READS_REQUEST: u32 = 1 << 1;
+/// Method, path and authority.
+pub const READS_TARGET: u32 = 1 << 2;
+/// The header table and its strings.
+pub const READS_HEADERS: u32 = 1 << 3;
+/// TLS SNI and ALPN.
+pub const READS_TLS: u32 = 1 << 4;
+/// Every part: what a module without `switchyard_reads` gets.
+pub const READS_ALL: u32 =
+    READS_CANDIDATES | READS_REQUEST | READS_TARGET | READS_HEADERS | READS_TLS;
 
 /// Candidate flag: passes health checks.
 pub const FLAG_HEALTHY: u32 = 1 << 0;

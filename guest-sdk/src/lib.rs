@@ -34,7 +34,10 @@ mod view;
 pub mod encode;
 
 pub use encode::{CandidateStats, Meta, RequestHead};
-pub use layout::{ABI_VERSION, FLAG_DRAINING, FLAG_HEALTHY, usable};
+pub use layout::{
+    ABI_VERSION, FLAG_DRAINING, FLAG_HEALTHY, READS_ALL, READS_CANDIDATES, READS_HEADERS,
+    READS_REQUEST, READS_TARGET, READS_TLS, usable,
+};
 pub use view::{Candidate, Candidates, Input, InputError, Protocol, Request};
 
 /// A routing strategy. The exported module builds it with `Default::default()`
@@ -50,6 +53,15 @@ pub trait Strategy: Default {
     /// Chooses a candidate index for this request, or `None` for "no opinion"
     /// (the host then falls back to its native decision).
     fn decide(&mut self, input: &Input<'_>) -> Option<usize>;
+
+    /// The parts of the input [`Strategy::decide`] reads (`READS_*` bits),
+    /// asked once after [`Strategy::configure`]. The host encodes only
+    /// those, so a strategy that reads only the candidates does not pay for
+    /// the request's headers; the rest reads as empty. The host checks the
+    /// answer when it loads the module. Default: everything.
+    fn reads(&self) -> u32 {
+        READS_ALL
+    }
 }
 
 /// Small hashing helpers strategies commonly need.
@@ -168,9 +180,22 @@ pub mod rt {
 
 /// Exports a [`Strategy`] as the ABI v1 functions. On non-wasm targets it
 /// expands to nothing, so the same crate also builds natively for tests.
+///
+/// What the strategy reads comes from [`Strategy::reads`], or from the macro
+/// line itself: `export_strategy!(MyStrategy, reads = READS_CANDIDATES);`.
 #[macro_export]
 macro_rules! export_strategy {
     ($ty:ty) => {
+        $crate::export_strategy!(@with $ty, |s: &$ty| $crate::Strategy::reads(s));
+    };
+    ($ty:ty, reads = $reads:expr) => {
+        $crate::export_strategy!(@with $ty, |_: &$ty| -> u32 {
+            #[allow(unused_imports)]
+            use $crate::layout::*;
+            $reads
+        });
+    };
+    (@with $ty:ty, $reads:expr) => {
         #[cfg(target_arch = "wasm32")]
         #[doc(hidden)]
         pub mod __switchyard_exports {
@@ -215,6 +240,15 @@ macro_rules! export_strategy {
                 let state = unsafe { STATE.get() };
                 let s = state.get_or_insert_with(<$ty as ::core::default::Default>::default);
                 $crate::rt::decide(s, len)
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn switchyard_reads() -> i32 {
+                // SAFETY: single-threaded instance, no borrow alive.
+                let state = unsafe { STATE.get() };
+                let s = state.get_or_insert_with(<$ty as ::core::default::Default>::default);
+                let reads = $reads;
+                reads(s) as i32
             }
         }
     };

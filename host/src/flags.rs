@@ -70,6 +70,29 @@ pub enum StrategyCommand {
     /// Load, validate and dry-run a strategy, as the balancer would before
     /// serving it; exits non-zero naming the reason if it would be rejected.
     Check(CheckArgs),
+    /// Measure a strategy's cost per decision beside two reference rows
+    /// from the same run: the floor (an empty module's call with the same
+    /// budget, plus a copy of the same input bytes) and, for built-ins, the
+    /// same strategy run natively.
+    Bench(BenchArgs),
+}
+
+/// `switchyard strategy bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The strategy and its options, as for `check`.
+    #[command(flatten)]
+    pub check: CheckArgs,
+    /// Candidate counts to measure, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "4,16,64,256")]
+    pub candidates: Vec<usize>,
+    /// A request head (HTTP/1, as sent on the wire) to decide on; default:
+    /// a 307-byte browser GET with a dozen headers.
+    #[arg(long, value_name = "FILE.http")]
+    pub request: Option<PathBuf>,
+    /// Threads deciding at once on the same strategy.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
 }
 
 /// `switchyard strategy check`: the strategy options of `serve`, under the

@@ -74,6 +74,19 @@ impl ConsistentHash {
 }
 
 impl Strategy for ConsistentHash {
+    // The stats, the failed table, and the part that holds the key.
+    fn reads(&self) -> u32 {
+        use switchyard_guest::{READS_CANDIDATES, READS_HEADERS, READS_REQUEST, READS_TARGET, READS_TLS};
+        READS_CANDIDATES
+            | READS_REQUEST
+            | match self.key {
+                HashKey::Header(..) | HashKey::Cookie(..) => READS_HEADERS,
+                HashKey::ClientIp => 0,
+                HashKey::Sni => READS_TLS,
+                HashKey::Path | HashKey::Authority => READS_TARGET,
+            }
+    }
+
     fn configure(&mut self, config: &[u8]) -> Result<(), i32> {
         for item in config.split(|&b| b == b',') {
             let item = config::trim(item);

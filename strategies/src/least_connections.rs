@@ -13,6 +13,11 @@ use crate::lighter;
 pub struct LeastConnections;
 
 impl Strategy for LeastConnections {
+    // The stats, and the failed table `eligible` reads; no request strings.
+    fn reads(&self) -> u32 {
+        switchyard_guest::READS_CANDIDATES | switchyard_guest::READS_REQUEST
+    }
+
     fn decide(&mut self, input: &Input<'_>) -> Option<usize> {
         let cands = input.candidates();
         let n = cands.len();

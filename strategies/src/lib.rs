@@ -87,6 +87,12 @@ macro_rules! builtins {
                     $(Builtin::$ty(s) => s.decide(input),)*
                 }
             }
+
+            fn reads(&self) -> u32 {
+                match self {
+                    $(Builtin::$ty(s) => s.reads(),)*
+                }
+            }
         }
     };
 }

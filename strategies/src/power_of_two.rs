@@ -12,6 +12,11 @@ use crate::{eligible_from, lighter};
 pub struct PowerOfTwo;
 
 impl Strategy for PowerOfTwo {
+    // The stats, and the failed table `eligible` reads; no request strings.
+    fn reads(&self) -> u32 {
+        switchyard_guest::READS_CANDIDATES | switchyard_guest::READS_REQUEST
+    }
+
     fn decide(&mut self, input: &Input<'_>) -> Option<usize> {
         let cands = input.candidates();
         let n = cands.len();

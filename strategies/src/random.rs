@@ -7,6 +7,11 @@ use switchyard_guest::{Input, Strategy};
 pub struct Random;
 
 impl Strategy for Random {
+    // The stats, and the failed table `eligible` reads; no request strings.
+    fn reads(&self) -> u32 {
+        switchyard_guest::READS_CANDIDATES | switchyard_guest::READS_REQUEST
+    }
+
     fn decide(&mut self, input: &Input<'_>) -> Option<usize> {
         let cands = input.candidates();
         let total: u64 = cands

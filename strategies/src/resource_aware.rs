@@ -26,6 +26,11 @@ impl Default for ResourceAware {
 }
 
 impl Strategy for ResourceAware {
+    // The stats, and the failed table `eligible` reads; no request strings.
+    fn reads(&self) -> u32 {
+        switchyard_guest::READS_CANDIDATES | switchyard_guest::READS_REQUEST
+    }
+
     fn configure(&mut self, config: &[u8]) -> Result<(), i32> {
         for (key, value) in config::pairs(config) {
             let v = config::number(value).ok_or(2)?;

@@ -13,6 +13,11 @@ use crate::{eligible_count, nth_eligible};
 pub struct RoundRobin;
 
 impl Strategy for RoundRobin {
+    // The stats, and the failed table `eligible` reads; no request strings.
+    fn reads(&self) -> u32 {
+        switchyard_guest::READS_CANDIDATES | switchyard_guest::READS_REQUEST
+    }
+
     fn decide(&mut self, input: &Input<'_>) -> Option<usize> {
         let m = eligible_count(input);
         if m == 0 {

@@ -28,6 +28,11 @@ impl Default for WeightedRoundRobin {
 }
 
 impl Strategy for WeightedRoundRobin {
+    // The stats, and the failed table `eligible` reads; no request strings.
+    fn reads(&self) -> u32 {
+        switchyard_guest::READS_CANDIDATES | switchyard_guest::READS_REQUEST
+    }
+
     fn decide(&mut self, input: &Input<'_>) -> Option<usize> {
         let cands = input.candidates();
         let n = cands.len();

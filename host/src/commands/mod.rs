@@ -1,5 +1,6 @@
 //! One file per subcommand, each calling the library.
 
+mod bench;
 mod config;
 mod serve;
 mod strategy;

@@ -1,4 +1,4 @@
-//! `switchyard strategy list | check`.
+//! `switchyard strategy list | check | bench`.
 
 use std::process::ExitCode;
 
@@ -18,10 +18,20 @@ pub fn run(cmd: StrategyCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         StrategyCommand::Check(args) => check(args),
+        StrategyCommand::Bench(args) => super::bench::run(args),
     }
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let cfg = strategy_config(&args)?;
+    let engine = StrategyEngine::new(cfg.engine.clone()).context("starting the strategy engine")?;
+    let spec = cfg.strategy.clone();
+    report(engine, &spec, cfg.engine.fuel)
+}
+
+/// The configuration `serve` would use for the strategy: the file's,
+/// overridden by these flags.
+pub fn strategy_config(args: &CheckArgs) -> anyhow::Result<switchyard::Config> {
     // The options `serve` would use: the file's, overridden by these flags.
     let mut flags = RawConfig {
         strategy: args.strategy.clone(),
@@ -46,10 +56,15 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         given: &given,
     };
     let layered = Layered::load(args.config.as_deref(), &|_| None, Some(flags))?;
-    let cfg = layered.validate()?;
-    let engine = StrategyEngine::new(cfg.engine.clone()).context("starting the strategy engine")?;
-    let spec = cfg.strategy.clone();
-    match Strategy::load(engine, &spec) {
+    Ok(layered.validate()?)
+}
+
+fn report(
+    engine: std::sync::Arc<StrategyEngine>,
+    spec: &switchyard::strategy::StrategySpec,
+    fuel: u64,
+) -> anyhow::Result<ExitCode> {
+    match Strategy::load(engine, spec) {
         Ok(strategy) => {
             let r = strategy.status().report;
             println!("ok: {} (ABI v1)", r.name);
@@ -63,10 +78,19 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             } else {
                 println!("  imports: {}", r.interface.imports.join(", "));
             }
+            println!(
+                "  reads: {}{}",
+                switchyard::strategy::part_names(r.reads),
+                if r.interface.declares_reads {
+                    " (declared, checked)"
+                } else {
+                    " (no switchyard_reads: everything)"
+                }
+            );
             for (n, fuel) in &r.fuel_used {
                 println!("  fuel per decision at {n:>3} candidates: {fuel}");
             }
-            println!("  fuel budget: {}", cfg.engine.fuel);
+            println!("  fuel budget: {fuel}");
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

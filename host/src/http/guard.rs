@@ -233,7 +233,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
                 self.armed = Armed::Head;
             }
             (State::Idle, Armed::Head) => {
-                self.timer.as_mut().reset(now + self.limits.keepalive_timeout);
+                self.timer
+                    .as_mut()
+                    .reset(now + self.limits.keepalive_timeout);
                 self.armed = Armed::Idle;
             }
             (State::Head | State::Idle, _) => {}
@@ -252,8 +254,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
             // again later.
             self.timer.as_mut().reset(now + keep);
         } else {
-            let idle = crate::clock::now_ms()
-                .saturating_sub(self.conn.done_ms.load(Ordering::Relaxed));
+            let idle =
+                crate::clock::now_ms().saturating_sub(self.conn.done_ms.load(Ordering::Relaxed));
             let idle = Duration::from_millis(idle);
             if idle >= keep {
                 self.state = State::Closed;
@@ -476,7 +478,8 @@ enum Checked {
 /// Parses the head at the start of `buf` (httparse, as hyper will, with no
 /// allocation) and checks it.
 fn check(buf: &[u8], max_bytes: usize) -> Checked {
-    let mut store = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; http1::MAX_HEADERS];
+    let mut store =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; http1::MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let too_large = Checked::Refuse(Kind::HeadTooLarge, "request head too large");
     let len = match req.parse_with_uninit_headers(buf, &mut store) {

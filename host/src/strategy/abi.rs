@@ -34,6 +34,8 @@ pub struct Interface {
     pub has_init: bool,
     /// Whether the module imports WASI preview 1.
     pub uses_wasi: bool,
+    /// Whether `switchyard_reads` is exported.
+    pub declares_reads: bool,
 }
 
 fn func_sig(ty: &ExternType) -> Option<(Vec<ValType>, Vec<ValType>)> {
@@ -82,6 +84,14 @@ pub fn check_interface(module: &Module) -> Result<Interface, LoadError> {
             ));
         }
         None => return Err(LoadError::MissingExport("memory".into())),
+    }
+    if let Some(ty) = module.get_export("switchyard_reads") {
+        if !is_sig(&ty, &[], &[I32]) {
+            return Err(LoadError::BadExport(
+                "`switchyard_reads` must be () -> i32".into(),
+            ));
+        }
+        iface.declares_reads = true;
     }
     if let Some(ty) = module.get_export("switchyard_init") {
         if !is_sig(&ty, &[I32], &[I32]) {
@@ -141,12 +151,16 @@ pub fn base_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostSta
             }
         },
     )?;
-    linker.func_wrap(HOST_MODULE, "clock_ns", || -> i64 {
-        crate::clock::now_ns() as i64
-    })?;
-    linker.func_wrap(HOST_MODULE, "random_u64", || -> i64 {
-        crate::clock::random_u64() as i64
-    })?;
+    linker.func_wrap(
+        HOST_MODULE,
+        "clock_ns",
+        |caller: Caller<'_, HostState>| -> i64 { caller.data().clock_ns() as i64 },
+    )?;
+    linker.func_wrap(
+        HOST_MODULE,
+        "random_u64",
+        |mut caller: Caller<'_, HostState>| -> i64 { caller.data_mut().random() as i64 },
+    )?;
     #[cfg(feature = "wasi")]
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut HostState| {
         s.wasi
@@ -214,6 +228,9 @@ pub struct Slot {
     buf_ptr: usize,
     /// Capacity the guest promised at `buf_ptr`.
     buf_cap: usize,
+    /// The parts of the input the module reads (`READS_*`), from
+    /// `switchyard_reads` after init; all when it does not say.
+    reads: u32,
 }
 
 /// Outcome of one guest call.
@@ -263,6 +280,7 @@ impl Slot {
             decide,
             buf_ptr: 0,
             buf_cap: 0,
+            reads: switchyard_guest::READS_ALL,
         };
         if let Ok(init) = instance.get_typed_func::<i32, i32>(&mut slot.store, "switchyard_init") {
             set_budget(&mut slot.store, init_fuel);
@@ -284,8 +302,33 @@ impl Slot {
                 "a configuration was given but the module exports no `switchyard_init`".into(),
             ));
         }
+        if let Ok(reads) = instance.get_typed_func::<(), i32>(&mut slot.store, "switchyard_reads") {
+            set_budget(&mut slot.store, init_fuel);
+            let r = reads.call(&mut slot.store, ()).map_err(|e| {
+                let reason = call_reason(&slot.store, &e);
+                LoadError::Trapped("switchyard_reads", reason, e)
+            })? as u32;
+            if r & !switchyard_guest::READS_ALL != 0 {
+                return Err(LoadError::BadExport(format!(
+                    "`switchyard_reads` returned {r:#x}, which has bits outside {:#x}",
+                    switchyard_guest::READS_ALL
+                )));
+            }
+            slot.reads = r;
+        }
         set_budget(&mut slot.store, fuel);
         Ok(slot)
+    }
+
+    /// The parts of the input the module reads.
+    pub fn reads(&self) -> u32 {
+        self.reads
+    }
+
+    /// Encodes `parts` from now on, whatever the module declared (the
+    /// load-time check of the declaration).
+    pub fn set_reads(&mut self, parts: u32) {
+        self.reads = parts;
     }
 
     /// A guest buffer of at least `need` bytes; asks the guest for a bigger one
@@ -323,6 +366,7 @@ impl Slot {
         candidates: &[CandidateStats],
         budget: u64,
     ) -> CallResult {
+        let req = &req.only(self.reads);
         let need = encode::encoded_len(req, candidates.len());
         if need > MAX_INPUT {
             return Err(FallbackReason::InputTooLarge.into());
@@ -334,11 +378,26 @@ impl Slot {
         let Some(buf) = data.get_mut(ptr..ptr + need) else {
             return Err(FallbackReason::BadBuffer.into());
         };
-        encode::encode(buf, meta, req, candidates);
+        encode::encode_parts(buf, meta, req, candidates, self.reads);
         self.store.data_mut().limits.hit = false;
         set_budget(&mut self.store, budget);
         self.decide
             .call(&mut self.store, need as i32)
+            .map_err(|e| self.failed(&e))
+    }
+
+    /// Copies `input` as it is and calls `switchyard_decide` under `budget`
+    /// (the floor measurement of `strategy bench`).
+    pub fn call_raw(&mut self, input: &[u8], budget: u64) -> CallResult {
+        let ptr = self.buffer(input.len())?;
+        let data = self.memory.data_mut(&mut self.store);
+        let Some(buf) = data.get_mut(ptr..ptr + input.len()) else {
+            return Err(FallbackReason::BadBuffer.into());
+        };
+        buf.copy_from_slice(input);
+        set_budget(&mut self.store, budget);
+        self.decide
+            .call(&mut self.store, input.len() as i32)
             .map_err(|e| self.failed(&e))
     }
 

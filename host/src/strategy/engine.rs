@@ -216,6 +216,31 @@ impl StrategyEngine {
         Ok((module, Artifact::Compiled))
     }
 
+    /// An instance of a module that does nothing (returns 0): the floor a
+    /// decision is measured against in `strategy bench`.
+    pub fn floor(&self) -> Result<Floor, LoadError> {
+        const EMPTY: &str = r#"(module
+            (memory (export "memory") 1)
+            (func (export "switchyard_abi_version") (result i32) (i32.const 1))
+            (func (export "switchyard_input") (param $cap i32) (result i32)
+              (local $pages i32)
+              (local.set $pages (i32.add (i32.shr_u (local.get $cap) (i32.const 16)) (i32.const 2)))
+              (if (i32.lt_u (memory.size) (local.get $pages))
+                (then (drop (memory.grow (i32.sub (local.get $pages) (memory.size))))))
+              (i32.const 65536))
+            (func (export "switchyard_decide") (param i32) (result i32) (i32.const 0)))"#;
+        let module = self.compile(EMPTY.as_bytes())?;
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(LoadError::Instantiate)?;
+        let state = HostState::new(self.options.max_memory, GuestLog::muted("floor"), false);
+        Ok(Floor {
+            slot: Slot::new(&pre, state, &[], self.budget(), self.init_budget())?,
+            budget: self.budget(),
+        })
+    }
+
     /// Everything before a module may serve: compile, check exports and
     /// imports, instantiate, check the ABI version, run `init`, and dry-run
     /// decisions on 1, 4 and 64 candidates that must each return a valid
@@ -241,6 +266,19 @@ impl StrategyEngine {
                 fuel_used.push((n, used));
             }
         }
+        let reads = slot.reads();
+        if reads != switchyard_guest::READS_ALL {
+            let fresh = || {
+                let mut state = HostState::new(
+                    self.options.max_memory,
+                    GuestLog::muted(&spec.source.to_string()),
+                    interface.uses_wasi,
+                );
+                state.replay = Some(0x9e37_79b9_7f4a_7c15);
+                Slot::new(&pre, state, &spec.config, self.budget(), self.init_budget())
+            };
+            check_reads(fresh, reads, self.budget())?;
+        }
         let report = LoadReport {
             name,
             interface: interface.clone(),
@@ -248,6 +286,7 @@ impl StrategyEngine {
             artifact,
             compile_us,
             validate_us: validating.elapsed().as_micros() as u64,
+            reads,
         };
         Ok(Generation::new(
             spec.clone(),
@@ -257,6 +296,21 @@ impl StrategyEngine {
             report,
             self.options.pool_size,
         ))
+    }
+}
+
+/// The empty module of [`StrategyEngine::floor`].
+pub struct Floor {
+    slot: Slot,
+    budget: u64,
+}
+
+impl Floor {
+    /// Copies `input` into the instance, sets the budget and calls
+    /// `switchyard_decide`: what any decision costs besides encoding and
+    /// the strategy's own work.
+    pub fn call(&mut self, input: &[u8]) -> i32 {
+        self.slot.call_raw(input, self.budget).unwrap_or(-1)
     }
 }
 
@@ -337,6 +391,85 @@ fn dry_run(slot: &mut Slot, n: usize, budget: u64) -> Result<Option<u64>, LoadEr
         ))),
         Err(e) => Err(fail(e.to_string())),
     }
+}
+
+/// Requests that differ in every part a strategy might read: the sample,
+/// and variants with other header values, target, TLS names and client.
+fn read_check_requests() -> Vec<RequestHead<'static>> {
+    let base = sample_request();
+    static HEADERS: [(&[u8], &[u8]); 4] = [
+        (b"cookie", b"sid=c0ffee; theme=light"),
+        (b"x-user-id", b"user-17"),
+        (b"x-request-id", b"ffff0000"),
+        (b"accept", b"*/*"),
+    ];
+    let other = RequestHead {
+        protocol: switchyard_guest::Protocol::Http2,
+        method: b"POST",
+        path: b"/cart/checkout?step=2",
+        authority: b"api.example.org",
+        sni: b"api.example.org",
+        alpn: b"h2",
+        client: Some("10.9.8.7:40000".parse().expect("literal address")),
+        headers: &HEADERS,
+        attempt: 1,
+        failed: &[0],
+        raw: b"",
+    };
+    let tls_only = RequestHead {
+        sni: b"tenant-3.example.net",
+        alpn: b"http/1.1",
+        ..base
+    };
+    vec![base, other, tls_only]
+}
+
+/// The load-time check of a `switchyard_reads` declaration: each check
+/// request, with 4 and 64 candidates, is decided by fresh instances (same
+/// state, same clock and random sequence) once with the undeclared parts
+/// present and once without. Answers that differ mean the module reads a
+/// part it left out; each part is then tried alone to name it.
+fn check_reads(
+    fresh: impl Fn() -> Result<Slot, LoadError>,
+    declared: u32,
+    budget: u64,
+) -> Result<(), LoadError> {
+    let answer = |parts: u32, req: &RequestHead<'_>, cands: &[CandidateStats], meta: &Meta| {
+        let mut slot = fresh()?;
+        slot.set_reads(parts);
+        Ok::<_, LoadError>(slot.decide(meta, req, cands, budget).ok())
+    };
+    let undeclared = switchyard_guest::READS_ALL & !declared;
+    let mut culprits = 0;
+    for n in [4usize, 64] {
+        let cands = sample_candidates(n);
+        for (k, req) in read_check_requests().iter().enumerate() {
+            let meta = Meta {
+                sequence: 7 + k as u64,
+                random: 0x0123_4567_89ab_cdef ^ (n as u64) << 8 ^ k as u64,
+                now_ms: 1000,
+            };
+            let without = answer(declared, req, &cands, &meta)?;
+            if answer(switchyard_guest::READS_ALL, req, &cands, &meta)? == without {
+                continue;
+            }
+            for bit in (0..5).map(|b| 1u32 << b).filter(|b| undeclared & b != 0) {
+                if answer(declared | bit, req, &cands, &meta)? != without {
+                    culprits |= bit;
+                }
+            }
+            if culprits == 0 {
+                // Only the parts together change it: name them all.
+                culprits = undeclared;
+            }
+        }
+    }
+    if culprits != 0 {
+        return Err(LoadError::UndeclaredRead {
+            parts: super::error::part_names(culprits),
+        });
+    }
+    Ok(())
 }
 
 /// `$SWITCHYARD_CACHE_DIR`, else `$XDG_CACHE_HOME/switchyard`, else

@@ -166,9 +166,40 @@ pub enum LoadError {
         /// What went wrong.
         reason: String,
     },
+    /// The module's answers depend on parts of the input it did not
+    /// declare in `switchyard_reads`.
+    #[error(
+        "`switchyard_reads` leaves out {parts}, but the answers change with {it}: declare {it} (or drop `switchyard_reads` to get everything)",
+        it = if .parts.contains(", ") { "them" } else { "it" }
+    )]
+    UndeclaredRead {
+        /// The parts, named as in docs/abi.md.
+        parts: String,
+    },
     /// The engine itself could not be set up.
     #[error("{0}: {1:#}")]
     Engine(&'static str, wasmtime::Error),
+}
+
+/// The names of the `READS_*` bits in `parts`, as docs/abi.md names them.
+pub fn part_names(parts: u32) -> String {
+    use switchyard_guest::layout::*;
+    let names: Vec<&str> = [
+        (READS_CANDIDATES, "candidates"),
+        (READS_REQUEST, "request"),
+        (READS_TARGET, "target"),
+        (READS_HEADERS, "headers"),
+        (READS_TLS, "tls"),
+    ]
+    .iter()
+    .filter(|(bit, _)| parts & bit != 0)
+    .map(|(_, name)| *name)
+    .collect();
+    if names.is_empty() {
+        "nothing".into()
+    } else {
+        names.join(", ")
+    }
 }
 
 #[cfg(test)]

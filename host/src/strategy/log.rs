@@ -25,6 +25,15 @@ impl GuestLog {
         }
     }
 
+    /// A log that writes nothing: for the load-time replays that check a
+    /// module's declaration, whose lines would repeat the dry run's.
+    pub fn muted(name: &str) -> Self {
+        GuestLog {
+            name: name.into(),
+            limit: Arc::new(RateLimit::new(0)),
+        }
+    }
+
     /// Logs one guest line at `level` (0 error, 1 warn, 2 info, 3+ debug).
     pub fn line(&self, level: i32, bytes: &[u8]) {
         let Some(suppressed) = self.limit.allow() else {

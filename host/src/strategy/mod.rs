@@ -42,10 +42,11 @@ use arc_swap::ArcSwap;
 
 pub use abi::Interface;
 pub use engine::{
-    Artifact, BuiltinModule, StrategyEngine, builtin_names, sample_candidates, sample_request,
+    Artifact, BuiltinModule, Floor, StrategyEngine, builtin_names, sample_candidates,
+    sample_request,
 };
 pub use engine_config::Metering;
-pub use error::{CallError, FallbackReason, LoadError};
+pub use error::{CallError, FallbackReason, LoadError, part_names};
 pub use fallback::FallbackPolicy;
 pub use generation::Generation;
 pub use source::{StrategySource, StrategySpec};
@@ -122,6 +123,8 @@ pub struct LoadReport {
     pub compile_us: u64,
     /// Time for instantiation, init and dry runs, microseconds.
     pub validate_us: u64,
+    /// The parts of the input it reads (`READS_*`), as it declared them.
+    pub reads: u32,
 }
 
 /// Counters that outlive generations.
@@ -206,6 +209,21 @@ impl Strategy {
     /// The engine this strategy runs on.
     pub fn engine(&self) -> &Arc<StrategyEngine> {
         &self.engine
+    }
+
+    /// Fuel one decision of `req` over `candidates` takes, with the input
+    /// the module declared it reads (fuel metering only; for
+    /// `strategy bench`).
+    pub fn fuel_for(&self, req: &RequestHead<'_>, candidates: &[CandidateStats]) -> Option<u64> {
+        let generation = self.current.load();
+        let (budget, init_budget) = (self.engine.budget(), self.engine.init_budget());
+        let mut used = None;
+        let _ = generation.with_slot(self.engine.options(), budget, init_budget, |slot| {
+            let r = slot.decide(&Meta::default(), req, candidates, budget);
+            used = slot.fuel_left().map(|left| budget - left);
+            r
+        });
+        used
     }
 
     /// Chooses a backend for `req` among `candidates`. Never fails and never

@@ -16,6 +16,35 @@ pub struct HostState {
     /// WASI context, present only for modules that import WASI.
     #[cfg(feature = "wasi")]
     pub wasi: Option<wasmtime_wasi::p1::WasiP1Ctx>,
+    /// Set for the load-time check of what a module reads: `random_u64` and
+    /// `clock_ns` then answer the same in every run, so two runs differ
+    /// only by their input.
+    pub replay: Option<u64>,
+}
+
+impl HostState {
+    /// `random_u64` for the guest.
+    pub fn random(&mut self) -> u64 {
+        match &mut self.replay {
+            // xorshift64: any fixed sequence will do.
+            Some(x) => {
+                *x ^= *x << 13;
+                *x ^= *x >> 7;
+                *x ^= *x << 17;
+                *x
+            }
+            None => crate::clock::random_u64(),
+        }
+    }
+
+    /// `clock_ns` for the guest.
+    pub fn clock_ns(&self) -> u64 {
+        if self.replay.is_some() {
+            1_000_000_000
+        } else {
+            crate::clock::now_ns()
+        }
+    }
 }
 
 impl HostState {
@@ -33,6 +62,7 @@ impl HostState {
             log,
             #[cfg(feature = "wasi")]
             wasi: uses_wasi.then(super::wasi::context),
+            replay: None,
         }
     }
 }
