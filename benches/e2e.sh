@@ -23,6 +23,8 @@
 #   FORWARD=copy bash benches/e2e.sh            # Switchyard's forwarding mode
 #   BASELINE=/path/to/old/switchyard bash benches/e2e.sh   # an older build, same rounds
 #   HAPROXY_SPLICE=response URLPATH=/huge bash benches/e2e.sh   # HAProxy always splicing responses
+#   NATIVE=1 CLOSE=1 bash benches/e2e.sh       # adds the same strategy run natively
+#                                               # (`native:NAME`): what the sandbox costs
 #   MODE=http bash benches/e2e.sh               # layer 7: Switchyard HTTP mode (a decision per
 #                                               # request) against HAProxy `mode http` and nginx
 #                                               # `proxy_pass`, both with upstream keep-alive
@@ -41,6 +43,7 @@ STRATEGY=${STRATEGY:-builtin:round-robin}
 FORWARD=${FORWARD:-auto}
 CLOSE=${CLOSE:-0}
 BASELINE=${BASELINE:-}
+NATIVE=${NATIVE:-0}
 # HAProxy's splicing: auto (its heuristics decide), response or request
 # (always, that direction).
 HAPROXY_SPLICE=${HAPROXY_SPLICE:-auto}
@@ -212,6 +215,14 @@ start_switchyard "$BIN" 9200 "$WORK/switchyard.log" --mode "$MODE"; SWITCHYARD=$
 PEER=nginx-stream
 [ "$MODE" = http ] && PEER=nginx-http
 TARGETS=(direct:9001: haproxy-$MODE:9100:$HAPROXY $PEER:9300:$NGINX switchyard-$MODE:9200:$SWITCHYARD)
+if [ "$NATIVE" = 1 ]; then
+  case "$STRATEGY" in builtin:*) ;; *) fail "NATIVE=1 needs a builtin: STRATEGY" ;; esac
+  wasm_strategy=$STRATEGY
+  STRATEGY="native:${STRATEGY#builtin:}"
+  start_switchyard "$BIN" 9202 "$WORK/native.log" --mode "$MODE"
+  STRATEGY=$wasm_strategy
+  TARGETS+=(switchyard-native:9202:$!)
+fi
 if [ -n "$BASELINE" ]; then
   [ -x "$BASELINE" ] || fail "BASELINE=$BASELINE is not an executable"
   # Builds from before HTTP mode have no --mode (and are TCP only).

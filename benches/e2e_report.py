@@ -140,6 +140,9 @@ for name in names:
           f"{mid['p99']} | {cpu} | {ratio} | {machine:.1f} us | "
           f"{'-' if c is None else f'{c:.1f}'} |")
 print()
+if "switchyard-native" in names:
+    print(f"{mine} (WebAssembly) vs switchyard-native (the same strategy native), CPU per request, "
+          f"per round: {per_round_ratio(mine, 'switchyard-native')}")
 if "switchyard-base" in names:
     print(f"{mine} vs switchyard-base (BASELINE), CPU per request, per round: "
           f"{per_round_ratio(mine, 'switchyard-base')}")

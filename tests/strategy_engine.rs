@@ -362,7 +362,13 @@ fn every_builtin_declares_what_it_reads_and_passes_the_check() {
     let base = READS_CANDIDATES | READS_REQUEST;
     for name in switchyard::strategy::builtin_names() {
         let s = load(&StrategySpec::builtin(name));
-        assert_eq!(s.status().report.reads, base, "{name}");
+        // Only round-robin reads the shared sequence.
+        let want = if name == "round-robin" {
+            base | switchyard_guest::READS_SEQUENCE
+        } else {
+            base
+        };
+        assert_eq!(s.status().report.reads, want, "{name}");
     }
     for (config, extra) in [
         ("header:x-user-id", READS_HEADERS),
@@ -377,5 +383,34 @@ fn every_builtin_declares_what_it_reads_and_passes_the_check() {
             config: config.as_bytes().to_vec(),
         });
         assert_eq!(s.status().report.reads, base | extra, "{config}");
+    }
+}
+
+#[test]
+fn native_builtins_decide_as_their_webassembly_twins() {
+    use switchyard::strategy::StrategySpec;
+    let req = switchyard::strategy::sample_request();
+    for (name, config) in [
+        ("round-robin", ""),
+        ("consistent-hash", "header:x-user-id"),
+        ("least-connections", ""),
+    ] {
+        let spec = |prefix: &str| StrategySpec {
+            source: format!("{prefix}:{name}").parse().unwrap(),
+            config: config.as_bytes().to_vec(),
+        };
+        let wasm = load(&spec("builtin"));
+        let native = load(&spec("native"));
+        let c = switchyard::strategy::sample_candidates(8);
+        let a: Vec<_> = (0..8).map(|_| wasm.decide(&req, &c)).collect();
+        let b: Vec<_> = (0..8).map(|_| native.decide(&req, &c)).collect();
+        assert!(a.iter().chain(&b).all(|d| d.fallback.is_none()), "{name}");
+        if name != "least-connections" {
+            // Deterministic ones agree decision by decision (ties in
+            // least-connections are broken at random).
+            let ia: Vec<_> = a.iter().map(|d| d.index).collect();
+            let ib: Vec<_> = b.iter().map(|d| d.index).collect();
+            assert_eq!(ia, ib, "{name}");
+        }
     }
 }

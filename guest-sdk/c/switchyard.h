@@ -60,7 +60,8 @@
 #define SY_READS_TARGET 4u
 #define SY_READS_HEADERS 8u
 #define SY_READS_TLS 16u
-#define SY_READS_ALL 31u
+#define SY_READS_SEQUENCE 32u
+#define SY_READS_ALL 63u
 
 /* Request section: offsets relative to request_offset; stored values absolute. */
 #define SY_R_PROTOCOL 0           /* u8 */

@@ -393,5 +393,8 @@ pub fn encode_parts(
     let request_len = encode_request(buf, HEADER_LEN + n * CANDIDATE_LEN, req);
     let total = encode_header(buf, n, request_len, meta);
     put_u16(buf, H_FLAGS, (!reads & crate::layout::READS_ALL) as u16);
+    if reads & crate::layout::READS_SEQUENCE == 0 {
+        put_u64(buf, H_SEQUENCE, 0);
+    }
     total
 }

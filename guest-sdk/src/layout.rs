@@ -81,9 +81,13 @@ pub const READS_TARGET: u32 = 1 << 2;
 pub const READS_HEADERS: u32 = 1 << 3;
 /// TLS SNI and ALPN.
 pub const READS_TLS: u32 = 1 << 4;
+/// The header's `sequence`: a count of the generation's decisions shared by
+/// every thread (what makes round-robin exact). Keeping it costs a shared
+/// counter per decision, so it is 0 for modules that do not read it.
+pub const READS_SEQUENCE: u32 = 1 << 5;
 /// Every part: what a module without `switchyard_reads` gets.
 pub const READS_ALL: u32 =
-    READS_CANDIDATES | READS_REQUEST | READS_TARGET | READS_HEADERS | READS_TLS;
+    READS_CANDIDATES | READS_REQUEST | READS_TARGET | READS_HEADERS | READS_TLS | READS_SEQUENCE;
 
 /// Candidate flag: passes health checks.
 pub const FLAG_HEALTHY: u32 = 1 << 0;

@@ -36,7 +36,7 @@ pub mod encode;
 pub use encode::{CandidateStats, Meta, RequestHead};
 pub use layout::{
     ABI_VERSION, FLAG_DRAINING, FLAG_HEALTHY, READS_ALL, READS_CANDIDATES, READS_HEADERS,
-    READS_REQUEST, READS_TARGET, READS_TLS, usable,
+    READS_REQUEST, READS_SEQUENCE, READS_TARGET, READS_TLS, usable,
 };
 pub use view::{Candidate, Candidates, Input, InputError, Protocol, Request};
 

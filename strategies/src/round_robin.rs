@@ -13,9 +13,10 @@ use crate::{eligible_count, nth_eligible};
 pub struct RoundRobin;
 
 impl Strategy for RoundRobin {
-    // The stats, and the failed table `eligible` reads; no request strings.
+    // The stats, the failed table `eligible` reads, and the shared turn.
     fn reads(&self) -> u32 {
-        switchyard_guest::READS_CANDIDATES | switchyard_guest::READS_REQUEST
+        use switchyard_guest::{READS_CANDIDATES, READS_REQUEST, READS_SEQUENCE};
+        READS_CANDIDATES | READS_REQUEST | READS_SEQUENCE
     }
 
     fn decide(&mut self, input: &Input<'_>) -> Option<usize> {

@@ -155,7 +155,7 @@ impl StrategyEngine {
     /// where its code came from.
     fn module(&self, source: &StrategySource) -> Result<(Module, Artifact), LoadError> {
         match source {
-            StrategySource::Builtin(name) => {
+            StrategySource::Builtin(name) | StrategySource::Native(name) => {
                 let b = builtin(name).ok_or_else(|| LoadError::UnknownBuiltin(name.clone()))?;
                 let mut cache = self.builtin_cache.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some((_, m, from)) = cache.iter().find(|(n, _, _)| *n == b.name) {
@@ -288,14 +288,18 @@ impl StrategyEngine {
             validate_us: validating.elapsed().as_micros() as u64,
             reads,
         };
-        Ok(Generation::new(
+        let mut generation = Generation::new(
             spec.clone(),
             pre,
             interface.uses_wasi,
             log,
             report,
             self.options.pool_size,
-        ))
+        );
+        if let StrategySource::Native(name) = &spec.source {
+            generation.native = switchyard_strategies::BuiltinKind::from_name(name);
+        }
+        Ok(generation)
     }
 }
 
@@ -453,7 +457,7 @@ fn check_reads(
             if answer(switchyard_guest::READS_ALL, req, &cands, &meta)? == without {
                 continue;
             }
-            for bit in (0..5).map(|b| 1u32 << b).filter(|b| undeclared & b != 0) {
+            for bit in (0..6).map(|b| 1u32 << b).filter(|b| undeclared & b != 0) {
                 if answer(declared | bit, req, &cands, &meta)? != without {
                     culprits |= bit;
                 }

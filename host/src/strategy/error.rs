@@ -190,6 +190,7 @@ pub fn part_names(parts: u32) -> String {
         (READS_TARGET, "target"),
         (READS_HEADERS, "headers"),
         (READS_TLS, "tls"),
+        (READS_SEQUENCE, "sequence"),
     ]
     .iter()
     .filter(|(bit, _)| parts & bit != 0)

@@ -65,12 +65,58 @@ struct Scratch {
     buf: Vec<u8>,
     instances: Vec<Builtin>,
     relaxed: Vec<CandidateStats>,
+    /// `native:NAME` strategies, by built-in and configuration.
+    configured: Vec<(Vec<u8>, Builtin)>,
 }
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = const {
-        RefCell::new(Scratch { buf: Vec::new(), instances: Vec::new(), relaxed: Vec::new() })
+        RefCell::new(Scratch {
+            buf: Vec::new(),
+            instances: Vec::new(),
+            relaxed: Vec::new(),
+            configured: Vec::new(),
+        })
     };
+}
+
+/// A `native:NAME` decision: the built-in `kind` configured with `config`,
+/// on the input the WebAssembly module would get (the parts in `reads`), so
+/// that the two differ only by the sandbox.
+pub fn native(
+    kind: switchyard_strategies::BuiltinKind,
+    config: &[u8],
+    reads: u32,
+    req: &RequestHead<'_>,
+    candidates: &[CandidateStats],
+    meta: &Meta,
+) -> Option<usize> {
+    use switchyard_guest::encode::encode_parts;
+    SCRATCH.with(|s| {
+        let s = &mut *s.borrow_mut();
+        let k = match s
+            .configured
+            .iter()
+            .position(|(c, b)| b.kind() == kind && c == config)
+        {
+            Some(k) => k,
+            None => {
+                let mut b = kind.instantiate();
+                // The module's init accepted this configuration already.
+                let _ = b.configure(config);
+                s.configured.push((config.to_vec(), b));
+                s.configured.len() - 1
+            }
+        };
+        let req = req.only(reads);
+        let need = encoded_len(&req, candidates.len());
+        if s.buf.len() < need {
+            s.buf.resize(need, 0);
+        }
+        let len = encode_parts(&mut s.buf, meta, &req, candidates, reads);
+        let input = Input::parse(&s.buf[..len]).ok()?;
+        s.configured[k].1.decide(&input)
+    })
 }
 
 /// The native decision.

@@ -40,6 +40,8 @@ pub struct Generation {
     pub(crate) consecutive_failures: AtomicU64,
     /// While the clock (ms) is below this, the module is skipped.
     pub(crate) open_until_ms: AtomicU64,
+    /// `native:NAME`: decide with this built-in natively.
+    pub(crate) native: Option<switchyard_strategies::BuiltinKind>,
 }
 
 impl Generation {
@@ -65,6 +67,7 @@ impl Generation {
             slots: (0..pool_size.max(1)).map(|_| Mutex::new(None)).collect(),
             consecutive_failures: AtomicU64::new(0),
             open_until_ms: AtomicU64::new(0),
+            native: None,
         }
     }
 

@@ -127,9 +127,40 @@ pub struct LoadReport {
     pub reads: u32,
 }
 
+/// A counter each thread adds to on its own cache line, summed when read:
+/// a decision writes no line another thread writes.
+#[derive(Default)]
+struct Sharded {
+    shards: [Padded; 16],
+}
+
+#[derive(Default)]
+#[repr(align(128))]
+struct Padded(AtomicU64);
+
+impl Sharded {
+    fn add(&self, n: u64) {
+        thread_local! {
+            static SHARD: usize = {
+                static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed) % 16
+            };
+        }
+        let k = SHARD.with(|k| *k);
+        self.shards[k].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sum(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
 /// Counters that outlive generations.
 struct Counters {
-    wasm: AtomicU64,
+    wasm: Sharded,
     fallbacks: [AtomicU64; FallbackReason::ALL.len()],
     log_limits: [RateLimit; FallbackReason::ALL.len()],
 }
@@ -175,7 +206,7 @@ impl Strategy {
             engine,
             current: ArcSwap::from_pointee(generation),
             counters: Counters {
-                wasm: AtomicU64::new(0),
+                wasm: Sharded::default(),
                 fallbacks: Default::default(),
                 log_limits: std::array::from_fn(|_| RateLimit::new(1)),
             },
@@ -240,15 +271,33 @@ impl Strategy {
         if generation.open_until_ms.load(Ordering::Relaxed) > now_ms {
             return self.fall_back(FallbackReason::CircuitOpen.into(), req, candidates, 0);
         }
+        // The shared sequence is a cache line every deciding thread
+        // writes: only strategies that read it pay for it.
+        let sequence = if generation.report.reads & switchyard_guest::READS_SEQUENCE != 0 {
+            generation.sequence.fetch_add(1, Ordering::Relaxed)
+        } else {
+            0
+        };
         let meta = Meta {
-            sequence: generation.sequence.fetch_add(1, Ordering::Relaxed),
+            sequence,
             random: crate::clock::random_u64(),
             now_ms,
         };
         let (budget, init_budget) = (self.engine.budget(), self.engine.init_budget());
-        let result = generation.with_slot(self.engine.options(), budget, init_budget, |slot| {
-            slot.decide(&meta, req, candidates, budget)
-        });
+        let result = match generation.native {
+            Some(kind) => fallback::native(
+                kind,
+                &generation.spec.config,
+                generation.report.reads,
+                req,
+                candidates,
+                &meta,
+            )
+            .map_or(Ok(-1), |i| Ok(i as i32)),
+            None => generation.with_slot(self.engine.options(), budget, init_budget, |slot| {
+                slot.decide(&meta, req, candidates, budget)
+            }),
+        };
         let n = candidates.len();
         let error = match result {
             Ok(i) if i >= 0 && (i as usize) < n && !req.failed.contains(&(i as u32)) => {
@@ -257,7 +306,7 @@ impl Strategy {
                 if generation.consecutive_failures.load(Ordering::Relaxed) != 0 {
                     generation.consecutive_failures.store(0, Ordering::Relaxed);
                 }
-                self.counters.wasm.fetch_add(1, Ordering::Relaxed);
+                self.counters.wasm.add(1);
                 return Decision {
                     index: Some(i as usize),
                     fallback: None,
@@ -307,6 +356,12 @@ impl Strategy {
                 "strategy fell back to the native decision"
             );
         }
+        // The native decision takes its turn from the shared sequence even
+        // when the module does not read it (fallbacks are rare).
+        let sequence = match sequence {
+            0 => self.current.load().sequence.fetch_add(1, Ordering::Relaxed),
+            s => s,
+        };
         let meta = Meta {
             sequence,
             random: crate::clock::random_u64(),
@@ -325,7 +380,7 @@ impl Strategy {
         StrategyStatus {
             name: generation.name.clone(),
             generation: generation.id,
-            wasm_decisions: self.counters.wasm.load(Ordering::Relaxed),
+            wasm_decisions: self.counters.wasm.sum(),
             fallbacks: FallbackReason::ALL
                 .iter()
                 .map(|r| {

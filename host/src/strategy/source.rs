@@ -9,6 +9,10 @@ use std::str::FromStr;
 pub enum StrategySource {
     /// `builtin:NAME`, shipped precompiled inside the binary.
     Builtin(String),
+    /// `native:NAME`: the built-in run as native code instead of in
+    /// WebAssembly, with the same input encoding; for measuring what the
+    /// sandbox costs (the module is still loaded and checked).
+    Native(String),
     /// A `.wasm`, `.wat` or `.cwasm` file.
     File(PathBuf),
     /// Bytes from an API call.
@@ -26,6 +30,8 @@ impl FromStr for StrategySource {
     fn from_str(s: &str) -> Result<Self, String> {
         if let Some(name) = s.strip_prefix("builtin:") {
             Ok(StrategySource::Builtin(name.to_string()))
+        } else if let Some(name) = s.strip_prefix("native:") {
+            Ok(StrategySource::Native(name.to_string()))
         } else if s.is_empty() {
             Err("empty strategy".into())
         } else if super::builtin_names().any(|n| n == s) {
@@ -40,6 +46,7 @@ impl fmt::Display for StrategySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StrategySource::Builtin(n) => write!(f, "builtin:{n}"),
+            StrategySource::Native(n) => write!(f, "native:{n}"),
             StrategySource::File(p) => write!(f, "{}", p.display()),
             StrategySource::Bytes { name, .. } => f.write_str(name),
         }
