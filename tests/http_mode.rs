@@ -529,3 +529,94 @@ fn grpc_unary_and_server_streaming_calls_pass_with_trailers_over_h2_upstream() {
     );
     assert_eq!(f[3], "OK", "{stream}");
 }
+
+#[test]
+fn client_faults_are_the_clients_and_odd_requests_get_clear_answers() {
+    let s = Serve::start(
+        2,
+        &[
+            "--mode",
+            "auto",
+            "--upstream-header-timeout-ms",
+            "1500",
+            "--head-timeout-ms",
+            "1000",
+            "--eject-after-failures",
+            "2",
+        ],
+    );
+    // A broken chunked body: one 400, and no backend pays for it.
+    for _ in 0..6 {
+        let a = raw(
+            s.port,
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        );
+        assert_eq!(a.matches("HTTP/1.1 ").count(), 1, "{a}");
+        assert!(a.starts_with("HTTP/1.1 400"), "{a}");
+    }
+    assert!(!s.log().contains("ejected"), "{}", s.log());
+    // Empty lines before the request line are HTTP (RFC 9112 2.2), so the
+    // smuggling checks see it: not spliced through as opaque bytes.
+    let a = raw(
+        s.port,
+        b"\r\nPOST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
+    assert!(a.starts_with("HTTP/1.1 400"), "{a}");
+    let a = raw(
+        s.port,
+        b"\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    // HTTP/1.1 without Host, and CONNECT.
+    let a = raw(s.port, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(a.starts_with("HTTP/1.1 400"), "{a}");
+    let a = raw(
+        s.port,
+        b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n",
+    );
+    assert!(a.starts_with("HTTP/1.1 501"), "{a}");
+    // A backend that answers only after the whole body.
+    let reader = FakeBackend::body_reader();
+    let s = Serve::start(
+        0,
+        &[
+            "--mode",
+            "http",
+            "--backend",
+            &reader.arg(),
+            "--upstream-header-timeout-ms",
+            "1500",
+            "--head-timeout-ms",
+            "1000",
+        ],
+    );
+    // An upload longer than the upstream header timeout is no backend
+    // delay: 100 bytes every 400 ms for 2.4 s.
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 600\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(400));
+        c.write_all(&[b'u'; 100]).unwrap();
+    }
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        out.ends_with(&format!("got 600 bytes: {}", "u".repeat(600))),
+        "{out}"
+    );
+    // A body that stops coming is the client's delay: 408, not 504.
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 600\r\n\r\nhalf")
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+}

@@ -170,6 +170,11 @@ impl Serve {
         Serve::spawn("127.0.0.1", workers, args)
     }
 
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
     /// Waits (bounded) until the log contains `needle`.
     pub fn wait_for_log(&self, needle: &str, secs: u64) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);

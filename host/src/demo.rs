@@ -160,6 +160,8 @@ pub async fn serve(listener: TcpListener, me: DemoWorker, mut stop: watch::Recei
             let svc = hyper::service::service_fn(move |req| route(me.clone(), req));
             let conn = hyper::server::conn::http1::Builder::new()
                 .half_close(true)
+                // Above the balancer's 128, plus the headers it adds.
+                .max_headers(256)
                 .serve_connection(TokioIo::new(socket), svc)
                 .with_upgrades();
             tokio::pin!(conn);

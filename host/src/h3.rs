@@ -171,8 +171,7 @@ async fn request(
     let (mut send, recv) = stream.split();
     let (parts, ()) = req.into_parts();
     let mut body = RequestBody::new(recv, &parts.headers);
-    let body = (!body.probe_end())
-        .then(|| http_body_util::Either::Right(http_body_util::Either::Right(body)));
+    let body = (!body.probe_end()).then(|| http_body_util::Either::Right(body));
     let resp = crate::http::forward(&ctx, parts, body, peer, None, &info, None).await;
     if let Err(e) = respond(&mut send, resp).await {
         tracing::debug!(client = %peer, error = %e, "HTTP/3 response not sent whole");

@@ -6,6 +6,8 @@
 //! timeout fails the response instead of holding the client forever.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -91,5 +93,101 @@ impl Body for Tracked {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// How a request body's upload is going, as the request handler needs to
+/// know it: a backend's answer is late only once the client's last byte
+/// went out, a client that stops sending is the client's fault, and a body
+/// the client broke must not count against the backend.
+#[derive(Debug)]
+pub struct Upload {
+    /// When the last byte went, ms on [`crate::clock::now_ms`]; 0 = not yet.
+    done_ms: AtomicU64,
+    /// When the last frame came.
+    last_ms: AtomicU64,
+    /// The client's body failed (reset, malformed framing, cut short).
+    failed: AtomicBool,
+}
+
+impl Upload {
+    /// An upload starting now.
+    pub fn new() -> Arc<Upload> {
+        Arc::new(Upload {
+            done_ms: AtomicU64::new(0),
+            last_ms: AtomicU64::new(crate::clock::now_ms()),
+            failed: AtomicBool::new(false),
+        })
+    }
+
+    /// When the last byte went, if it has.
+    pub fn done_ms(&self) -> Option<u64> {
+        match self.done_ms.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    /// When the client last sent a frame.
+    pub fn last_ms(&self) -> u64 {
+        self.last_ms.load(Ordering::Relaxed)
+    }
+
+    /// True if the client's body failed.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// A client's request body on its way upstream, reporting to [`Upload`].
+pub struct Watched<B> {
+    body: B,
+    upload: Arc<Upload>,
+}
+
+impl<B> Watched<B> {
+    /// `body`, reporting to `upload`.
+    pub fn new(body: B, upload: Arc<Upload>) -> Self {
+        Watched { body, upload }
+    }
+}
+
+impl<B: Body + Unpin> Body for Watched<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => {
+                this.upload
+                    .last_ms
+                    .store(crate::clock::now_ms(), Ordering::Relaxed);
+                if this.body.is_end_stream() {
+                    this.upload
+                        .done_ms
+                        .store(crate::clock::now_ms().max(1), Ordering::Relaxed);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.upload.failed.store(true, Ordering::Relaxed),
+            Poll::Ready(None) => this
+                .upload
+                .done_ms
+                .store(crate::clock::now_ms().max(1), Ordering::Relaxed),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }

@@ -38,6 +38,9 @@ pub struct ConnState {
     busy: AtomicUsize,
     /// When the last response finished ([`crate::clock::now_ms`]).
     done_ms: AtomicU64,
+    /// The request handler already answered the refusal (a body the guard
+    /// cut short): the guard writes no second answer.
+    answered: std::sync::atomic::AtomicBool,
 }
 
 impl ConnState {
@@ -51,6 +54,14 @@ impl ConnState {
 /// One request in flight on a client connection.
 #[derive(Debug)]
 pub struct Busy(Arc<ConnState>);
+
+impl Busy {
+    /// The handler answered a request whose body the client broke: the
+    /// connection's refusal, if any, is said.
+    pub fn answered_refusal(&self) {
+        self.0.answered.store(true, Ordering::Relaxed);
+    }
+}
 
 impl Drop for Busy {
     fn drop(&mut self) {
@@ -551,6 +562,10 @@ fn framing(
     if hosts > 1 {
         return Err("more than one Host");
     }
+    if hosts == 0 && minor_version == 1 {
+        // RFC 9112 3.2: the backend would otherwise learn its own address.
+        return Err("HTTP/1.1 request without Host");
+    }
     if let Some(authority) = absolute_form_authority(target)
         && hosts == 1
         && !authority.eq_ignore_ascii_case(host)
@@ -732,6 +747,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for ClientIo<S> {
             return;
         };
         tracing::debug!(kind = kind.as_str(), why, "request refused");
+        if self.conn.answered.load(Ordering::Relaxed) {
+            // The request handler answered it already.
+            return;
+        }
         let Some(answer) = crate::proxy::answer::for_kind(kind) else {
             return;
         };
@@ -797,12 +816,12 @@ mod tests {
             Ok(State::Idle)
         );
         assert_eq!(
-            check("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+            check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
                 .map(|s| matches!(s, State::Chunked(..))),
             Ok(true)
         );
         assert_eq!(
-            check("POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n"),
+            check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n"),
             Ok(State::Body(12))
         );
         // obs-fold, NUL and a bare CR never parse.
@@ -824,7 +843,8 @@ mod tests {
         let body = b"5;ext=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nX-T: 1\r\n\r\nGET";
         // In pieces of any size: the same end.
         for step in [1, 3, body.len()] {
-            let mut state = check("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+            let mut state =
+                check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
             let mut taken = 0;
             for piece in body.chunks(step) {
                 taken += advance(&mut state, piece).unwrap();
@@ -843,7 +863,8 @@ mod tests {
             b"5\r\nhelloXY",
             b"11111111111111111\r\n",
         ] {
-            let mut state = check("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+            let mut state =
+                check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
             assert!(advance(&mut state, bad).is_err(), "{bad:?}");
         }
     }

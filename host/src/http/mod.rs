@@ -110,7 +110,9 @@ pub struct HttpOptions {
 
 /// What goes upstream: a client's body from hyper, none, or an HTTP/3
 /// stream's.
-pub(crate) type ReqBody = Either<Incoming, Either<Empty<Bytes>, crate::h3::RequestBody>>;
+pub(crate) type ReqBody = Either<body::Watched<ClientBody>, Empty<Bytes>>;
+/// A client's request body: from hyper, or from an HTTP/3 stream.
+pub(crate) type ClientBody = Either<Incoming, crate::h3::RequestBody>;
 pub(crate) type ResBody = Tracked;
 type Upstream = Client<HttpConnector, ReqBody>;
 
@@ -348,7 +350,7 @@ async fn handle(
 pub(crate) async fn forward(
     ctx: &Context,
     mut parts: hyper::http::request::Parts,
-    body: Option<ReqBody>,
+    body: Option<ClientBody>,
     peer: SocketAddr,
     busy: Option<Busy>,
     info: &ConnInfo,
@@ -380,8 +382,18 @@ pub(crate) async fn forward(
         .cloned()
         .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
     let path = path_and_query.as_str();
+    if parts.method == hyper::Method::CONNECT {
+        // A reverse proxy has no tunnel to offer: say so rather than send
+        // the backend a CONNECT for its own address.
+        return answer(
+            StatusCode::NOT_IMPLEMENTED,
+            "CONNECT is not supported\n",
+            busy,
+        );
+    }
     let resendable = body.is_none();
-    let mut body = body;
+    let upload = body.as_ref().map(|_| body::Upload::new());
+    let mut body = body.map(|b| body::Watched::new(b, upload.clone().expect("made with the body")));
     let list = ctx.backends.load();
     let mut candidates = CANDIDATES.take();
     let mut failed: Vec<u32> = Vec::new();
@@ -412,8 +424,8 @@ pub(crate) async fn forward(
             return answer(StatusCode::BAD_REQUEST, "bad request target\n", busy);
         };
         let out_body = match body.take() {
-            Some(b) => b,
-            None => Either::Right(Either::Left(Empty::new())),
+            Some(b) => Either::Left(b),
+            None => Either::Right(Empty::new()),
         };
         let mut out = Request::new(out_body);
         *out.method_mut() = parts.method.clone();
@@ -424,15 +436,41 @@ pub(crate) async fn forward(
         } else {
             std::mem::take(&mut parts.headers)
         };
-        let sent = tokio::time::timeout(ctx.http.upstream_header_timeout, client.request(out));
-        match sent.await {
-            Err(_) => {
+        match wait_for_head(ctx, client.request(out), upload.as_deref()).await {
+            Err(Late::Backend) => {
                 tracing::debug!(client = %peer, backend = %backend.addr(), "no response head in time");
                 return answer(
                     StatusCode::GATEWAY_TIMEOUT,
                     "the backend did not answer in time\n",
                     busy,
                 );
+            }
+            Err(Late::Client) => {
+                tracing::debug!(client = %peer, "request body stalled");
+                let mut r = answer(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive in time\n",
+                    busy,
+                );
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return r;
+            }
+            Ok(Err(_)) if upload.as_ref().is_some_and(|u| u.failed()) => {
+                // The client's body broke (cut short, bad chunk framing):
+                // the client's fault, not the backend's.
+                tracing::debug!(client = %peer, "request body failed");
+                if let Some(b) = &busy {
+                    b.answered_refusal();
+                }
+                let mut r = answer(
+                    StatusCode::BAD_REQUEST,
+                    "malformed or incomplete request body\n",
+                    busy,
+                );
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return r;
             }
             Ok(Ok(resp)) => {
                 backend.responded();
@@ -490,6 +528,63 @@ pub(crate) async fn forward(
             "the backend failed to answer\n",
             busy,
         ),
+    }
+}
+
+/// Who made the response head late.
+enum Late {
+    /// The backend, after the request's last byte.
+    Backend,
+    /// The client, which stopped sending its body.
+    Client,
+}
+
+/// Waits for the response head. The upstream header timeout runs from the
+/// request's last byte, not its first: a long upload is not the backend's
+/// delay. While the body is still coming, a gap of `head_timeout` in it
+/// is the client's (`408`).
+async fn wait_for_head<F: std::future::Future>(
+    ctx: &Context,
+    response: F,
+    upload: Option<&body::Upload>,
+) -> Result<F::Output, Late> {
+    let limit = ctx.http.upstream_header_timeout;
+    let gap = ctx.http.head_timeout;
+    let first = match upload {
+        Some(_) => limit.min(gap),
+        None => limit,
+    };
+    let started = crate::clock::now_ms();
+    let timer = tokio::time::sleep(first);
+    tokio::pin!(response, timer);
+    loop {
+        tokio::select! {
+            r = &mut response => return Ok(r),
+            _ = &mut timer => {
+                let now = crate::clock::now_ms();
+                let ms = |d: Duration| d.as_millis() as u64;
+                let next = match upload {
+                    None => return Err(Late::Backend),
+                    Some(u) => match u.done_ms() {
+                        Some(done) => {
+                            let waited = now.saturating_sub(done.max(started));
+                            if waited >= ms(limit) {
+                                return Err(Late::Backend);
+                            }
+                            ms(limit) - waited
+                        }
+                        None => {
+                            let idle = now.saturating_sub(u.last_ms().max(started));
+                            if idle >= ms(gap) {
+                                return Err(Late::Client);
+                            }
+                            ms(gap) - idle
+                        }
+                    },
+                };
+                timer.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(next.max(1)));
+            }
+        }
     }
 }
 

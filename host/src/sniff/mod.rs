@@ -109,6 +109,20 @@ pub fn classify(buf: &[u8]) -> Class {
         [0x16, ..] => return Class::Opaque,
         _ => {}
     }
+    // RFC 9112 2.2: empty lines before a request line are ignored (httparse
+    // skips them too), so "\r\nGET / ..." is HTTP, not opaque bytes that
+    // would pass every HTTP check untouched.
+    if matches!(buf[0], b'\r' | b'\n') {
+        return match buf.iter().position(|&b| b != b'\r' && b != b'\n') {
+            None => Class::Need { http_like: true },
+            Some(start) => match http1::request_line(&buf[start..]) {
+                Line::Http => Class::Http1,
+                Line::Malformed => Class::Malformed,
+                Line::NotHttp => Class::Opaque,
+                Line::Need { http_like } => Class::Need { http_like },
+            },
+        };
+    }
     let n = buf.len().min(H2_PREFACE.len());
     if buf[..n] == H2_PREFACE[..n] {
         return if n == H2_PREFACE.len() {
