@@ -620,3 +620,52 @@ fn client_faults_are_the_clients_and_odd_requests_get_clear_answers() {
     let out = String::from_utf8_lossy(&out);
     assert!(out.starts_with("HTTP/1.1 408"), "{out}");
 }
+
+#[test]
+fn an_idle_http2_connection_gets_a_goaway_and_a_busy_one_does_not() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Bytes;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let s = Serve::start(1, &["--mode", "http", "--keepalive-timeout-ms", "400"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+            .await
+            .unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .unwrap();
+        let conn = tokio::spawn(conn);
+        // A stream open longer than the timeout is not idleness.
+        let req = hyper::Request::get(format!("http://127.0.0.1:{}/slow?ms=1000", s.port))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
+            .await
+            .expect("an answer in time")
+            .expect("a response");
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("slept 1000 ms"));
+        // Then nothing: the server ends the connection (GOAWAY, close).
+        tokio::time::timeout(Duration::from_secs(5), conn)
+            .await
+            .expect("the idle connection was ended by the server")
+            .unwrap()
+            .unwrap();
+    });
+}
+
+#[test]
+fn http_mode_closes_what_is_not_http_and_says_why() {
+    let s = Serve::start(1, &["--mode", "http"]);
+    assert_eq!(raw(s.port, b"PING\r\n"), "", "closed without an answer");
+    // A TLS ClientHello with no certificate configured: closed too.
+    let hello = [0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x00];
+    assert_eq!(raw(s.port, &hello), "");
+    s.wait_for_log("kind=\"not_http\"", 5);
+}

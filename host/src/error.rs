@@ -50,6 +50,9 @@ pub enum Kind {
     HelloTimeout,
     /// Neither HTTP nor TLS, and `opaque = "reject"`.
     OpaqueRejected,
+    /// Not HTTP, and `mode = "http"` serves only HTTP (TLS counts when no
+    /// certificate is configured to terminate it).
+    NotHttp,
     /// Nothing eligible to route to (`503`).
     NoBackend,
     /// A backend connect failed.
@@ -82,6 +85,7 @@ impl Kind {
             Kind::HeadMalformed => "head_malformed",
             Kind::HelloTimeout => "hello_timeout",
             Kind::OpaqueRejected => "opaque_rejected",
+            Kind::NotHttp => "not_http",
             Kind::NoBackend => "no_backend",
             Kind::Connect => "connect",
             Kind::ConnectTimeout => "connect_timeout",
@@ -104,6 +108,7 @@ impl Kind {
             | Kind::HeadMalformed
             | Kind::HelloTimeout
             | Kind::OpaqueRejected
+            | Kind::NotHttp
             | Kind::ClientIo
             | Kind::IdleTimeout => Side::Client,
             Kind::NoBackend
@@ -126,6 +131,9 @@ impl Kind {
             Kind::HeadMalformed => "malformed request head",
             Kind::HelloTimeout => "TLS ClientHello not complete within the head timeout",
             Kind::OpaqueRejected => "neither HTTP nor TLS, and opaque connections are rejected",
+            Kind::NotHttp => {
+                "not HTTP, and mode http serves only HTTP (TLS needs --tls-cert to be served)"
+            }
             Kind::NoBackend => "no backend to route to",
             Kind::Connect => "connect",
             Kind::ConnectTimeout => "connect timed out",

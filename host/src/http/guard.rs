@@ -44,6 +44,25 @@ pub struct ConnState {
 }
 
 impl ConnState {
+    /// State for a connection opened now (it starts idle).
+    pub fn new() -> Arc<ConnState> {
+        let s = ConnState::default();
+        s.done_ms.store(crate::clock::now_ms(), Ordering::Relaxed);
+        Arc::new(s)
+    }
+
+    /// How long the connection has had no request in flight, or `None`
+    /// while one is.
+    pub fn idle_for(&self) -> Option<Duration> {
+        if self.busy.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let done = self.done_ms.load(Ordering::Relaxed);
+        Some(Duration::from_millis(
+            crate::clock::now_ms().saturating_sub(done),
+        ))
+    }
+
     /// Counts a request until the token drops (its response body ended).
     pub fn begin(self: &Arc<Self>) -> Busy {
         self.busy.fetch_add(1, Ordering::Relaxed);

@@ -255,7 +255,9 @@ async fn serve_io<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let graceful = ctx.graceful.clone();
-    let conn = Arc::new(ConnState::default());
+    let conn = ConnState::new();
+    let idle_state = conn.clone();
+    let keepalive = ctx.http.keepalive_timeout;
     let limits = HeadLimits {
         head_timeout: ctx.http.head_timeout,
         max_head_bytes: ctx.http.max_head_bytes,
@@ -284,9 +286,26 @@ async fn serve_io<S>(
             .max_concurrent_streams(256)
             .serve_connection(io, svc);
         tokio::pin!(conn);
+        // An HTTP/2 connection with no stream open for the keep-alive
+        // timeout gets a GOAWAY, as an HTTP/1 one gets closed: checked a
+        // few times per timeout, never per request.
+        let idle = async {
+            let mut tick = tokio::time::interval(keepalive / 4);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if idle_state.idle_for().is_some_and(|d| d >= keepalive) {
+                    return;
+                }
+            }
+        };
         tokio::select! {
             r = conn.as_mut() => r,
             _ = graceful.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+            _ = idle => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }

@@ -103,7 +103,7 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr) 
         (Sniffed::Http1(_), _) => Some(hyper::Version::HTTP_11),
         (Sniffed::Http2Prior, _) => Some(hyper::Version::HTTP_2),
         (_, Mode::Http) => {
-            let e = Error::new(crate::error::Kind::OpaqueRejected);
+            let e = Error::new(crate::error::Kind::NotHttp);
             return refuse(&mut client, peer, &e, false).await;
         }
         (_, Mode::Auto) => None,
