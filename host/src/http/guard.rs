@@ -887,4 +887,73 @@ mod tests {
             assert!(advance(&mut state, bad).is_err(), "{bad:?}");
         }
     }
+
+    /// Chunked bodies of random shape, fed in random pieces, end exactly
+    /// where they were written to end; mutated ones never panic, and
+    /// `advance` never claims more than it was given.
+    #[test]
+    fn random_chunked_bodies_end_where_written_and_mutations_never_panic() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n.max(1)
+        };
+        let start =
+            || check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+        for _ in 0..2000 {
+            let mut body = Vec::new();
+            for _ in 0..rnd(5) {
+                let size = 1 + rnd(300) as usize;
+                if rnd(2) == 0 {
+                    body.extend_from_slice(format!("{size:x}").as_bytes());
+                } else {
+                    body.extend_from_slice(format!("{size:X};ext=v").as_bytes());
+                }
+                body.extend_from_slice(b"\r\n");
+                body.extend(std::iter::repeat_n(b'd', size));
+                body.extend_from_slice(b"\r\n");
+            }
+            body.extend_from_slice(b"0\r\n");
+            for _ in 0..rnd(3) {
+                body.extend_from_slice(b"x-trailer: 1\r\n");
+            }
+            body.extend_from_slice(b"\r\n");
+            let end = body.len();
+            body.extend_from_slice(b"GET / HTTP/1.1\r\n");
+            let mut state = start();
+            let mut taken = 0;
+            let mut at = 0;
+            while at < body.len() && state != State::Idle {
+                let piece = &body[at..(at + 1 + rnd(64) as usize).min(body.len())];
+                let n = advance(&mut state, piece).unwrap();
+                assert!(n <= piece.len());
+                taken += n;
+                at += piece.len();
+            }
+            assert_eq!(state, State::Idle);
+            assert_eq!(taken, end);
+            // One byte changed: an error or some end, never a panic.
+            let k = rnd(end as u64) as usize;
+            body[k] = rnd(256) as u8;
+            let mut state = start();
+            if let Ok(n) = advance(&mut state, &body) {
+                assert!(n <= body.len());
+            }
+        }
+        // Heads with a byte changed: checked without a panic, and a
+        // complete one never claims more bytes than it has.
+        let head = b"POST /a?b=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: upgrade\r\nUpgrade: ws\r\n\r\n";
+        for _ in 0..5000 {
+            let mut h = head.to_vec();
+            for _ in 0..1 + rnd(3) {
+                let k = rnd(h.len() as u64) as usize;
+                h[k] = rnd(256) as u8;
+            }
+            if let Checked::Complete(n, _) = super::check(&h, 8192) {
+                assert!(n <= h.len());
+            }
+        }
+    }
 }
