@@ -184,17 +184,12 @@ async fn respond(
     resp: Response<crate::http::ResBody>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (mut parts, mut body) = resp.into_parts();
-    // RFC 9114 4.2: connection-specific fields are malformed in HTTP/3.
-    for name in [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::TE,
-    ] {
+    // RFC 9114 4.2: connection-specific fields are malformed in HTTP/3;
+    // HTTP/3 has no upgrades either.
+    crate::http::headers::strip_hop_by_hop(&mut parts.headers);
+    for name in [header::UPGRADE, header::CONNECTION, header::TE] {
         parts.headers.remove(name);
     }
-    parts.headers.remove("keep-alive");
-    parts.headers.remove("proxy-connection");
     send.send_response(Response::from_parts(parts, ())).await?;
     while let Some(frame) = body.frame().await {
         match frame?.into_data() {

@@ -155,12 +155,6 @@ impl Forwarded {
     }
 }
 
-/// Tells the backend who the client is and how it came (see
-/// [`Forwarded::apply`]).
-pub fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr, proto: &str, trust: bool) {
-    Forwarded::new(client, proto == "https").apply(headers, trust);
-}
-
 /// Adds `X-Request-Id` when the request has none: 16 hex digits.
 pub fn add_request_id(headers: &mut HeaderMap) {
     let name = HeaderName::from_static("x-request-id");
@@ -213,7 +207,7 @@ mod tests {
     fn forwarded_headers_replace_or_extend_the_clients() {
         let client: SocketAddr = "10.1.2.3:5555".parse().unwrap();
         let mut h = map(&[("host", "a.example:8080"), ("x-forwarded-for", "6.6.6.6")]);
-        add_forwarded(&mut h, client, "http", false);
+        Forwarded::new(client, false).apply(&mut h, false);
         assert_eq!(h.get("x-forwarded-for").unwrap(), "10.1.2.3");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
         assert_eq!(h.get("x-forwarded-host").unwrap(), "a.example:8080");
@@ -225,7 +219,7 @@ mod tests {
             ("x-forwarded-for", "6.6.6.6"),
             ("x-forwarded-proto", "https"),
         ]);
-        add_forwarded(&mut h, "[::1]:9".parse().unwrap(), "http", true);
+        Forwarded::new("[::1]:9".parse().unwrap(), false).apply(&mut h, true);
         assert_eq!(h.get("x-forwarded-for").unwrap(), "6.6.6.6, ::1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
         assert_eq!(h.get("forwarded").unwrap(), "for=\"[::1]\";proto=http");

@@ -214,18 +214,6 @@ impl Http1Head {
             .map(|(_, v)| slice(buf, *v))
     }
 
-    /// The request target as sent.
-    pub fn path<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
-        slice(buf, self.path)
-    }
-
-    /// Every header's name and value, in order.
-    pub fn headers<'a>(&'a self, buf: &'a [u8]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
-        self.headers
-            .iter()
-            .map(move |(n, v)| (slice(buf, *n), slice(buf, *v)))
-    }
-
     /// Number of headers.
     pub fn header_count(&self) -> usize {
         self.headers.len()

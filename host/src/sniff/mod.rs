@@ -115,12 +115,7 @@ pub fn classify(buf: &[u8]) -> Class {
     if matches!(buf[0], b'\r' | b'\n') {
         return match buf.iter().position(|&b| b != b'\r' && b != b'\n') {
             None => Class::Need { http_like: true },
-            Some(start) => match http1::request_line(&buf[start..]) {
-                Line::Http => Class::Http1,
-                Line::Malformed => Class::Malformed,
-                Line::NotHttp => Class::Opaque,
-                Line::Need { http_like } => Class::Need { http_like },
-            },
+            Some(start) => line_class(&buf[start..]),
         };
     }
     let n = buf.len().min(H2_PREFACE.len());
@@ -131,6 +126,11 @@ pub fn classify(buf: &[u8]) -> Class {
             Class::Need { http_like: true }
         };
     }
+    line_class(buf)
+}
+
+/// The class of bytes that start with what may be an HTTP/1 request line.
+fn line_class(buf: &[u8]) -> Class {
     match http1::request_line(buf) {
         Line::Http => Class::Http1,
         Line::Malformed => Class::Malformed,

@@ -11,8 +11,10 @@
 
 use std::cell::RefCell;
 
-use switchyard_guest::encode::{encode, encoded_len};
-use switchyard_guest::{CandidateStats, FLAG_HEALTHY, Input, Meta, RequestHead, Strategy};
+use switchyard_guest::encode::{encode_parts, encoded_len};
+use switchyard_guest::{
+    CandidateStats, FLAG_HEALTHY, Input, Meta, READS_ALL, RequestHead, Strategy,
+};
 use switchyard_strategies::{Builtin, BuiltinKind};
 
 /// Which built-in answers, natively, when the module cannot.
@@ -91,7 +93,6 @@ pub fn native(
     candidates: &[CandidateStats],
     meta: &Meta,
 ) -> Option<usize> {
-    use switchyard_guest::encode::encode_parts;
     SCRATCH.with(|s| {
         let s = &mut *s.borrow_mut();
         let k = match s
@@ -108,14 +109,14 @@ pub fn native(
                 s.configured.len() - 1
             }
         };
-        let req = req.only(reads);
-        let need = encoded_len(&req, candidates.len());
-        if s.buf.len() < need {
-            s.buf.resize(need, 0);
-        }
-        let len = encode_parts(&mut s.buf, meta, &req, candidates, reads);
-        let input = Input::parse(&s.buf[..len]).ok()?;
-        s.configured[k].1.decide(&input)
+        decide_on(
+            &mut s.configured[k].1,
+            &mut s.buf,
+            req,
+            candidates,
+            meta,
+            reads,
+        )
     })
 }
 
@@ -158,15 +159,29 @@ fn run(
     candidates: &[CandidateStats],
     meta: &Meta,
 ) -> Option<usize> {
-    let need = encoded_len(req, candidates.len());
+    decide_on(strategy, buf, req, candidates, meta, READS_ALL)
+        .filter(|&i| i < candidates.len() && !req.failed.contains(&(i as u32)))
+}
+
+/// Encodes the parts in `reads` as the host would for a module, parses
+/// them with the SDK's views and decides: a built-in run natively sees
+/// exactly the bytes its WebAssembly twin would.
+fn decide_on(
+    strategy: &mut Builtin,
+    buf: &mut Vec<u8>,
+    req: &RequestHead<'_>,
+    candidates: &[CandidateStats],
+    meta: &Meta,
+    reads: u32,
+) -> Option<usize> {
+    let req = req.only(reads);
+    let need = encoded_len(&req, candidates.len());
     if buf.len() < need {
         buf.resize(need, 0);
     }
-    let len = encode(buf, meta, req, candidates);
+    let len = encode_parts(buf, meta, &req, candidates, reads);
     let input = Input::parse(&buf[..len]).ok()?;
-    strategy
-        .decide(&input)
-        .filter(|&i| i < candidates.len() && !req.failed.contains(&(i as u32)))
+    strategy.decide(&input)
 }
 
 #[cfg(test)]
