@@ -3,6 +3,8 @@
 # crate (unit, integration with real processes and sockets, doc tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Free disk on record: a cold debug target is about 3 GB (see Cargo.toml [profile.dev]).
+df -h . | sed 's/^/disk: /'
 bash scripts/setup.sh
 bash scripts/test-deps.sh
 cargo fmt --all -- --check
