@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 df -h . | sed 's/^/disk: /'
 bash scripts/setup.sh
 bash scripts/test-deps.sh
+bash scripts/toolchains.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

@@ -63,6 +63,12 @@ fn strategy_check_reports_fuel_and_rejects_with_reasons() {
             "forbidden import `env.open_socket`",
         ),
         ("no-such-file.wasm".into(), None, "cannot read"),
+        (
+            wat("null_buffer"),
+            None,
+            "returned 0: address 0 means \"no buffer\"",
+        ),
+        (wat("as_abort"), None, "abort: boom at canary.ts:3:5"),
     ] {
         let mut args = vec!["strategy", "check", file.as_str()];
         if let Some(c) = config {
@@ -215,4 +221,129 @@ fn strategy_bench_prints_floor_and_native_rows_for_every_builtin() {
         row.trim_end().ends_with("| - |"),
         "no native row for a file: {row}"
     );
+}
+
+#[test]
+fn a_reactor_is_initialized_before_anything_else() {
+    let wasm = support::wat("reactor");
+    let (code, out, err) = run(&["strategy", "check", wasm.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("_initialize (func)"), "{out}");
+}
+
+#[test]
+fn strategy_test_prints_each_failure_and_counts_them_in_the_exit_code() {
+    let cases = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/strategies/canary.cases.toml"
+    );
+    // Least-connections is not the canary: its answers differ on some cases.
+    let (code, out, _) = run(&[
+        "strategy",
+        "test",
+        "builtin:least-connections",
+        "--cases",
+        cases,
+    ]);
+    let failures = out.matches("\nFAIL  ").count() + usize::from(out.starts_with("FAIL"));
+    assert!(failures > 0, "{out}");
+    assert_eq!(code as usize, failures, "{out}");
+    assert!(out.contains(&format!("{} failed", failures)), "{out}");
+    assert!(
+        out.contains("FAIL  x-canary: 1 goes to the last candidate")
+            && out.contains("expected: 3")
+            && out.contains("got:      1")
+            && out.contains(
+                "input:    Http1 GET / host=example.com [x-canary: 1]; candidates: #0 active=9"
+            ),
+        "{out}"
+    );
+
+    let dir = support::TempDir::new("cases");
+    let write = |name: &str, text: &str| {
+        let p = dir.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let pass = write(
+        "pass.toml",
+        "[defaults]\ncandidates = 3\n[[case]]\nexpect = [0, 1, 2]\n[[case]]\ncandidates = [{ healthy = false }, { active = 2 }]\nexpect = 1\n",
+    );
+    let (code, out, err) = run(&[
+        "strategy",
+        "test",
+        "builtin:least-connections",
+        "--cases",
+        &pass,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("2 passed, 0 failed"), "{out}");
+    for (text, says) in [
+        (
+            "[[case]]\nexpect = 1\nheader = { a = \"b\" }\n",
+            "unknown field `header`",
+        ),
+        ("[[case]]\nname = \"x\"\n", "x: no `expect`"),
+        (
+            "[[case]]\nexpect = 1\nprotocol = \"gopher\"\n",
+            "unknown protocol `gopher`",
+        ),
+        (
+            "[[case]]\nexpect = 1\ncandidates = 0\n",
+            "`candidates` must be a count",
+        ),
+        ("expect = 1\n", "unknown top-level key `expect`"),
+    ] {
+        let bad = write("bad.toml", text);
+        let (code, _, err) = run(&["strategy", "test", "builtin:random", "--cases", &bad]);
+        assert_eq!(code, 120, "{text}: {err}");
+        assert!(err.contains(says), "{text}: {err}");
+    }
+}
+
+#[test]
+fn precompiled_artifacts_load_only_where_they_fit() {
+    use switchyard::strategy::{Metering, StrategyEngine, StrategyOptions, StrategySpec};
+    let dir = support::TempDir::new("cwasm");
+    let wat = support::wat("first_eligible");
+    let ours = dir.0.join("ours.cwasm");
+    let (code, out, err) = run(&[
+        "strategy",
+        "compile",
+        wat.to_str().unwrap(),
+        "-o",
+        ours.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(&["strategy", "check", ours.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("precompiled (a .cwasm file)"), "{out}");
+
+    // Made by an engine with other settings (epoch metering), as a program
+    // embedding the library might: refused, saying why and what to do.
+    let epoch = StrategyEngine::new(StrategyOptions {
+        metering: Metering::Epoch,
+        ..StrategyOptions::default()
+    })
+    .unwrap();
+    let spec = StrategySpec {
+        source: switchyard::strategy::StrategySource::File(wat.clone()),
+        config: vec![],
+    };
+    let other = dir.0.join("other.cwasm");
+    std::fs::write(&other, epoch.precompile(&spec).unwrap()).unwrap();
+    let (code, _, err) = run(&["strategy", "check", other.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("is a precompiled module this switchyard cannot use")
+            && err.contains("switchyard strategy compile"),
+        "{err}"
+    );
+
+    let bytes = std::fs::read(&ours).unwrap();
+    let damaged = dir.0.join("damaged.cwasm");
+    std::fs::write(&damaged, &bytes[..bytes.len() / 3]).unwrap();
+    let (code, _, err) = run(&["strategy", "check", damaged.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot use"), "{err}");
 }

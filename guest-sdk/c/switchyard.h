@@ -1,22 +1,37 @@
 /*
- * Switchyard strategy ABI v1 for C, Zig (via @cImport) and anything else that
- * reads C headers. The layout is documented byte by byte in docs/abi.md; the
- * Rust definition is guest-sdk/src/layout.rs. All integers are little-endian
- * (which WebAssembly is), all offsets absolute from the buffer's first byte.
+ * Switchyard strategy ABI v1 for C (and anything else that reads C headers).
+ * The layout is documented byte by byte in docs/abi.md; the Rust definition
+ * is guest-sdk/src/layout.rs. All integers are little-endian (which
+ * WebAssembly is), all offsets absolute from the buffer's first byte.
  *
- * A strategy exports:
- *   int32_t switchyard_abi_version(void);          returns SWITCHYARD_ABI_VERSION
+ * Needs no libc: it builds on bare wasm32 (clang --target=wasm32 -nostdlib)
+ * as well as natively. A whole strategy:
+ *
+ *     #include "switchyard.h"
+ *     SWITCHYARD_ABI_V1()
+ *     SWITCHYARD_INPUT_BUFFER()
+ *     SWITCHYARD_EXPORT(switchyard_decide) int32_t switchyard_decide(int32_t len) {
+ *         const uint8_t *in = sy_input();
+ *         for (uint32_t i = 0; i < sy_candidate_count(in); i++)
+ *             if (sy_eligible(in, i)) return (int32_t)i;
+ *         return -1;
+ *     }
+ *
+ * Build: clang --target=wasm32 -O2 -nostdlib -Wl,--no-entry -o s.wasm s.c
+ * (SWITCHYARD_EXPORT marks the exports, so no --export flags are needed).
+ * examples/strategies/c has a Makefile.
+ *
+ * Exports (docs/abi.md):
+ *   int32_t switchyard_abi_version(void);          SWITCHYARD_ABI_VERSION
  *   int32_t switchyard_input(int32_t capacity);    address of a buffer >= capacity
  *   int32_t switchyard_decide(int32_t len);        candidate index, or -1
  *   int32_t switchyard_init(int32_t len);          optional; 0 accepts the config
- *
- * The accessors below read fields with memcpy, so they work on any alignment.
+ *   int32_t switchyard_reads(void);                optional; SY_READS_* bits
  */
 #ifndef SWITCHYARD_H
 #define SWITCHYARD_H
 
 #include <stdint.h>
-#include <string.h>
 
 #define SWITCHYARD_ABI_VERSION 1
 
@@ -84,9 +99,46 @@
 
 enum sy_protocol { SY_OPAQUE = 0, SY_HTTP1 = 1, SY_HTTP2 = 2, SY_HTTP3 = 3, SY_TLS = 4 };
 
-static inline uint16_t sy_u16(const uint8_t *b, uint32_t off) { uint16_t v; memcpy(&v, b + off, 2); return v; }
-static inline uint32_t sy_u32(const uint8_t *b, uint32_t off) { uint32_t v; memcpy(&v, b + off, 4); return v; }
-static inline uint64_t sy_u64(const uint8_t *b, uint32_t off) { uint64_t v; memcpy(&v, b + off, 8); return v; }
+/* Marks a function as a module export (wasm-ld keeps it and exports it by
+   this name); nothing when built natively, as the tests do. */
+#if defined(__wasm__)
+#define SWITCHYARD_EXPORT(name) __attribute__((export_name(#name)))
+#else
+#define SWITCHYARD_EXPORT(name)
+#endif
+
+/* Defines switchyard_abi_version(). */
+#define SWITCHYARD_ABI_V1() \
+    SWITCHYARD_EXPORT(switchyard_abi_version) int32_t switchyard_abi_version(void) { \
+        return SWITCHYARD_ABI_VERSION; \
+    }
+
+#if defined(__wasm__)
+/* The input buffer, taken straight from memory.grow: its address is never 0,
+   it needs no allocator, and the host asks again only when it needs more.
+   A region outgrown is not reused (regions only get bigger, so at most half
+   of what was grown is wasted). */
+static uint8_t *sy__buffer;
+static uint32_t sy__capacity;
+#define SWITCHYARD_INPUT_BUFFER() \
+    SWITCHYARD_EXPORT(switchyard_input) int32_t switchyard_input(int32_t capacity) { \
+        uint32_t cap = (uint32_t)capacity; \
+        if (sy__buffer && cap <= sy__capacity) return (int32_t)(uintptr_t)sy__buffer; \
+        uint32_t pages = (cap + 65535u) / 65536u; \
+        if (pages == 0) pages = 1; \
+        int32_t old = (int32_t)__builtin_wasm_memory_grow(0, pages); \
+        if (old < 0) return 0; \
+        sy__buffer = (uint8_t *)(uintptr_t)((uint32_t)old * 65536u); \
+        sy__capacity = pages * 65536u; \
+        return (int32_t)(uintptr_t)sy__buffer; \
+    }
+/* The current input (valid inside switchyard_decide and switchyard_init). */
+static inline const uint8_t *sy_input(void) { return sy__buffer; }
+#endif
+
+static inline uint16_t sy_u16(const uint8_t *b, uint32_t off) { uint16_t v; __builtin_memcpy(&v, b + off, 2); return v; }
+static inline uint32_t sy_u32(const uint8_t *b, uint32_t off) { uint32_t v; __builtin_memcpy(&v, b + off, 4); return v; }
+static inline uint64_t sy_u64(const uint8_t *b, uint32_t off) { uint64_t v; __builtin_memcpy(&v, b + off, 8); return v; }
 
 /* A string field: pointer into the buffer and length. */
 typedef struct { const uint8_t *ptr; uint32_t len; } sy_str;
@@ -96,11 +148,28 @@ static inline sy_str sy_string(const uint8_t *b, uint32_t field) {
     return s;
 }
 
+/* True if s holds exactly the NUL-terminated text t. */
+static inline int sy_str_eq(sy_str s, const char *t) {
+    uint32_t i = 0;
+    for (; i < s.len; i++) if (t[i] == 0 || (uint8_t)t[i] != s.ptr[i]) return 0;
+    return t[i] == 0;
+}
+
 static inline uint32_t sy_candidate_count(const uint8_t *b) { return sy_u32(b, SY_H_CANDIDATE_COUNT); }
+/* Record i, located with the header's stride (never assume 64: later hosts
+   may append fields). */
 static inline const uint8_t *sy_candidate(const uint8_t *b, uint32_t i) {
     return b + sy_u32(b, SY_H_CANDIDATES_OFFSET) + i * (uint32_t)sy_u16(b, SY_H_CANDIDATE_STRIDE);
 }
 static inline const uint8_t *sy_request(const uint8_t *b) { return b + sy_u32(b, SY_H_REQUEST_OFFSET); }
+
+/* Request strings: field is SY_R_METHOD, SY_R_PATH, SY_R_AUTHORITY, SY_R_SNI
+   or SY_R_ALPN. */
+static inline sy_str sy_request_string(const uint8_t *b, uint32_t field) {
+    const uint8_t *r = sy_request(b);
+    sy_str s = { b + sy_u32(r, field), sy_u32(r, field + 4) };
+    return s;
+}
 
 /* True if candidate i already failed for this request. */
 static inline int sy_failed(const uint8_t *b, uint32_t i) {
@@ -118,14 +187,15 @@ static inline int sy_eligible(const uint8_t *b, uint32_t i) {
         && sy_u32(c, SY_C_WEIGHT) > 0 && !sy_failed(b, i);
 }
 
-/* Value of header `name` (lower-case), or a zero-length string. */
+/* Value of the first header `name` (lower-case: the host lower-cases names),
+   or a zero-length string. */
 static inline sy_str sy_header(const uint8_t *b, const char *name) {
     const uint8_t *r = sy_request(b);
     uint32_t n = sy_u32(r, SY_R_HEADER_COUNT), at = sy_u32(r, SY_R_HEADERS_OFFSET);
-    uint32_t len = (uint32_t)strlen(name);
     for (uint32_t k = 0; k < n; k++) {
         uint32_t e = at + k * SY_HEADER_ENTRY_LEN;
-        if (sy_u32(b, e + 4) == len && memcmp(b + sy_u32(b, e), name, len) == 0) {
+        sy_str key = { b + sy_u32(b, e), sy_u32(b, e + 4) };
+        if (sy_str_eq(key, name)) {
             sy_str s = { b + sy_u32(b, e + 8), sy_u32(b, e + 12) };
             return s;
         }

@@ -75,6 +75,80 @@ pub enum StrategyCommand {
     /// budget, plus a copy of the same input bytes) and, for built-ins, the
     /// same strategy run natively.
     Bench(BenchArgs),
+    /// Run a strategy on the cases of a TOML file and compare its own
+    /// answers with the expected ones; the exit code counts the failures
+    /// (120: the cases could not run).
+    Test(TestArgs),
+    /// Precompile a strategy for this switchyard (same version, same
+    /// engine settings) into a `.cwasm` that `serve` and `check` load
+    /// without compiling. The module is validated first, as by `check`.
+    Compile(CompileArgs),
+    /// Create a strategy project: source, SDK, build script and a cases
+    /// file. It builds, passes `check` and passes its cases as it is.
+    New(NewArgs),
+}
+
+/// `switchyard strategy new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// Directory to create; its last part names the strategy.
+    pub name: PathBuf,
+    /// The language.
+    #[arg(long, value_enum)]
+    pub lang: Lang,
+}
+
+/// Languages `strategy new` has a template for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Lang {
+    /// Rust, with the switchyard-guest SDK.
+    Rust,
+    /// C with no libc (clang and wasm-ld).
+    C,
+    /// Zig, wasm32-freestanding.
+    Zig,
+    /// AssemblyScript (npm's assemblyscript).
+    Assemblyscript,
+    /// Go, wasip1 reactor (Go 1.24 or later).
+    Go,
+    /// Hand-written WebAssembly text.
+    Wat,
+}
+
+impl Lang {
+    /// The language's name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lang::Rust => "Rust",
+            Lang::C => "C",
+            Lang::Zig => "Zig",
+            Lang::Assemblyscript => "AssemblyScript",
+            Lang::Go => "Go",
+            Lang::Wat => "WAT",
+        }
+    }
+}
+
+/// `switchyard strategy test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The strategy and its options, as for `check`.
+    #[command(flatten)]
+    pub check: CheckArgs,
+    /// The cases (docs/strategies.md describes the format).
+    #[arg(long, value_name = "CASES.toml")]
+    pub cases: PathBuf,
+}
+
+/// `switchyard strategy compile`.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The strategy and its options, as for `check`.
+    #[command(flatten)]
+    pub check: CheckArgs,
+    /// Where to write the artifact; default: the input with `.cwasm`.
+    #[arg(long, short, value_name = "FILE.cwasm")]
+    pub output: Option<PathBuf>,
 }
 
 /// `switchyard strategy bench`.
@@ -99,7 +173,7 @@ pub struct BenchArgs {
 /// same names, taken from `--config` when given.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// `FILE.wasm`, `FILE.wat` or `builtin:NAME`.
+    /// `FILE.wasm`, `FILE.wat`, `FILE.cwasm` or `builtin:NAME`.
     pub strategy: String,
     /// TOML configuration file to take the strategy options from.
     #[arg(long, short)]

@@ -1,7 +1,9 @@
 //! One file per subcommand, each calling the library.
 
 mod bench;
+mod cases;
 mod config;
+mod new;
 mod serve;
 mod strategy;
 
@@ -16,8 +18,14 @@ pub fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
     let sub = |name: &str| matches.subcommand_matches(name);
     match cli.command {
         Command::Serve(args) => serve::serve(*args, sub("serve").unwrap_or(matches)),
-        Command::Strategy(cmd) => strategy::run(cmd),
-        Command::Config(ConfigCommand::Check { file }) => config::check(&file),
+        Command::Strategy(cmd) => {
+            default_sigpipe();
+            strategy::run(cmd)
+        }
+        Command::Config(ConfigCommand::Check { file }) => {
+            default_sigpipe();
+            config::check(&file)
+        }
         Command::DemoWorker => serve::demo_worker(),
     }
 }
@@ -28,4 +36,16 @@ pub fn given(matches: &ArgMatches, id: &str) -> bool {
     // not flags (`worker_env`).
     matches.ids().any(|i| i.as_str() == id)
         && matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+}
+
+/// Lets a report piped into `head` end quietly, as other command-line tools
+/// do, instead of panicking on a closed stdout. Only for commands that write
+/// no sockets: `serve` keeps Rust's ignored SIGPIPE, or a client closing
+/// early would kill the balancer.
+fn default_sigpipe() {
+    // SAFETY: called on the main thread before any other thread exists;
+    // restoring the default disposition of a signal has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

@@ -1,13 +1,13 @@
-//! `switchyard strategy list | check | bench`.
+//! `switchyard strategy list | check | bench | test | compile | new`.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use switchyard::RawConfig;
 use switchyard::config::{Flags, Layered};
-use switchyard::strategy::{Strategy, StrategyEngine};
+use switchyard::strategy::{Strategy, StrategyEngine, StrategySource};
 
-use crate::flags::{CheckArgs, StrategyCommand};
+use crate::flags::{CheckArgs, CompileArgs, StrategyCommand};
 
 pub fn run(cmd: StrategyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -19,6 +19,35 @@ pub fn run(cmd: StrategyCommand) -> anyhow::Result<ExitCode> {
         }
         StrategyCommand::Check(args) => check(args),
         StrategyCommand::Bench(args) => super::bench::run(args),
+        StrategyCommand::Test(args) => super::cases::run(args),
+        StrategyCommand::Compile(args) => compile(args),
+        StrategyCommand::New(args) => super::new::run(args),
+    }
+}
+
+fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
+    let cfg = strategy_config(&args.check)?;
+    let engine = StrategyEngine::new(cfg.engine.clone()).context("starting the strategy engine")?;
+    let output = match (&args.output, &cfg.strategy.source) {
+        (Some(o), _) => o.clone(),
+        (None, StrategySource::File(p)) => p.with_extension("cwasm"),
+        (None, _) => anyhow::bail!("give the output file with -o FILE.cwasm"),
+    };
+    match engine.precompile(&cfg.strategy) {
+        Ok(bytes) => {
+            std::fs::write(&output, &bytes)
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!(
+                "wrote {} ({} bytes; loads only in this switchyard version with these engine settings)",
+                output.display(),
+                bytes.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("rejected: {}: {e}", cfg.strategy.source);
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 

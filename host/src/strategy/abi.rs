@@ -19,6 +19,11 @@ pub const HOST_MODULE: &str = "switchyard";
 /// WASI preview 1's module name.
 pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
 
+/// `env.abort(message, file, line, column)`: AssemblyScript's abort hook.
+pub const ABORT_MODULE: &str = "env";
+/// See [`ABORT_MODULE`].
+pub const ABORT_NAME: &str = "abort";
+
 /// Largest input the host will write, so a hostile head or candidate list
 /// cannot make it ask the guest for unbounded memory.
 pub const MAX_INPUT: usize = 4 << 20;
@@ -36,6 +41,9 @@ pub struct Interface {
     pub uses_wasi: bool,
     /// Whether `switchyard_reads` is exported.
     pub declares_reads: bool,
+    /// Whether `_initialize` is exported: a WASI reactor (C, Zig, Go) whose
+    /// constructors and runtime start there, so the host calls it first.
+    pub has_initialize: bool,
 }
 
 fn func_sig(ty: &ExternType) -> Option<(Vec<ValType>, Vec<ValType>)> {
@@ -93,6 +101,14 @@ pub fn check_interface(module: &Module) -> Result<Interface, LoadError> {
         }
         iface.declares_reads = true;
     }
+    if let Some(ty) = module.get_export("_initialize") {
+        if !is_sig(&ty, &[], &[]) {
+            return Err(LoadError::BadExport(
+                "`_initialize` (the WASI reactor entry) must be () -> ()".into(),
+            ));
+        }
+        iface.has_initialize = true;
+    }
     if let Some(ty) = module.get_export("switchyard_init") {
         if !is_sig(&ty, &[I32], &[I32]) {
             return Err(LoadError::BadExport(
@@ -118,6 +134,10 @@ pub fn check_interface(module: &Module) -> Result<Interface, LoadError> {
             (HOST_MODULE, "log") => is_sig(&ty, &[I32, I32, I32], &[]),
             (HOST_MODULE, "clock_ns") => is_sig(&ty, &[], &[I64]),
             (HOST_MODULE, "random_u64") => is_sig(&ty, &[], &[I64]),
+            // AssemblyScript's runtime imports it for every `abort`, `assert`
+            // and failed bounds check; the host turns it into a trap that
+            // says where.
+            (ABORT_MODULE, ABORT_NAME) => is_sig(&ty, &[I32, I32, I32, I32], &[]),
             (WASI_MODULE, _) if cfg!(feature = "wasi") => {
                 iface.uses_wasi = true;
                 matches!(ty, ExternType::Func(_))
@@ -152,6 +172,30 @@ pub fn base_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostSta
         },
     )?;
     linker.func_wrap(
+        ABORT_MODULE,
+        ABORT_NAME,
+        |mut caller: Caller<'_, HostState>,
+         msg: i32,
+         file: i32,
+         line: i32,
+         col: i32|
+         -> wasmtime::Result<()> {
+            let text = caller
+                .get_export("memory")
+                .and_then(|e| e.into_memory())
+                .map(|mem| {
+                    let data = mem.data(&caller);
+                    (as_string(data, msg), as_string(data, file))
+                });
+            let (msg, file) = text.unwrap_or_default();
+            Err(wasmtime::Error::msg(format!(
+                "abort: {} at {}:{line}:{col}",
+                if msg.is_empty() { "(no message)" } else { &msg },
+                if file.is_empty() { "?" } else { &file },
+            )))
+        },
+    )?;
+    linker.func_wrap(
         HOST_MODULE,
         "clock_ns",
         |caller: Caller<'_, HostState>| -> i64 { caller.data().clock_ns() as i64 },
@@ -168,6 +212,28 @@ pub fn base_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostSta
             .expect("a WASI context exists for every module that imports WASI")
     })?;
     Ok(linker)
+}
+
+/// An AssemblyScript string at `ptr`: UTF-16LE, its byte length in the
+/// `u32` just before it. Anything out of bounds reads as empty; long ones
+/// are cut, since it only goes into a log line.
+fn as_string(data: &[u8], ptr: i32) -> String {
+    let ptr = ptr as u32 as usize;
+    let Some(len) = ptr
+        .checked_sub(4)
+        .and_then(|at| data.get(at..ptr))
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+    else {
+        return String::new();
+    };
+    let Some(bytes) = data.get(ptr..ptr.saturating_add(len.min(512))) else {
+        return String::new();
+    };
+    let units: Vec<u16> = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    String::from_utf16_lossy(&units)
 }
 
 /// A module's linker: the base one, plus overrides for the WASI functions that
@@ -252,6 +318,14 @@ impl Slot {
         let instance: Instance = pre
             .instantiate(&mut store)
             .map_err(LoadError::Instantiate)?;
+        // A WASI reactor must have `_initialize` called before any other
+        // export: it runs C constructors, Zig's and Go's runtime start.
+        if let Ok(start) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
+            start.call(&mut store, ()).map_err(|e| {
+                let reason = call_reason(&store, &e);
+                LoadError::Trapped("_initialize", reason, e)
+            })?;
+        }
         let typed = |store: &mut Store<HostState>, name: &str| {
             instance
                 .get_typed_func::<i32, i32>(store, name)
@@ -342,15 +416,21 @@ impl Slot {
             Err(e) => return Err(self.failed(&e)),
         };
         let size = self.memory.data_size(&self.store);
-        if ptr == 0 || ptr.checked_add(need).is_none_or(|end| end > size) {
+        let problem = if ptr == 0 {
+            Some(format!(
+                "switchyard_input({need}) returned 0: address 0 means \"no buffer\" (a toolchain whose memory starts empty must grow it first; see docs/strategies.md)"
+            ))
+        } else if ptr.checked_add(need).is_none_or(|end| end > size) {
+            Some(format!(
+                "switchyard_input({need}) returned {ptr:#x}, but {need} bytes there run past the end of the {size}-byte memory"
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
             return Err(CallError {
                 reason: FallbackReason::BadBuffer,
-                message: Some(
-                    format!(
-                        "switchyard_input({need}) returned {ptr:#x}, but the buffer must be non-zero and lie inside the {size}-byte memory"
-                    )
-                    .into(),
-                ),
+                message: Some(problem.into()),
             });
         }
         self.buf_ptr = ptr;

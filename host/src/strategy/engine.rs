@@ -33,6 +33,8 @@ pub enum Artifact {
     /// Compiled now (a file, bytes, or a built-in whose embedded artifact does
     /// not fit this engine).
     Compiled,
+    /// A `.cwasm` file made by `switchyard strategy compile`.
+    Precompiled,
 }
 
 impl Artifact {
@@ -48,6 +50,7 @@ impl std::fmt::Display for Artifact {
             Artifact::Embedded => "precompiled (embedded in the binary)",
             Artifact::DiskCache => "precompiled (from the disk cache)",
             Artifact::Compiled => "compiled",
+            Artifact::Precompiled => "precompiled (a .cwasm file)",
         })
     }
 }
@@ -167,12 +170,57 @@ impl StrategyEngine {
             }
             StrategySource::File(path) => {
                 let bytes = std::fs::read(path).map_err(|e| LoadError::Read(path.clone(), e))?;
+                // ELF is what wasmtime's artifacts are; one it does not
+                // recognise is damaged or from something else.
+                if bytes.starts_with(b"\x7fELF")
+                    || wasmtime::Engine::detect_precompiled(&bytes).is_some()
+                {
+                    return self.precompiled(path, &bytes);
+                }
                 self.compile(&bytes).map(|m| (m, Artifact::Compiled))
             }
             StrategySource::Bytes { bytes, .. } => {
                 self.compile(bytes).map(|m| (m, Artifact::Compiled))
             }
         }
+    }
+
+    /// A `.cwasm` from `switchyard strategy compile`. wasmtime refuses one
+    /// made by another wasmtime version or engine configuration (metering,
+    /// CPU features); the message says which and how to remake it.
+    fn precompiled(&self, path: &Path, bytes: &[u8]) -> Result<(Module, Artifact), LoadError> {
+        let problem = match wasmtime::Engine::detect_precompiled(bytes) {
+            Some(wasmtime::Precompiled::Module) => None,
+            Some(wasmtime::Precompiled::Component) => {
+                Some("it holds a component, not a core module")
+            }
+            None => Some("it is an ELF file but not a wasmtime artifact, or it is damaged"),
+        };
+        if let Some(problem) = problem {
+            return Err(LoadError::Precompiled {
+                path: path.to_path_buf(),
+                error: wasmtime::Error::msg(problem),
+            });
+        }
+        // SAFETY: a `.cwasm` is native code and is trusted like the binary
+        // itself (docs/strategies.md says so: load only artifacts you built).
+        // wasmtime checks its header, version and engine settings first.
+        unsafe { Module::deserialize(&self.engine, bytes) }
+            .map(|m| (m, Artifact::Precompiled))
+            .map_err(|error| LoadError::Precompiled {
+                path: path.to_path_buf(),
+                error,
+            })
+    }
+
+    /// Validates `spec` exactly as loading would, then returns its compiled
+    /// code for this engine (`switchyard strategy compile`).
+    pub fn precompile(&self, spec: &StrategySpec) -> Result<Vec<u8>, LoadError> {
+        let generation = self.prepare(spec)?;
+        generation
+            .module()
+            .serialize()
+            .map_err(|e| LoadError::Engine("serializing the compiled module", e))
     }
 
     fn compile(&self, bytes: &[u8]) -> Result<Module, LoadError> {

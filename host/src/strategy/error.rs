@@ -130,6 +130,17 @@ pub enum LoadError {
     /// Not valid WebAssembly (or WAT).
     #[error("not a valid WebAssembly module: {0:#}")]
     Compile(wasmtime::Error),
+    /// A `.cwasm` that this engine cannot run.
+    #[error(
+        "{path} is a precompiled module this switchyard cannot use: it must be made by the same switchyard version with the same engine settings (metering); rebuild it with `switchyard strategy compile`, or load the .wasm: {error:#}",
+        path = .path.display()
+    )]
+    Precompiled {
+        /// The file.
+        path: PathBuf,
+        /// What wasmtime said.
+        error: wasmtime::Error,
+    },
     /// An ABI v1 export is missing.
     #[error(
         "missing export `{0}`: ABI v1 needs `memory`, `switchyard_abi_version`, `switchyard_input` and `switchyard_decide`"
@@ -140,7 +151,7 @@ pub enum LoadError {
     BadExport(String),
     /// An import outside the allow-list.
     #[error(
-        "forbidden import `{0}`: a strategy may import only switchyard.log, switchyard.clock_ns, switchyard.random_u64 and wasi_snapshot_preview1.*"
+        "forbidden import `{0}`: a strategy may import only switchyard.log, switchyard.clock_ns, switchyard.random_u64, env.abort (AssemblyScript's) and wasi_snapshot_preview1.*"
     )]
     ForbiddenImport(String),
     /// `switchyard_abi_version` returned something other than 1.

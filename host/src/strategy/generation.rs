@@ -135,6 +135,11 @@ impl Generation {
         result
     }
 
+    /// The compiled module.
+    pub(crate) fn module(&self) -> &wasmtime::Module {
+        self.pre.module()
+    }
+
     /// Name (`builtin:round-robin`, a path, ...).
     pub fn name(&self) -> &str {
         &self.name

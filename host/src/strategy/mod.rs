@@ -108,6 +108,15 @@ pub struct Decision {
     pub fallback: Option<FallbackReason>,
 }
 
+/// One decision as the module made it: see [`Strategy::trial`].
+#[derive(Debug, Clone)]
+pub struct Trial {
+    /// What `switchyard_decide` returned, or why it returned nothing.
+    pub answer: Result<i32, CallError>,
+    /// Fuel the call took (fuel metering only).
+    pub fuel: Option<u64>,
+}
+
 /// What loading a module found.
 #[derive(Debug, Clone)]
 pub struct LoadReport {
@@ -246,15 +255,41 @@ impl Strategy {
     /// the module declared it reads (fuel metering only; for
     /// `strategy bench`).
     pub fn fuel_for(&self, req: &RequestHead<'_>, candidates: &[CandidateStats]) -> Option<u64> {
+        self.trial(&Meta::default(), req, candidates).fuel
+    }
+
+    /// The module's own answer to one decision, unchecked and with no
+    /// fallback, and the fuel it took: what `strategy test` compares with
+    /// a case's expectation. Counters are not touched.
+    pub fn trial(
+        &self,
+        meta: &Meta,
+        req: &RequestHead<'_>,
+        candidates: &[CandidateStats],
+    ) -> Trial {
         let generation = self.current.load();
+        if let Some(kind) = generation.native {
+            let i = fallback::native(
+                kind,
+                &generation.spec.config,
+                generation.report.reads,
+                req,
+                candidates,
+                meta,
+            );
+            return Trial {
+                answer: Ok(i.map_or(-1, |i| i as i32)),
+                fuel: None,
+            };
+        }
         let (budget, init_budget) = (self.engine.budget(), self.engine.init_budget());
-        let mut used = None;
-        let _ = generation.with_slot(self.engine.options(), budget, init_budget, |slot| {
-            let r = slot.decide(&Meta::default(), req, candidates, budget);
-            used = slot.fuel_left().map(|left| budget - left);
+        let mut fuel = None;
+        let answer = generation.with_slot(self.engine.options(), budget, init_budget, |slot| {
+            let r = slot.decide(meta, req, candidates, budget);
+            fuel = slot.fuel_left().map(|left| budget - left);
             r
         });
-        used
+        Trial { answer, fuel }
     }
 
     /// Chooses a backend for `req` among `candidates`. Never fails and never
