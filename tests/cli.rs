@@ -69,6 +69,18 @@ fn strategy_check_reports_fuel_and_rejects_with_reasons() {
             "returned 0: address 0 means \"no buffer\"",
         ),
         (wat("as_abort"), None, "abort: boom at canary.ts:3:5"),
+        // What only the audit of `check` finds.
+        (
+            wat("stride64"),
+            None,
+            "in a later-v1 layout of the same input (80-byte header, 80-byte candidate stride",
+        ),
+        (
+            wat("long_header_trap"),
+            None,
+            "with a request with an 8 KiB cookie: trap",
+        ),
+        (wat("leak"), None, "its memory kept growing"),
     ] {
         let mut args = vec!["strategy", "check", file.as_str()];
         if let Some(c) = config {
@@ -346,4 +358,20 @@ fn precompiled_artifacts_load_only_where_they_fit() {
     let (code, _, err) = run(&["strategy", "check", damaged.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("cannot use"), "{err}");
+}
+
+#[test]
+fn check_warns_about_a_pin_that_ignores_eligibility_but_accepts_it() {
+    let wasm = support::wat("unchecked_pin");
+    let (code, out, err) = run(&["strategy", "check", wasm.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("warning: with 5 candidates, the first unhealthy")
+            && out.contains("picked candidate 0, which is unhealthy"),
+        "{out}"
+    );
+    assert!(
+        out.contains("audit: 15 inputs in two layouts, 10030 decisions"),
+        "{out}"
+    );
 }

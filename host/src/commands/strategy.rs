@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use switchyard::RawConfig;
 use switchyard::config::{Flags, Layered};
-use switchyard::strategy::{Strategy, StrategyEngine, StrategySource};
+use switchyard::strategy::{StrategyEngine, StrategySource};
 
 use crate::flags::{CheckArgs, CompileArgs, StrategyCommand};
 
@@ -55,7 +55,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let cfg = strategy_config(&args)?;
     let engine = StrategyEngine::new(cfg.engine.clone()).context("starting the strategy engine")?;
     let spec = cfg.strategy.clone();
-    report(engine, &spec, cfg.engine.fuel)
+    report(&engine, &spec, cfg.engine.fuel)
 }
 
 /// The configuration `serve` would use for the strategy: the file's,
@@ -89,42 +89,54 @@ pub fn strategy_config(args: &CheckArgs) -> anyhow::Result<switchyard::Config> {
 }
 
 fn report(
-    engine: std::sync::Arc<StrategyEngine>,
+    engine: &StrategyEngine,
     spec: &switchyard::strategy::StrategySpec,
     fuel: u64,
 ) -> anyhow::Result<ExitCode> {
-    match Strategy::load(engine, spec) {
-        Ok(strategy) => {
-            let r = strategy.status().report;
-            println!("ok: {} (ABI v1)", r.name);
-            println!(
-                "  load: {} in {} us, validated in {} us",
-                r.artifact, r.compile_us, r.validate_us
-            );
-            println!("  exports: {}", r.interface.exports.join(", "));
-            if r.interface.imports.is_empty() {
-                println!("  imports: (none)");
-            } else {
-                println!("  imports: {}", r.interface.imports.join(", "));
-            }
-            println!(
-                "  reads: {}{}",
-                switchyard::strategy::part_names(r.reads),
-                if r.interface.declares_reads {
-                    " (declared, checked)"
-                } else {
-                    " (no switchyard_reads: everything)"
-                }
-            );
-            for (n, fuel) in &r.fuel_used {
-                println!("  fuel per decision at {n:>3} candidates: {fuel}");
-            }
-            println!("  fuel budget: {fuel}");
-            Ok(ExitCode::SUCCESS)
-        }
+    let (r, audit) = match engine.audit(spec) {
+        Ok(found) => found,
         Err(e) => {
             eprintln!("rejected: {}: {e}", spec.source);
-            Ok(ExitCode::FAILURE)
+            return Ok(ExitCode::FAILURE);
         }
+    };
+    println!("ok: {} (ABI v1)", r.name);
+    println!(
+        "  load: {} in {} us, validated in {} us",
+        r.artifact, r.compile_us, r.validate_us
+    );
+    println!("  exports: {}", r.interface.exports.join(", "));
+    if r.interface.imports.is_empty() {
+        println!("  imports: (none)");
+    } else {
+        println!("  imports: {}", r.interface.imports.join(", "));
     }
+    println!(
+        "  reads: {}{}",
+        switchyard::strategy::part_names(r.reads),
+        if r.interface.declares_reads {
+            " (declared, checked)"
+        } else {
+            " (no switchyard_reads: everything)"
+        }
+    );
+    for (n, fuel) in &r.fuel_used {
+        println!("  fuel per decision at {n:>3} candidates: {fuel}");
+    }
+    println!("  fuel budget: {fuel}");
+    println!(
+        "  audit: {} inputs in two layouts, {} decisions{}; memory {} KiB before, {} KiB after",
+        audit.inputs,
+        audit.decisions,
+        audit
+            .fuel
+            .map(|(lo, hi)| format!(", fuel {lo} to {hi}"))
+            .unwrap_or_default(),
+        audit.memory.0 >> 10,
+        audit.memory.1 >> 10,
+    );
+    for w in &audit.warnings {
+        println!("  warning: {w}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -489,6 +489,11 @@ impl Slot {
         }
     }
 
+    /// Size of the instance's linear memory, bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory.data_size(&self.store)
+    }
+
     /// Fuel left after the last call (fuel metering only).
     pub fn fuel_left(&self) -> Option<u64> {
         self.store.get_fuel().ok()

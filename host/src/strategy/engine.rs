@@ -14,6 +14,7 @@ use switchyard_guest::{CandidateStats, Meta, RequestHead};
 use wasmtime::{Linker, Module};
 
 use super::abi::{self, Slot};
+use super::audit::Audit;
 use super::engine_config::{Metering, engine_config};
 use super::error::{FallbackReason, LoadError};
 use super::generation::Generation;
@@ -315,18 +316,6 @@ impl StrategyEngine {
             }
         }
         let reads = slot.reads();
-        if reads != switchyard_guest::READS_ALL {
-            let fresh = || {
-                let mut state = HostState::new(
-                    self.options.max_memory,
-                    GuestLog::muted(&spec.source.to_string()),
-                    interface.uses_wasi,
-                );
-                state.replay = Some(0x9e37_79b9_7f4a_7c15);
-                Slot::new(&pre, state, &spec.config, self.budget(), self.init_budget())
-            };
-            check_reads(fresh, reads, self.budget())?;
-        }
         let report = LoadReport {
             name,
             interface: interface.clone(),
@@ -344,10 +333,31 @@ impl StrategyEngine {
             report,
             self.options.pool_size,
         );
+        if reads != switchyard_guest::READS_ALL {
+            check_reads(|| self.fresh_slot(&generation), reads, self.budget())?;
+        }
         if let StrategySource::Native(name) = &spec.source {
             generation.native = switchyard_strategies::BuiltinKind::from_name(name);
         }
         Ok(generation)
+    }
+
+    fn fresh_slot(&self, generation: &Generation) -> Result<Slot, LoadError> {
+        generation.fresh_slot(&self.options, self.budget(), self.init_budget())
+    }
+
+    /// Loads `spec` as [`Strategy::load`](super::Strategy::load) would, then
+    /// audits it (`switchyard strategy check`): varied inputs, a later-v1
+    /// layout, and 10,000 decisions
+    /// with memory watched. See `audit.rs`.
+    pub fn audit(&self, spec: &StrategySpec) -> Result<(LoadReport, Audit), LoadError> {
+        let generation = self.prepare(spec)?;
+        let audit = super::audit::audit(
+            || self.fresh_slot(&generation),
+            self.budget(),
+            self.options.max_memory,
+        )?;
+        Ok((generation.report.clone(), audit))
     }
 }
 

@@ -187,6 +187,9 @@ pub enum LoadError {
         /// The parts, named as in docs/abi.md.
         parts: String,
     },
+    /// `strategy check`'s audit found the module wrong (see `audit.rs`).
+    #[error("{0}")]
+    Audit(String),
     /// The engine itself could not be set up.
     #[error("{0}: {1:#}")]
     Engine(&'static str, wasmtime::Error),

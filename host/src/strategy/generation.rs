@@ -140,6 +140,20 @@ impl Generation {
         self.pre.module()
     }
 
+    /// A new instance outside the pool, in a fixed state: the same clock and
+    /// random sequence every time, logs muted (the load-time checks).
+    pub(crate) fn fresh_slot(
+        &self,
+        opts: &StrategyOptions,
+        budget: u64,
+        init_budget: u64,
+    ) -> Result<Slot, super::LoadError> {
+        let mut state =
+            HostState::new(opts.max_memory, GuestLog::muted(&self.name), self.uses_wasi);
+        state.replay = Some(0x9e37_79b9_7f4a_7c15);
+        Slot::new(&self.pre, state, &self.spec.config, budget, init_budget)
+    }
+
     /// Name (`builtin:round-robin`, a path, ...).
     pub fn name(&self) -> &str {
         &self.name

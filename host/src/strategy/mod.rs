@@ -22,6 +22,7 @@
 //! native decision; `error.rs` the reasons and load errors.
 
 mod abi;
+mod audit;
 mod engine;
 pub(crate) mod engine_config;
 mod error;
@@ -41,6 +42,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 
 pub use abi::Interface;
+pub use audit::Audit;
 pub use engine::{
     Artifact, BuiltinModule, Floor, StrategyEngine, builtin_names, sample_candidates,
     sample_request,
