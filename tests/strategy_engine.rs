@@ -110,7 +110,34 @@ fn bad_configuration_is_rejected_by_init() {
         source: "builtin:consistent-hash".parse().unwrap(),
         config: b"nonsense".to_vec(),
     });
-    assert!(matches!(e, LoadError::InitRejected(3)), "{e}");
+    assert!(matches!(e, LoadError::InitRejected(3, _)), "{e}");
+    // The module's own reason comes with the code.
+    assert!(
+        e.to_string().ends_with(
+            "code 3: unknown key; expected header:NAME, cookie:NAME, client-ip, sni, path, authority or load=N"
+        ),
+        "{e}"
+    );
+    let e = rejected(&StrategySpec {
+        source: "builtin:resource-aware".parse().unwrap(),
+        config: b"cpu=0,mem=0,conn=0".to_vec(),
+    });
+    assert!(
+        e.to_string()
+            .ends_with("code 4: the weights cpu, mem and conn are all 0"),
+        "{e}"
+    );
+    // A strategy that takes no configuration refuses one instead of
+    // ignoring it.
+    let e = rejected(&StrategySpec {
+        source: "builtin:round-robin".parse().unwrap(),
+        config: b"nonsense".to_vec(),
+    });
+    assert!(
+        e.to_string()
+            .ends_with("code 1: this strategy takes no configuration"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -45,9 +45,15 @@ pub use view::{Candidate, Candidates, Input, InputError, Protocol, Request};
 pub trait Strategy: Default {
     /// Applies the strategy's configuration (empty when none was given). An
     /// `Err(code)` makes the host reject the module, naming `code`.
+    ///
+    /// The default takes no configuration: a non-empty one is rejected, so
+    /// a configuration given by mistake is not silently ignored.
     fn configure(&mut self, config: &[u8]) -> Result<(), i32> {
-        let _ = config;
-        Ok(())
+        if config.is_empty() {
+            Ok(())
+        } else {
+            Err(reject(1, "this strategy takes no configuration"))
+        }
     }
 
     /// Chooses a candidate index for this request, or `None` for "no opinion"
@@ -176,6 +182,33 @@ pub mod rt {
     fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
         core::arch::wasm32::unreachable()
     }
+}
+
+/// Writes a line to the host's log (`switchyard.log`): level 0 error, 1 warn,
+/// 2 info, 3 debug. The host keeps at most 20 lines a second per strategy.
+/// Natively (tests) it does nothing.
+pub fn log(level: i32, line: &[u8]) {
+    #[cfg(target_arch = "wasm32")]
+    {
+        #[link(wasm_import_module = "switchyard")]
+        unsafe extern "C" {
+            #[link_name = "log"]
+            fn host_log(level: i32, ptr: i32, len: i32);
+        }
+        // SAFETY: the host reads `len` bytes at `ptr` from this instance's
+        // memory during the call and keeps no reference.
+        unsafe { host_log(level, line.as_ptr() as i32, line.len() as i32) }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    let _ = (level, line);
+}
+
+/// For [`Strategy::configure`]: logs why the configuration is refused, which
+/// the host shows beside `code` (`switchyard_init rejected the configuration
+/// with code 3: unknown key ...`), and returns `code` for the `Err`.
+pub fn reject(code: i32, why: &str) -> i32 {
+    log(0, why.as_bytes());
+    code
 }
 
 /// Exports a [`Strategy`] as the ABI v1 functions. On non-wasm targets it

@@ -2,7 +2,7 @@
 //! with bounded load.
 
 use switchyard_guest::hash::{hash_bytes, mix64};
-use switchyard_guest::{Input, Strategy};
+use switchyard_guest::{Input, Strategy, reject};
 
 use crate::config;
 use crate::least_connections::LeastConnections;
@@ -51,7 +51,10 @@ impl Default for ConsistentHash {
 
 fn name_buf(v: &[u8]) -> Result<([u8; 64], usize), i32> {
     if v.is_empty() || v.len() > 64 {
-        return Err(5);
+        return Err(reject(
+            5,
+            "a header or cookie name must have 1 to 64 characters",
+        ));
     }
     let mut b = [0u8; 64];
     b[..v.len()].copy_from_slice(v);
@@ -94,9 +97,13 @@ impl Strategy for ConsistentHash {
                 continue;
             }
             if let Some(v) = item.strip_prefix(b"load=") {
-                self.load_percent = config::number(v).ok_or(2)?;
+                self.load_percent = config::number(v)
+                    .ok_or_else(|| reject(2, "load=N: N must be a whole number"))?;
                 if self.load_percent < 100 {
-                    return Err(6);
+                    return Err(reject(
+                        6,
+                        "load=N: N is a percentage of the mean load and must be at least 100",
+                    ));
                 }
                 continue;
             }
@@ -114,7 +121,10 @@ impl Strategy for ConsistentHash {
                         let (b, n) = name_buf(v)?;
                         HashKey::Cookie(b, n)
                     } else {
-                        return Err(3);
+                        return Err(reject(
+                            3,
+                            "unknown key; expected header:NAME, cookie:NAME, client-ip, sni, path, authority or load=N",
+                        ));
                     }
                 }
             };

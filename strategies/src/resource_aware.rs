@@ -1,6 +1,6 @@
 //! `resource-aware`: lowest weighted score of CPU, memory and connections.
 
-use switchyard_guest::{Candidate, Input, Strategy};
+use switchyard_guest::{Candidate, Input, Strategy, reject};
 
 use crate::config;
 
@@ -33,16 +33,17 @@ impl Strategy for ResourceAware {
 
     fn configure(&mut self, config: &[u8]) -> Result<(), i32> {
         for (key, value) in config::pairs(config) {
-            let v = config::number(value).ok_or(2)?;
+            let v = config::number(value)
+                .ok_or_else(|| reject(2, "a weight must be a whole number (cpu=50)"))?;
             match key {
                 b"cpu" => self.cpu = v,
                 b"mem" => self.mem = v,
                 b"conn" => self.conn = v,
-                _ => return Err(3),
+                _ => return Err(reject(3, "unknown key; expected cpu=N, mem=N and conn=N")),
             }
         }
         if self.cpu + self.mem + self.conn == 0 {
-            return Err(4);
+            return Err(reject(4, "the weights cpu, mem and conn are all 0"));
         }
         Ok(())
     }

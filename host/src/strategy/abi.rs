@@ -168,6 +168,10 @@ pub fn base_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostSta
             let end = start.saturating_add((len as u32 as usize).min(4096));
             if let Some(bytes) = data.get(start..end) {
                 state.log.line(level, bytes);
+                if level == 0 {
+                    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]);
+                    state.last_error = Some(text.trim_end().to_string());
+                }
             }
         },
     )?;
@@ -369,7 +373,8 @@ impl Slot {
                     LoadError::Trapped("switchyard_init", reason, e)
                 })?;
             if code != 0 {
-                return Err(LoadError::InitRejected(code));
+                let why = slot.store.data_mut().last_error.take();
+                return Err(LoadError::InitRejected(code, why));
             }
         } else if !config.is_empty() {
             return Err(LoadError::Init(

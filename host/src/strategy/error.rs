@@ -164,8 +164,11 @@ pub enum LoadError {
     #[error("`{0}` failed ({1}): {2:#}")]
     Trapped(&'static str, FallbackReason, wasmtime::Error),
     /// `switchyard_init` returned non-zero.
-    #[error("`switchyard_init` rejected the configuration with code {0}")]
-    InitRejected(i32),
+    #[error(
+        "`switchyard_init` rejected the configuration with code {0}{why}",
+        why = .1.as_deref().map(|w| format!(": {w}")).unwrap_or_default()
+    )]
+    InitRejected(i32, Option<String>),
     /// Configuration problem.
     #[error("init: {0}")]
     Init(String),

@@ -20,6 +20,9 @@ pub struct HostState {
     /// `clock_ns` then answer the same in every run, so two runs differ
     /// only by their input.
     pub replay: Option<u64>,
+    /// The module's last error-level log line, kept so that a refused
+    /// configuration is shown with the module's own reason.
+    pub last_error: Option<String>,
 }
 
 impl HostState {
@@ -63,6 +66,7 @@ impl HostState {
             #[cfg(feature = "wasi")]
             wasi: uses_wasi.then(super::wasi::context),
             replay: None,
+            last_error: None,
         }
     }
 }
