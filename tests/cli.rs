@@ -330,6 +330,15 @@ fn precompiled_artifacts_load_only_where_they_fit() {
     let (code, out, err) = run(&["strategy", "check", ours.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("precompiled (a .cwasm file)"), "{out}");
+    // `serve` routes with it.
+    let s = support::Serve::start(2, &["--strategy", ours.to_str().unwrap()]);
+    for _ in 0..4 {
+        let (status, body) = support::get(s.port, "/");
+        assert_eq!(status, 200, "{body}");
+        // first_eligible: every request goes to worker 0.
+        assert!(body.contains("worker 0"), "{body}");
+    }
+    drop(s);
 
     // Made by an engine with other settings (epoch metering), as a program
     // embedding the library might: refused, saying why and what to do.

@@ -4,38 +4,11 @@
 
 mod support;
 
-use std::path::PathBuf;
-
 use switchyard::strategy::{CandidateStats, RequestHead, StrategySource, StrategySpec};
-
-fn build_canary() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    // A separate target dir: the outer cargo may still hold the main one.
-    let target = root.join("target/examples-wasm");
-    let status = std::process::Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "canary-strategy",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--release",
-        ])
-        .arg("--target-dir")
-        .arg(&target)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
-        .expect("cargo");
-    assert!(status.success(), "building the canary strategy failed");
-    target.join("wasm32-unknown-unknown/release/canary_strategy.wasm")
-}
 
 #[test]
 fn the_rust_example_strategy_builds_checks_and_routes() {
-    let wasm = build_canary();
+    let wasm = support::build_canary();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["strategy", "check"])
         .arg(&wasm)

@@ -139,6 +139,26 @@ fn assemblyscript() {
         "asc",
     );
     checks_and_passes(&out, &shared_cases());
+
+    // The leak a first AssemblyScript strategy often has (a `new` in every
+    // decision under the stub runtime) is refused, with its rate.
+    let leak = tmp.0.join("leak.wasm");
+    let mut cmd = Command::new(tool("npm/node_modules/.bin/asc"));
+    cmd.current_dir(root().join("tests/as")).args([
+        "leak.ts",
+        "-o",
+        leak.to_str().unwrap(),
+        "--runtime",
+        "stub",
+        "-O3",
+    ]);
+    build(cmd, "asc leak.ts");
+    let (code, out) = switchyard(&["strategy", "check", leak.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("its memory kept growing") && out.contains("bytes a decision"),
+        "{out}"
+    );
 }
 
 /// Go's reactor needs `_initialize` called first. Its 2 MB module takes a
@@ -174,30 +194,7 @@ fn wat_by_hand() {
 
 #[test]
 fn rust_sdk_example_passes_the_same_cases() {
-    let tmp = TempDir::new("lang-rust");
-    let status = Command::new(env!("CARGO"))
-        .current_dir(root())
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "canary-strategy",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--release",
-            "--target-dir",
-        ])
-        .arg(tmp.0.join("target"))
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
-        .expect("cargo");
-    assert!(status.success());
-    checks_and_passes(
-        &tmp.0
-            .join("target/wasm32-unknown-unknown/release/canary_strategy.wasm"),
-        &shared_cases(),
-    );
+    checks_and_passes(&support::build_canary(), &shared_cases());
 }
 
 /// Every `strategy new` template builds with nothing but its build line,

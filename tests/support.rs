@@ -8,6 +8,33 @@ use switchyard::strategy::{
     Strategy, StrategyEngine, StrategyOptions, StrategySource, StrategySpec,
 };
 
+/// Builds `examples/canary-strategy` for `wasm32-unknown-unknown` as its
+/// README line says, in a target directory of its own (the outer cargo may
+/// still hold the main one), and returns the module's path.
+pub fn build_canary() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = root.join("target/examples-wasm");
+    let status = std::process::Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "canary-strategy",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--release",
+        ])
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "building the canary strategy failed");
+    target.join("wasm32-unknown-unknown/release/canary_strategy.wasm")
+}
+
 /// Path of a fixture under `tests/wat/`.
 pub fn wat(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

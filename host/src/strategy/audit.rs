@@ -395,19 +395,28 @@ pub(crate) fn audit(
     report.memory = (marks[0], marks[2]);
     if marks[1] > marks[0] && marks[2] > marks[1] {
         let per = (marks[2] - marks[0]) as f64 / (DECISIONS - warm) as f64;
-        let left = memory_cap.saturating_sub(marks[2]) as f64;
-        let mut msg = String::new();
-        let _ = write!(
-            msg,
-            "its memory kept growing, from {} to {} KiB over {} decisions (about {per:.0} bytes a decision): \
-             it would hit the {} MiB cap after about {:.0} more decisions and trap. Allocate the input \
-             views once, or free what a decision allocates",
+        let mut msg = format!(
+            "its memory kept growing, from {} to {} KiB over {} decisions (about {per:.0} bytes a decision): ",
             marks[0] >> 10,
             marks[2] >> 10,
             DECISIONS - warm,
-            memory_cap >> 20,
-            left / per.max(1.0),
         );
+        let left = memory_cap.saturating_sub(marks[2]);
+        if left < 64 << 10 {
+            let _ = write!(
+                msg,
+                "it reached the {} MiB cap during the check",
+                memory_cap >> 20
+            );
+        } else {
+            let _ = write!(
+                msg,
+                "it would hit the {} MiB cap after about {:.0} more decisions and trap",
+                memory_cap >> 20,
+                left as f64 / per.max(1.0),
+            );
+        }
+        msg.push_str(". Allocate the input views once, or free what a decision allocates");
         return Err(LoadError::Audit(msg));
     }
     report.fuel = fuel;
