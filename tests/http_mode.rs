@@ -237,6 +237,39 @@ fn no_backend_is_503_and_a_backend_that_closes_is_502() {
     assert_eq!(code, "502");
 }
 
+/// A request with a body whose first backend refuses the connect goes to
+/// another backend, body and all: nothing was sent, so nothing can be
+/// duplicated.
+#[test]
+fn a_body_request_whose_connect_is_refused_goes_to_another_backend() {
+    let dead = support::free_ports(0);
+    let s = Serve::start(
+        1,
+        &[
+            "--mode",
+            "http",
+            "--strategy",
+            "builtin:round-robin",
+            "--backend",
+            &format!("127.0.0.1:{dead}"),
+            "--health-check",
+            "none",
+        ],
+    );
+    for k in 0..6 {
+        let body = format!("payload-{k}");
+        let out = curl(&[
+            "-s",
+            "-w",
+            " %{http_code}",
+            "--data-binary",
+            &body,
+            &format!("http://127.0.0.1:{}/echo", s.port),
+        ]);
+        assert_eq!(out, format!("{body} 200"), "request {k}");
+    }
+}
+
 /// Writes `bytes` on a fresh connection and reads until the balancer
 /// closes it (bounded): the whole answer.
 fn raw(port: u16, bytes: &[u8]) -> String {
@@ -275,9 +308,12 @@ fn every_smuggling_probe_gets_400_and_a_close() {
         "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_string(),
     ];
     let good = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    // An upgrade the backend declines: the connection goes on as HTTP/1,
+    // and what follows is checked like any other head.
+    let declined = "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: nothing\r\n\r\n";
     for probe in &probes {
         // As the first request, and after a good one on the same connection.
-        for before in ["", good] {
+        for before in ["", good, declined] {
             let answer = raw(s.port, format!("{before}{probe}").as_bytes());
             let answers: Vec<&str> = answer.split("HTTP/1.1 ").skip(1).map(|a| &a[..3]).collect();
             let want: &[&str] = if before.is_empty() {

@@ -431,3 +431,42 @@ fn http3_routes_each_request_of_one_quic_connection() {
         "{workers:?}"
     );
 }
+
+/// Kubernetes updates a mounted Secret by renaming a directory symlink:
+/// `tls.crt -> ..data/tls.crt`, `..data -> ..v1`, then `..data -> ..v2`.
+/// No event names `tls.crt`; the new certificate must be served anyway.
+#[test]
+fn a_certificate_swapped_by_a_directory_symlink_is_served() {
+    use std::os::unix::fs::symlink;
+    let dir = TempDir::new("tls-k8s");
+    let mount = dir.0.join("mount");
+    for v in ["..v1", "..v2"] {
+        std::fs::create_dir_all(mount.join(v)).unwrap();
+        cert_pair(&mount.join(v), "tls", "a.test");
+    }
+    symlink("..v1", mount.join("..data")).unwrap();
+    for f in ["tls.crt", "tls.key"] {
+        symlink(format!("..data/{f}"), mount.join(f)).unwrap();
+    }
+    let (crt, key) = (mount.join("tls.crt"), mount.join("tls.key"));
+    let s = Serve::start(
+        1,
+        &[
+            "--mode",
+            "http",
+            "--tls-cert",
+            crt.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let first = leaf(&tls_connect(s.port, "a.test"));
+    // What the kubelet does: a new link, renamed over the old one.
+    symlink("..v2", mount.join("..data_tmp")).unwrap();
+    std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
+    eventually("the swapped-in certificate to be served", 15, || {
+        leaf(&tls_connect(s.port, "a.test")) != first
+    });
+    let mut tls = tls_connect(s.port, "a.test");
+    assert!(tls_get(&mut tls).starts_with("HTTP/1.1 200"));
+}

@@ -3,9 +3,14 @@
 //!
 //! Both editors' in-place writes and atomic rename-into-place (how build tools
 //! and `cp`-then-`mv` deployments replace files) work: we watch the parent
-//! directory, not the file's inode, and react to any event naming the file.
-//! Events are debounced ([`DEBOUNCE`]) so a write in several chunks is handled
-//! once, after it is complete.
+//! directory, not the file's inode. So does a swap of a directory symlink
+//! the path goes through, as Kubernetes updates a mounted Secret or
+//! ConfigMap: `cert.pem -> ..data/cert.pem`, with `..data` renamed to point
+//! at a new directory. No event then names the file itself, so any event in
+//! the directory counts, and the callback runs only when the file's content
+//! (followed through links) differs from what it last saw. Events are
+//! debounced ([`DEBOUNCE`]) so a write in several chunks is handled once,
+//! after it is complete.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -68,11 +73,9 @@ pub fn watch_file(
         .unwrap_or_else(|| PathBuf::from("."));
     let (tx, rx) = mpsc::channel::<()>();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let target = path.clone();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev
             && !matches!(ev.kind, notify::EventKind::Access(_))
-            && ev.paths.iter().any(|p| p == &target)
         {
             let _ = tx.send(());
         }
@@ -82,6 +85,7 @@ pub fn watch_file(
         .watch(&dir, RecursiveMode::NonRecursive)
         .map_err(|e| WatchError::Notify(dir.clone(), e))?;
     let shown = path.clone();
+    let mut seen = fingerprint(&path);
     std::thread::Builder::new()
         .name("switchyard-watch".into())
         .spawn(move || {
@@ -100,7 +104,9 @@ pub fn watch_file(
                 if stop_rx.try_recv().is_ok() {
                     return;
                 }
-                if path.exists() {
+                let now = fingerprint(&path);
+                if now.is_some() && now != seen {
+                    seen = now;
                     on_change(&path);
                 }
             }
@@ -110,4 +116,14 @@ pub fn watch_file(
         _watcher: Some(watcher),
         stop: Some(stop_tx),
     })
+}
+
+/// Length and hash of the file's content, following links; `None` while it
+/// is missing or unreadable (as in the middle of a rename).
+fn fingerprint(path: &Path) -> Option<(usize, u64)> {
+    use std::hash::{Hash, Hasher};
+    let bytes = std::fs::read(path).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    Some((bytes.len(), h.finish()))
 }

@@ -139,16 +139,39 @@ impl Upload {
     }
 }
 
+/// Where a body that was never read goes back to, so a request whose
+/// connect failed can go to another backend with its body.
+pub type Unsent<B> = Arc<std::sync::Mutex<Option<B>>>;
+
 /// A client's request body on its way upstream, reporting to [`Upload`].
+/// Dropped before its first frame was asked for (the connect failed, so
+/// nothing was sent), it puts the body back in its [`Unsent`].
 pub struct Watched<B> {
-    body: B,
+    body: Option<B>,
     upload: Arc<Upload>,
+    polled: bool,
+    unsent: Unsent<B>,
 }
 
 impl<B> Watched<B> {
-    /// `body`, reporting to `upload`.
-    pub fn new(body: B, upload: Arc<Upload>) -> Self {
-        Watched { body, upload }
+    /// `body`, reporting to `upload`, returned to `unsent` if never read.
+    pub fn new(body: B, upload: Arc<Upload>, unsent: Unsent<B>) -> Self {
+        Watched {
+            body: Some(body),
+            upload,
+            polled: false,
+            unsent,
+        }
+    }
+}
+
+impl<B> Drop for Watched<B> {
+    fn drop(&mut self) {
+        if !self.polled
+            && let Some(body) = self.body.take()
+        {
+            *self.unsent.lock().unwrap_or_else(|e| e.into_inner()) = Some(body);
+        }
     }
 }
 
@@ -161,13 +184,17 @@ impl<B: Body + Unpin> Body for Watched<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        this.polled = true;
+        let Some(body) = this.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(&mut *body).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(_))) => {
                 this.upload
                     .last_ms
                     .store(crate::clock::now_ms(), Ordering::Relaxed);
-                if this.body.is_end_stream() {
+                if body.is_end_stream() {
                     this.upload
                         .done_ms
                         .store(crate::clock::now_ms().max(1), Ordering::Relaxed);
@@ -184,10 +211,12 @@ impl<B: Body + Unpin> Body for Watched<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.body.as_ref().is_none_or(B::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        self.body
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), B::size_hint)
     }
 }

@@ -41,6 +41,9 @@ pub struct ConnState {
     /// The request handler already answered the refusal (a body the guard
     /// cut short): the guard writes no second answer.
     answered: std::sync::atomic::AtomicBool,
+    /// The answer to an upgrade or CONNECT request, which the guard holds
+    /// the connection's next bytes for: 0 not yet, 1 switched (101), 2 not.
+    upgrade: std::sync::atomic::AtomicU8,
 }
 
 impl ConnState {
@@ -49,6 +52,15 @@ impl ConnState {
         let s = ConnState::default();
         s.done_ms.store(crate::clock::now_ms(), Ordering::Relaxed);
         Arc::new(s)
+    }
+
+    /// Says how an upgrade or CONNECT request was answered. Called before
+    /// the response goes to hyper, so the guard knows by the time hyper
+    /// reads again whether the bytes that follow are another protocol
+    /// (passed through) or the next HTTP/1 head (checked as any other).
+    pub fn upgrade_answered(&self, switched: bool) {
+        self.upgrade
+            .store(if switched { 1 } else { 2 }, Ordering::Release);
     }
 
     /// How long the connection has had no request in flight, or `None`
@@ -146,7 +158,11 @@ enum State {
     Body(u64),
     /// Inside a chunked body.
     Chunked(Chunk, u64),
-    /// Not checked any more: HTTP/2, or after an upgrade request.
+    /// After an upgrade or CONNECT request without a body, until its
+    /// answer is known ([`ConnState::upgrade_answered`]): nothing is read.
+    AwaitUpgrade,
+    /// Not checked any more: HTTP/2, after a switch of protocols, or after
+    /// an upgrade request with a body.
     Passthrough,
     /// Nothing more is read: a refusal, a timeout or the client's end.
     Closed,
@@ -608,9 +624,14 @@ fn framing(
         }
     };
     if method == b"CONNECT" || (upgrade && connection_upgrade) {
-        // What follows may be another protocol: hyper (and the backend)
-        // take it from here.
-        return Ok(State::Passthrough);
+        // What follows may be another protocol, or, if the upgrade is
+        // declined, the next request: hold it until the answer says which.
+        // (One with a body is rare; it is passed through as before.)
+        return Ok(if chunked || length > 0 {
+            State::Passthrough
+        } else {
+            State::AwaitUpgrade
+        });
     }
     Ok(if chunked {
         State::Chunked(
@@ -676,6 +697,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for ClientIo<
             match this.state {
                 State::Closed => return Poll::Ready(Ok(())),
                 State::Passthrough => return this.fill(cx, buf),
+                State::AwaitUpgrade => match this.conn.upgrade.swap(0, Ordering::Acquire) {
+                    1 => this.state = State::Passthrough,
+                    2 => this.state = State::Idle,
+                    // hyper reads no further until it has the response, and
+                    // the response's arrival wakes this task: nothing to
+                    // register.
+                    _ => return Poll::Pending,
+                },
                 State::Idle | State::Head => match this.poll_head(cx) {
                     Poll::Ready(Ok(true)) => continue,
                     Poll::Ready(Ok(false)) => return Poll::Ready(Ok(())),

@@ -267,11 +267,22 @@ async fn serve_io<S>(
     let io = TokioIo::new(ClientIo::new(prefix, client, h1, limits, conn.clone()));
     let max_head = ctx.http.max_head_bytes;
     let info = Arc::new(info);
-    let svc = hyper::service::service_fn(move |req| {
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let ctx = ctx.clone();
         let info = info.clone();
         let busy = conn.begin();
-        async move { Ok::<_, Infallible>(handle(&ctx, req, peer, Some(busy), &info).await) }
+        // The guard holds what follows an upgrade request until it knows
+        // whether the protocol switched.
+        let switching = (req.method() == hyper::Method::CONNECT
+            || headers::is_upgrade(req.headers()))
+        .then(|| conn.clone());
+        async move {
+            let resp = handle(&ctx, req, peer, Some(busy), &info).await;
+            if let Some(conn) = switching {
+                conn.upgrade_answered(resp.status() == StatusCode::SWITCHING_PROTOCOLS);
+            }
+            Ok::<_, Infallible>(resp)
+        }
     });
     let result = if !h1 {
         // h2's own bounds, set here so they are stated: a rapid-reset flood
@@ -412,7 +423,10 @@ pub(crate) async fn forward(
     }
     let resendable = body.is_none();
     let upload = body.as_ref().map(|_| body::Upload::new());
-    let mut body = body.map(|b| body::Watched::new(b, upload.clone().expect("made with the body")));
+    let mut body = body;
+    // A body the failed connect never read comes back here for the next
+    // attempt.
+    let unsent: body::Unsent<ClientBody> = Arc::default();
     let list = ctx.backends.load();
     let mut candidates = CANDIDATES.take();
     let mut failed: Vec<u32> = Vec::new();
@@ -443,14 +457,19 @@ pub(crate) async fn forward(
             return answer(StatusCode::BAD_REQUEST, "bad request target\n", busy);
         };
         let out_body = match body.take() {
-            Some(b) => Either::Left(b),
+            Some(b) => Either::Left(body::Watched::new(
+                b,
+                upload.clone().expect("made with the body"),
+                unsent.clone(),
+            )),
             None => Either::Right(Empty::new()),
         };
         let mut out = Request::new(out_body);
         *out.method_mut() = parts.method.clone();
         *out.uri_mut() = uri;
-        // A request that can go again keeps its head for the next attempt.
-        *out.headers_mut() = if resendable && attempt < ctx.proxy.retries {
+        // Any request may go again (one with a body after a refused
+        // connect), so the head is kept for the next attempt.
+        *out.headers_mut() = if attempt < ctx.proxy.retries {
             parts.headers.clone()
         } else {
             std::mem::take(&mut parts.headers)
@@ -523,6 +542,9 @@ pub(crate) async fn forward(
                 health::failed(ctx.proxy.eject_after_failures, backend, &err);
                 tracing::debug!(client = %peer, attempt, error = %err, "backend attempt failed");
                 failed.push(i as u32);
+                if body.is_none() {
+                    body = unsent.lock().unwrap_or_else(|e| e.into_inner()).take();
+                }
                 if !(retry && (resendable || body.is_some())) {
                     return answer(
                         StatusCode::BAD_GATEWAY,
