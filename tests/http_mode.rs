@@ -270,6 +270,69 @@ fn a_body_request_whose_connect_is_refused_goes_to_another_backend() {
     }
 }
 
+/// Upstream HTTP/1.1 connections are kept and reused; one the backend
+/// closed while idle is noticed when next taken, not sent on.
+#[test]
+fn upstream_connections_are_reused_and_ones_closed_by_the_backend_are_not() {
+    use std::sync::atomic::Ordering;
+    let urls = |port: u16, n: usize| -> Vec<String> {
+        (0..n)
+            .map(|_| format!("http://127.0.0.1:{port}/"))
+            .collect()
+    };
+    let keep = FakeBackend::body_reader();
+    let s = Serve::start(
+        0,
+        &[
+            "--mode",
+            "http",
+            "--backend",
+            &keep.arg(),
+            "--health-check",
+            "none",
+        ],
+    );
+    let mut args = vec!["-w".to_string(), "%{http_code}\n".to_string()];
+    args.extend(urls(s.port, 20));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = curl(&args);
+    assert_eq!(out.matches("200").count(), 20, "{out}");
+    assert_eq!(
+        keep.accepted.load(Ordering::Relaxed),
+        1,
+        "one upstream connection"
+    );
+    drop(s);
+
+    // Answers, then closes without saying so (no `Connection: close`).
+    let once = FakeBackend::start("127.0.0.1:0", |s| {
+        use std::io::{BufRead, Write};
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+            line.clear();
+        }
+        let _ = (&s).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce");
+    });
+    let s = Serve::start(
+        0,
+        &[
+            "--mode",
+            "http",
+            "--backend",
+            &once.arg(),
+            "--health-check",
+            "none",
+        ],
+    );
+    let mut args = vec!["-w".to_string(), " %{http_code}\n".to_string()];
+    args.extend(urls(s.port, 10));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = curl(&args);
+    assert_eq!(out.matches("once 200").count(), 10, "{out}");
+    assert_eq!(once.accepted.load(Ordering::Relaxed), 10);
+}
+
 /// Writes `bytes` on a fresh connection and reads until the balancer
 /// closes it (bounded): the whole answer.
 fn raw(port: u16, bytes: &[u8]) -> String {
