@@ -27,17 +27,16 @@ impl Strategy for LeastConnections {
         let start = (input.random() % n as u64) as usize;
         // (index, active, weight) of the lightest so far.
         let mut best: Option<(usize, u32, u32)> = None;
-        for i in (start..n).chain(0..start) {
-            let Some(c) = cands.get(i) else { continue };
+        cands.scan_from(start, |i, c| {
             if !c.usable() || input.has_failed(i) {
-                continue;
+                return;
             }
             let (a, w) = (c.active(), c.weight());
             match best {
                 Some((_, ba, bw)) if !lighter(a, w, ba, bw) => {}
                 _ => best = Some((i, a, w)),
             }
-        }
+        });
         best.map(|(i, _, _)| i)
     }
 }
