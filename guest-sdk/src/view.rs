@@ -185,6 +185,13 @@ impl<'a> Input<'a> {
         }
     }
 
+    /// [`Input::eligible`] for a record already in hand (from
+    /// [`Candidates::iter`] or [`Candidates::scan_from`]): no second lookup.
+    #[inline]
+    pub fn eligible_with(&self, i: usize, c: &Candidate<'_>) -> bool {
+        c.usable() && !self.has_failed(i)
+    }
+
     /// True if candidate `i` already failed for this request (the same as
     /// [`Request::has_failed`], faster).
     #[inline]
@@ -402,10 +409,33 @@ impl<'a> Candidates<'a> {
         visit(0, head);
     }
 
-    /// All candidates with their index.
+    /// All candidates with their index, in one walk over the table (no
+    /// check per record beyond the stride's, unlike `get(i)` in a loop).
     pub fn iter(&self) -> impl Iterator<Item = (usize, Candidate<'a>)> + 'a {
-        let this = *self;
-        (0..this.count).filter_map(move |i| this.get(i).map(|c| (i, c)))
+        self.records(0, self.table)
+    }
+
+    /// The records of `part` (a whole number of strides of the table),
+    /// numbered from `first`.
+    #[inline]
+    fn records(
+        &self,
+        first: usize,
+        part: &'a [u8],
+    ) -> impl Iterator<Item = (usize, Candidate<'a>)> + 'a {
+        // A stride below a record's size never passes `Input::parse`; 1
+        // keeps `chunks_exact` valid for an empty table.
+        let stride = self.stride.max(1);
+        part.chunks_exact(stride)
+            .enumerate()
+            .filter_map(move |(k, rec)| {
+                Some((
+                    first + k,
+                    Candidate {
+                        rec: rec.first_chunk()?,
+                    },
+                ))
+            })
     }
 }
 
@@ -542,5 +572,63 @@ mod tests {
         assert_eq!(input.request().failed_count(), 0);
         assert!(!input.request().has_failed(0) && !input.has_failed(0));
         assert!(input.eligible(0));
+    }
+
+    /// `iter` and `scan_from` walk the table in one pass; they must see
+    /// exactly what `get(i)` sees, in their order, for any start and for a
+    /// stride longer than a record (a later v1 host).
+    #[test]
+    fn iter_and_scan_from_agree_with_get() {
+        for n in [0usize, 1, 5, 17] {
+            let cands: [CandidateStats; 17] = core::array::from_fn(|i| CandidateStats {
+                active: 100 + i as u32,
+                ..CandidateStats::healthy(i as u32)
+            });
+            let mut buf = [0u8; 4096];
+            let len = encode(&mut buf, &Meta::default(), &RequestHead::EMPTY, &cands[..n]);
+            // The same input with an 80-byte stride: records moved apart.
+            let mut wide = [0u8; 4096];
+            wide[..HEADER_LEN].copy_from_slice(&buf[..HEADER_LEN]);
+            wide[H_CANDIDATE_STRIDE..H_CANDIDATE_STRIDE + 2].copy_from_slice(&80u16.to_le_bytes());
+            for i in 0..n {
+                let from = HEADER_LEN + i * CANDIDATE_LEN;
+                let to = HEADER_LEN + i * 80;
+                wide[to..to + CANDIDATE_LEN].copy_from_slice(&buf[from..from + CANDIDATE_LEN]);
+            }
+            let req_at = HEADER_LEN + n * 80;
+            let old_req = u32_at(&buf, H_REQUEST_OFFSET) as usize;
+            let req_len = len - old_req;
+            wide[req_at..req_at + req_len].copy_from_slice(&buf[old_req..len]);
+            wide[H_REQUEST_OFFSET..H_REQUEST_OFFSET + 4]
+                .copy_from_slice(&(req_at as u32).to_le_bytes());
+            wide[H_TOTAL_LEN..H_TOTAL_LEN + 4]
+                .copy_from_slice(&((req_at + req_len) as u32).to_le_bytes());
+            for bytes in [&buf[..], &wide[..]] {
+                let input = Input::parse(bytes).unwrap();
+                let c = input.candidates();
+                let by_get: [Option<(u32, u32)>; 17] =
+                    core::array::from_fn(|i| c.get(i).map(|r| (r.id(), r.active())));
+                let mut seen = 0;
+                for (i, r) in c.iter() {
+                    assert_eq!(Some((r.id(), r.active())), by_get[i]);
+                    assert_eq!(i, seen);
+                    seen += 1;
+                }
+                assert_eq!(seen, n);
+                for start in 0..n.max(1) + 2 {
+                    let mut order = [usize::MAX; 17];
+                    let mut k = 0;
+                    c.scan_from(start, |i, r| {
+                        assert_eq!(Some((r.id(), r.active())), by_get[i]);
+                        order[k] = i;
+                        k += 1;
+                    });
+                    assert_eq!(k, n);
+                    for (j, &i) in order[..n].iter().enumerate() {
+                        assert_eq!(i, (start % n.max(1) + j) % n.max(1));
+                    }
+                }
+            }
+        }
     }
 }

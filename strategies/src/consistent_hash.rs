@@ -140,7 +140,7 @@ impl Strategy for ConsistentHash {
         let cands = input.candidates();
         let (mut m, mut load) = (0u64, 0u64);
         for (i, c) in cands.iter() {
-            if input.eligible(i) {
+            if input.eligible_with(i, &c) {
                 m += 1;
                 load += c.active() as u64;
             }
@@ -153,7 +153,7 @@ impl Strategy for ConsistentHash {
         let mut best: Option<(usize, u64)> = None;
         let mut best_any: Option<(usize, u64)> = None;
         for (i, c) in cands.iter() {
-            if !input.eligible(i) {
+            if !input.eligible_with(i, &c) {
                 continue;
             }
             let score = mix64(kh ^ mix64(c.id() as u64));

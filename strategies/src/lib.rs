@@ -125,16 +125,21 @@ impl BuiltinKind {
 
 /// Number of eligible candidates.
 pub(crate) fn eligible_count(input: &Input<'_>) -> usize {
-    (0..input.candidates().len())
-        .filter(|&i| input.eligible(i))
+    input
+        .candidates()
+        .iter()
+        .filter(|(i, c)| input.eligible_with(*i, c))
         .count()
 }
 
 /// The `k`-th eligible candidate (0-based).
 pub(crate) fn nth_eligible(input: &Input<'_>, k: usize) -> Option<usize> {
-    (0..input.candidates().len())
-        .filter(|&i| input.eligible(i))
+    input
+        .candidates()
+        .iter()
+        .filter(|(i, c)| input.eligible_with(*i, c))
         .nth(k)
+        .map(|(i, _)| i)
 }
 
 /// `a/wa < b/wb` without division.

@@ -16,7 +16,7 @@ impl Strategy for Random {
         let cands = input.candidates();
         let total: u64 = cands
             .iter()
-            .filter(|(i, _)| input.eligible(*i))
+            .filter(|(i, c)| input.eligible_with(*i, c))
             .map(|(_, c)| c.weight() as u64)
             .sum();
         if total == 0 {
@@ -24,7 +24,7 @@ impl Strategy for Random {
         }
         let mut r = input.random() % total;
         for (i, c) in cands.iter() {
-            if !input.eligible(i) {
+            if !input.eligible_with(i, &c) {
                 continue;
             }
             let w = c.weight() as u64;

@@ -53,7 +53,7 @@ impl Strategy for ResourceAware {
         let n = cands.len();
         let (mut max_cpu, mut max_rss, mut max_conn) = (1u64, 1u64, 1u64);
         for (i, c) in cands.iter() {
-            if input.eligible(i) {
+            if input.eligible_with(i, &c) {
                 max_cpu = max_cpu.max(c.cpu_permille() as u64);
                 max_rss = max_rss.max(c.rss_bytes());
                 max_conn = max_conn.max(c.active() as u64);
@@ -72,11 +72,12 @@ impl Strategy for ResourceAware {
         };
         let mut best: Option<(usize, u64)> = None;
         for k in 0..n {
-            let i = (start + k) % n;
-            if !input.eligible(i) {
+            let i = if start + k < n { start + k } else { start + k - n };
+            let Some(c) = cands.get(i) else { continue };
+            if !input.eligible_with(i, &c) {
                 continue;
             }
-            let s = score(&cands.get(i)?) * 1000 / cands.get(i)?.weight().max(1) as u64;
+            let s = score(&c) * 1000 / c.weight().max(1) as u64;
             if best.is_none_or(|(_, b)| s < b) {
                 best = Some((i, s));
             }

@@ -51,7 +51,7 @@ impl Strategy for WeightedRoundRobin {
         let mut total: i64 = 0;
         let mut best: Option<usize> = None;
         for (i, c) in cands.iter() {
-            if !input.eligible(i) {
+            if !input.eligible_with(i, &c) {
                 continue;
             }
             let w = c.weight() as i64;
