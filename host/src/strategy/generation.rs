@@ -24,6 +24,13 @@ pub(crate) const CIRCUIT_FAILURES: u64 = 16;
 /// How long a failing module is skipped before it is tried again.
 pub(crate) const CIRCUIT_OPEN_MS: u64 = 1000;
 
+/// One pool slot on cache lines of its own. Unpadded, neighbouring slots
+/// (about 100 bytes each) shared lines, so two threads deciding at once on
+/// their own slots still bounced a line between cores on every lock and
+/// unlock (128: two lines, for the adjacent-line prefetcher).
+#[repr(align(128))]
+struct PaddedSlot(Mutex<Option<Slot>>);
+
 /// One loaded module. Immutable except for the pool and counters.
 pub struct Generation {
     pub(crate) id: u64,
@@ -35,7 +42,7 @@ pub struct Generation {
     pub(crate) report: LoadReport,
     /// Shared decision counter so round-robin is exact across instances.
     pub(crate) sequence: AtomicU64,
-    slots: Box<[Mutex<Option<Slot>>]>,
+    slots: Box<[PaddedSlot]>,
     /// Failures in a row; resets on a good answer.
     pub(crate) consecutive_failures: AtomicU64,
     /// While the clock (ms) is below this, the module is skipped.
@@ -64,7 +71,9 @@ impl Generation {
             log,
             report,
             sequence: AtomicU64::new(0),
-            slots: (0..pool_size.max(1)).map(|_| Mutex::new(None)).collect(),
+            slots: (0..pool_size.max(1))
+                .map(|_| PaddedSlot(Mutex::new(None)))
+                .collect(),
             consecutive_failures: AtomicU64::new(0),
             open_until_ms: AtomicU64::new(0),
             native: None,
@@ -94,7 +103,7 @@ impl Generation {
                 } else {
                     home + k
                 };
-                match self.slots[i].try_lock() {
+                match self.slots[i].0.try_lock() {
                     Ok(g) => Some(g),
                     Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
                     Err(std::sync::TryLockError::WouldBlock) => None,
@@ -104,6 +113,7 @@ impl Generation {
             // by its fuel budget, so the wait is too).
             .unwrap_or_else(|| {
                 self.slots[home]
+                    .0
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
             });
