@@ -152,6 +152,10 @@ pub struct RequestHead<'a> {
     /// encoder then copies it in one block and points into the copy instead
     /// of copying each string (the request path's fast case).
     pub raw: &'a [u8],
+    /// The header names are lower-case already (HTTP/2 and HTTP/3 always
+    /// are, and so is every name from the `http` crate): the encoder then
+    /// copies them as they are instead of lower-casing each byte.
+    pub names_lowercase: bool,
 }
 
 impl RequestHead<'_> {
@@ -168,6 +172,7 @@ impl RequestHead<'_> {
         attempt: 0,
         failed: &[],
         raw: &[],
+        names_lowercase: false,
     };
 
     /// True if `s` lies inside `raw`.
@@ -348,8 +353,9 @@ pub fn encode_request(buf: &mut [u8], at: usize, req: &RequestHead<'_>) -> usize
     put_str(buf, fixed + R_AUTHORITY, req.authority);
     put_str(buf, fixed + R_SNI, req.sni);
     put_str(buf, fixed + R_ALPN, req.alpn);
+    let lower = !req.names_lowercase;
     for (k, (name, value)) in req.headers.iter().enumerate() {
-        let (no, nl) = place(buf, name, true);
+        let (no, nl) = place(buf, name, lower);
         let (vo, vl) = place(buf, value, false);
         let e = headers_at + k * HEADER_ENTRY_LEN;
         let rec: &mut [u8; HEADER_ENTRY_LEN] = (&mut buf[e..e + HEADER_ENTRY_LEN])

@@ -574,6 +574,33 @@ mod tests {
         assert!(input.eligible(0));
     }
 
+    /// Names are lower-cased on the wire unless the caller says they are
+    /// already (`names_lowercase`), which HTTP mode does for hyper's names.
+    #[test]
+    fn header_names_are_lower_cased_unless_they_already_are() {
+        for (flag, name, want) in [
+            (false, &b"X-User-Id"[..], &b"x-user-id"[..]),
+            (true, &b"x-user-id"[..], &b"x-user-id"[..]),
+        ] {
+            let headers = [(name, &b"7"[..])];
+            let req = RequestHead {
+                headers: &headers,
+                names_lowercase: flag,
+                ..RequestHead::EMPTY
+            };
+            let mut buf = [0u8; 1024];
+            let n = encode(
+                &mut buf,
+                &Meta::default(),
+                &req,
+                &[CandidateStats::healthy(0)],
+            );
+            let input = Input::parse(&buf[..n]).unwrap();
+            assert_eq!(input.request().header_at(0), Some((want, &b"7"[..])));
+            assert_eq!(input.request().header(b"x-user-id"), Some(&b"7"[..]));
+        }
+    }
+
     /// `iter` and `scan_from` walk the table in one pass; they must see
     /// exactly what `get(i)` sees, in their order, for any start and for a
     /// stride longer than a record (a later v1 host).

@@ -207,6 +207,8 @@ impl Input {
             attempt: self.attempt,
             failed: &self.failed,
             raw: b"",
+            // Lower-cased when the file was read.
+            names_lowercase: true,
         }
     }
 

@@ -717,6 +717,8 @@ fn pick(
         client: Some(peer),
         attempt,
         failed,
+        // `http::HeaderName` is always lower-case.
+        names_lowercase: true,
         ..RequestHead::EMPTY
     };
     strategy.decide(&req, candidates).index

@@ -477,6 +477,7 @@ fn read_check_requests() -> Vec<RequestHead<'static>> {
         attempt: 1,
         failed: &[0],
         raw: b"",
+        names_lowercase: true,
     };
     let tls_only = RequestHead {
         sni: b"tenant-3.example.net",
