@@ -275,34 +275,33 @@ fn a_body_request_whose_connect_is_refused_goes_to_another_backend() {
 #[test]
 fn upstream_connections_are_reused_and_ones_closed_by_the_backend_are_not() {
     use std::sync::atomic::Ordering;
-    let urls = |port: u16, n: usize| -> Vec<String> {
-        (0..n)
-            .map(|_| format!("http://127.0.0.1:{port}/"))
-            .collect()
+    // `n` GETs on one keep-alive connection through a balancer in front of
+    // `backend` alone; each answer's body and status.
+    let through = |backend: &FakeBackend, n: usize| {
+        let s = Serve::start(
+            0,
+            &[
+                "--mode",
+                "http",
+                "--backend",
+                &backend.arg(),
+                "--health-check",
+                "none",
+            ],
+        );
+        let mut args = vec!["-w".to_string(), " %{http_code}\n".to_string()];
+        args.extend((0..n).map(|_| format!("http://127.0.0.1:{}/", s.port)));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(&args)
     };
     let keep = FakeBackend::body_reader();
-    let s = Serve::start(
-        0,
-        &[
-            "--mode",
-            "http",
-            "--backend",
-            &keep.arg(),
-            "--health-check",
-            "none",
-        ],
-    );
-    let mut args = vec!["-w".to_string(), "%{http_code}\n".to_string()];
-    args.extend(urls(s.port, 20));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = curl(&args);
-    assert_eq!(out.matches("200").count(), 20, "{out}");
+    let out = through(&keep, 20);
+    assert_eq!(out.matches(" 200").count(), 20, "{out}");
     assert_eq!(
         keep.accepted.load(Ordering::Relaxed),
         1,
         "one upstream connection"
     );
-    drop(s);
 
     // Answers, then closes without saying so (no `Connection: close`).
     let once = FakeBackend::start("127.0.0.1:0", |s| {
@@ -314,21 +313,7 @@ fn upstream_connections_are_reused_and_ones_closed_by_the_backend_are_not() {
         }
         let _ = (&s).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce");
     });
-    let s = Serve::start(
-        0,
-        &[
-            "--mode",
-            "http",
-            "--backend",
-            &once.arg(),
-            "--health-check",
-            "none",
-        ],
-    );
-    let mut args = vec!["-w".to_string(), " %{http_code}\n".to_string()];
-    args.extend(urls(s.port, 10));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = curl(&args);
+    let out = through(&once, 10);
     assert_eq!(out.matches("once 200").count(), 10, "{out}");
     assert_eq!(once.accepted.load(Ordering::Relaxed), 10);
 }
