@@ -560,22 +560,37 @@ fn grpc_unary_and_server_streaming_calls_pass_with_trailers_over_h2_upstream() {
     let ports = support::free_ports(2);
     let _a = GrpcPeer::start(ports, "a");
     let _b = GrpcPeer::start(ports + 1, "b");
-    let s = Serve::start(
-        0,
-        &[
-            "--mode",
-            "http",
-            "--backend-protocol",
-            "h2",
-            "--backend",
-            &format!("127.0.0.1:{ports}"),
-            "--backend",
-            &format!("127.0.0.1:{}", ports + 1),
-        ],
+    let (a, b) = (
+        format!("127.0.0.1:{ports}"),
+        format!("127.0.0.1:{}", ports + 1),
     );
+    let base = [
+        "--mode",
+        "http",
+        "--backend-protocol",
+        "h2",
+        "--backend",
+        &a,
+        "--backend",
+        &b,
+    ];
+    grpc_calls(&Serve::start(0, &base), &[]);
+    // The same over TLS terminated here (gRPC's own TLS client, HTTP/2 by
+    // ALPN), still a decision per call.
+    let dir = support::TempDir::new("grpc-tls");
+    let (crt, key) = support::cert_pair(&dir.0, "grpc", "grpc.test");
+    let mut tls = base.to_vec();
+    tls.extend(["--tls-cert", &crt, "--tls-key", &key]);
+    grpc_calls(&Serve::start(0, &tls), &[&crt, "grpc.test"]);
+}
+
+/// Runs the gRPC client through `s` (`tls`: the certificate to trust and
+/// its name) and checks what it printed.
+fn grpc_calls(s: &Serve, tls: &[&str]) {
     let out = std::process::Command::new("timeout")
         .args(["60", "/usr/bin/python3", &GrpcPeer::script(), "client"])
         .arg(s.port.to_string())
+        .args(tls)
         .output()
         .expect("the gRPC client");
     let text = String::from_utf8_lossy(&out.stdout);

@@ -499,3 +499,46 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap()
 }
+
+/// A self-signed pair for `name` (CN and DNS SAN) in `dir`.
+pub fn cert_pair(dir: &std::path::Path, file: &str, name: &str) -> (String, String) {
+    let cert = dir.join(format!("{file}.crt"));
+    let key = dir.join(format!("{file}.key"));
+    let tmp_cert = dir.join(format!("{file}.crt.new"));
+    let tmp_key = dir.join(format!("{file}.key.new"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            &format!("subjectAltName=DNS:{name}"),
+            "-keyout",
+            tmp_key.to_str().unwrap(),
+            "-out",
+            tmp_cert.to_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the openssl command");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Renamed into place, key first, as a certificate manager would.
+    std::fs::rename(&tmp_key, &key).unwrap();
+    std::fs::rename(&tmp_cert, &cert).unwrap();
+    (
+        cert.to_str().unwrap().to_string(),
+        key.to_str().unwrap().to_string(),
+    )
+}

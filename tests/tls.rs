@@ -7,7 +7,7 @@ mod support;
 
 use std::process::{Command, Stdio};
 
-use support::{Serve, TempDir, eventually, free_ports};
+use support::{Serve, TempDir, cert_pair, eventually, free_ports};
 
 struct Kill(std::process::Child);
 impl Drop for Kill {
@@ -15,14 +15,6 @@ impl Drop for Kill {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn openssl(args: &[&str]) -> std::process::Output {
-    Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("the openssl command")
 }
 
 /// Which backend's certificate a handshake through port `port` with `sni` saw.
@@ -106,45 +98,6 @@ fn tls_is_routed_by_sni_and_passed_through_untouched() {
         2,
         "SNI hashing should use both backends: {seen:?}"
     );
-}
-
-/// A self-signed pair for `name` (CN and DNS SAN) in `dir`.
-fn cert_pair(dir: &std::path::Path, file: &str, name: &str) -> (String, String) {
-    let cert = dir.join(format!("{file}.crt"));
-    let key = dir.join(format!("{file}.key"));
-    let tmp_cert = dir.join(format!("{file}.crt.new"));
-    let tmp_key = dir.join(format!("{file}.key.new"));
-    let out = openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        &format!("/CN={name}"),
-        "-addext",
-        &format!("subjectAltName=DNS:{name}"),
-        "-keyout",
-        tmp_key.to_str().unwrap(),
-        "-out",
-        tmp_cert.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Renamed into place, key first, as a certificate manager would.
-    std::fs::rename(&tmp_key, &key).unwrap();
-    std::fs::rename(&tmp_cert, &cert).unwrap();
-    (
-        cert.to_str().unwrap().to_string(),
-        key.to_str().unwrap().to_string(),
-    )
 }
 
 /// `curl` over TLS to `name` (resolved to loopback), bounded; stdout.

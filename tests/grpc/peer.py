@@ -3,6 +3,7 @@ HTTP-mode test: no generated stubs, raw bytes in and out.
 
     peer.py server PORT NAME   serve /demo.Echo/Unary and /demo.Echo/Stream
     peer.py client PORT        call both through the balancer, print results
+    peer.py client PORT CERT NAME   the same over TLS, trusting CERT for NAME
 """
 import sys
 from concurrent import futures
@@ -38,8 +39,19 @@ def serve(port, name):
     server.wait_for_termination(timeout=120)
 
 
-def client(port):
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+def channel_to(port, cert=None, name=None):
+    if cert is None:
+        return grpc.insecure_channel(f"127.0.0.1:{port}")
+    with open(cert, "rb") as f:
+        creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+    # The certificate names NAME; the balancer listens on loopback.
+    return grpc.secure_channel(
+        f"127.0.0.1:{port}", creds, options=(("grpc.ssl_target_name_override", name),)
+    )
+
+
+def client(port, cert=None, name=None):
+    with channel_to(port, cert, name) as channel:
         unary = channel.unary_unary(UNARY)
         for i in range(4):
             reply, call = unary.with_call(f"ping{i}".encode(), timeout=10)
@@ -56,4 +68,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "server":
         serve(int(sys.argv[2]), sys.argv[3])
     else:
-        client(int(sys.argv[2]))
+        client(int(sys.argv[2]), *sys.argv[3:5])
