@@ -13,6 +13,7 @@
 mod body;
 pub mod guard;
 pub mod headers;
+mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -447,11 +448,45 @@ pub(crate) async fn forward(
             break;
         };
         let backend = &list[i];
-        let (client, authority) = client(&ctx.http, ctx.proxy.connect_timeout, &list, backend);
         let guard = backend.open_connection();
+        // HTTP/1.1 backends go through this module's own pool
+        // (`upstream.rs`); upgrades (whose connection must be handed over)
+        // and HTTP/2 backends through hyper-util's client.
+        let local = ctx.http.backend_protocol == BackendProtocol::Http1 && client_upgrade.is_none();
+        let mut conn = None;
+        let pooled = if local {
+            match upstream::checkout(&list, backend, &ctx.http, ctx.proxy.connect_timeout).await {
+                Ok(c) => {
+                    conn = Some(c);
+                    None
+                }
+                Err(e) => {
+                    let (kind, cause) = match e {
+                        upstream::ConnectError::Io(e) => (Kind::Connect, e),
+                        upstream::ConnectError::Timeout => (
+                            Kind::ConnectTimeout,
+                            std::io::Error::from(std::io::ErrorKind::TimedOut),
+                        ),
+                    };
+                    let err = Error::new(kind)
+                        .at(backend.addr())
+                        .because(cause)
+                        .retryable(true);
+                    health::failed(ctx.proxy.eject_after_failures, backend, &err);
+                    tracing::debug!(client = %peer, attempt, error = %err, "backend attempt failed");
+                    failed.push(i as u32);
+                    last = err;
+                    continue;
+                }
+            }
+        } else {
+            Some(client(&ctx.http, ctx.proxy.connect_timeout, &list, backend))
+        };
         let mut uri = hyper::http::uri::Parts::default();
-        uri.scheme = Some(hyper::http::uri::Scheme::HTTP);
-        uri.authority = Some(authority);
+        if let Some((_, authority)) = &pooled {
+            uri.scheme = Some(hyper::http::uri::Scheme::HTTP);
+            uri.authority = Some(authority.clone());
+        }
         uri.path_and_query = Some(path_and_query.clone());
         let Ok(uri) = Uri::from_parts(uri) else {
             return answer(StatusCode::BAD_REQUEST, "bad request target\n", busy);
@@ -474,7 +509,16 @@ pub(crate) async fn forward(
         } else {
             std::mem::take(&mut parts.headers)
         };
-        match wait_for_head(ctx, client.request(out), upload.as_deref()).await {
+        let sent = match (&pooled, &mut conn) {
+            (Some((client, _)), _) => wait_for_head(ctx, client.request(out), upload.as_deref())
+                .await
+                .map(|r| r.map_err(UpstreamError::Pooled)),
+            (None, Some(c)) => wait_for_head(ctx, c.send_request(out), upload.as_deref())
+                .await
+                .map(|r| r.map_err(UpstreamError::Local)),
+            (None, None) => unreachable!("a connection or a client"),
+        };
+        match sent {
             Err(Late::Backend) => {
                 tracing::debug!(client = %peer, backend = %backend.addr(), "no response head in time");
                 return answer(
@@ -513,13 +557,12 @@ pub(crate) async fn forward(
             Ok(Ok(resp)) => {
                 backend.responded();
                 CANDIDATES.set(candidates);
-                let mut resp = respond(
-                    resp,
-                    guard,
-                    client_upgrade,
-                    busy,
-                    ctx.http.upstream_body_timeout,
-                );
+                let body_timeout = ctx.http.upstream_body_timeout;
+                if let Some(c) = conn {
+                    // Ready again once this response is read.
+                    upstream::checkin(backend, c, ctx.http.pool_max_idle);
+                }
+                let mut resp = respond(resp, guard, client_upgrade, busy, body_timeout);
                 if let Some(alt) = &info.alt_svc {
                     resp.headers_mut().insert(header::ALT_SVC, alt.clone());
                 }
@@ -529,7 +572,13 @@ pub(crate) async fn forward(
                 // Nothing reached a backend that refused the connect; a
                 // reused connection that failed before answering may have
                 // taken the request, so only idempotent ones go again.
-                let retry = e.is_connect() || (resendable && idempotent(&parts.method));
+                // A pooled connection the backend closed (its keep-alive
+                // ran out) before the request was written: nothing was
+                // sent and the backend did nothing wrong, so it may take
+                // the request again on a new connection.
+                let unsent_request = e.never_sent();
+                let retry =
+                    e.is_connect() || unsent_request || (resendable && idempotent(&parts.method));
                 let kind = if e.is_connect() {
                     Kind::Connect
                 } else {
@@ -537,11 +586,13 @@ pub(crate) async fn forward(
                 };
                 let err = Error::new(kind)
                     .at(backend.addr())
-                    .because(std::io::Error::other(e))
+                    .because(e.into_io())
                     .retryable(retry);
-                health::failed(ctx.proxy.eject_after_failures, backend, &err);
+                if !unsent_request {
+                    health::failed(ctx.proxy.eject_after_failures, backend, &err);
+                    failed.push(i as u32);
+                }
                 tracing::debug!(client = %peer, attempt, error = %err, "backend attempt failed");
-                failed.push(i as u32);
                 if body.is_none() {
                     body = unsent.lock().unwrap_or_else(|e| e.into_inner()).take();
                 }
@@ -569,6 +620,32 @@ pub(crate) async fn forward(
             "the backend failed to answer\n",
             busy,
         ),
+    }
+}
+
+/// Why an upstream request got no response head.
+enum UpstreamError {
+    /// From hyper-util's client (HTTP/2 backends, upgrades).
+    Pooled(hyper_util::client::legacy::Error),
+    /// From a connection driven here (the connect was done before).
+    Local(hyper::Error),
+}
+
+impl UpstreamError {
+    fn is_connect(&self) -> bool {
+        matches!(self, UpstreamError::Pooled(e) if e.is_connect())
+    }
+
+    /// The request was never written (hyper-util retries these itself).
+    fn never_sent(&self) -> bool {
+        matches!(self, UpstreamError::Local(e) if e.is_canceled())
+    }
+
+    fn into_io(self) -> std::io::Error {
+        match self {
+            UpstreamError::Pooled(e) => std::io::Error::other(e),
+            UpstreamError::Local(e) => std::io::Error::other(e),
+        }
     }
 }
 

@@ -1,0 +1,129 @@
+//! HTTP/1.1 to backends over hyper's `client::conn`, with a pool of our
+//! own.
+//!
+//! hyper-util's legacy client did the same job through a general-purpose
+//! pool (a mutex, connector machinery, absolute-form URIs rewritten back)
+//! and a request future of several kilobytes that is moved on every
+//! request; a profile showed those moves among the proxy's top memcpy
+//! callers. Here each connection's dispatcher still runs in a task of its
+//! own (hyper's design: it reads the next response while the body is being
+//! read), and the pool is a per-thread list of senders per backend: take one
+//! that is ready, or connect.
+//!
+//! Pools are per thread and per backend, like the runtime that owns the
+//! sockets; a backend that leaves the set or drains takes its pool with it.
+//! Upgrades (the connection must be handed over) and HTTP/2 backends keep
+//! hyper-util's client.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::ReqBody;
+use crate::backends::Backend;
+
+/// Senders of one backend on this thread: idle or busy (a response still
+/// being read), each with when it was last handed out.
+struct Senders {
+    backend: Arc<Backend>,
+    list: Vec<(SendRequest<ReqBody>, Instant)>,
+}
+
+#[derive(Default)]
+struct Pools {
+    /// The backend list the pools were last pruned against.
+    list: usize,
+    senders: Vec<Senders>,
+}
+
+thread_local! {
+    static POOLS: std::cell::RefCell<Pools> = std::cell::RefCell::default();
+}
+
+/// Why no connection could be had.
+pub(crate) enum ConnectError {
+    /// The connect failed.
+    Io(std::io::Error),
+    /// It did not complete in time.
+    Timeout,
+}
+
+/// A sender to `backend` ready for a request: an idle one of this thread's,
+/// else a new connection (its dispatcher spawned on this thread's runtime).
+pub(crate) async fn checkout(
+    list: &Arc<Vec<Arc<Backend>>>,
+    backend: &Arc<Backend>,
+    opts: &super::HttpOptions,
+    connect_timeout: Duration,
+) -> Result<SendRequest<ReqBody>, ConnectError> {
+    let idle = POOLS.with(|p| {
+        let mut p = p.borrow_mut();
+        let key = Arc::as_ptr(list) as usize;
+        if p.list != key {
+            p.list = key;
+            p.senders.retain(|s| {
+                !s.backend.is_draining() && list.iter().any(|l| Arc::ptr_eq(l, &s.backend))
+            });
+        }
+        let pool = p
+            .senders
+            .iter_mut()
+            .find(|s| Arc::ptr_eq(&s.backend, backend))?;
+        // Closed and expired ones go; a busy one stays for later.
+        pool.list.retain(|(s, since)| {
+            !s.is_closed() && (!s.is_ready() || since.elapsed() <= opts.pool_idle_timeout)
+        });
+        let k = pool.list.iter().rposition(|(s, _)| s.is_ready())?;
+        Some(pool.list.swap_remove(k).0)
+    });
+    if let Some(s) = idle {
+        return Ok(s);
+    }
+    let stream =
+        match tokio::time::timeout(connect_timeout, TcpStream::connect(backend.addr())).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(ConnectError::Io(e)),
+            Err(_) => return Err(ConnectError::Timeout),
+        };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ConnectError::Io(std::io::Error::other(e)))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// Keeps `sender` for later requests to `backend` (its connection is still
+/// reading this response; it is ready again once that is done), unless the
+/// pool is full.
+pub(crate) fn checkin(backend: &Arc<Backend>, sender: SendRequest<ReqBody>, max: usize) {
+    if sender.is_closed() || backend.is_draining() {
+        return;
+    }
+    POOLS.with(|p| {
+        let mut p = p.borrow_mut();
+        let pool = match p
+            .senders
+            .iter()
+            .position(|s| Arc::ptr_eq(&s.backend, backend))
+        {
+            Some(k) => &mut p.senders[k],
+            None => {
+                p.senders.push(Senders {
+                    backend: backend.clone(),
+                    list: Vec::new(),
+                });
+                p.senders.last_mut().expect("just pushed")
+            }
+        };
+        if pool.list.len() < max {
+            pool.list.push((sender, Instant::now()));
+        }
+    });
+}
