@@ -159,6 +159,29 @@ fn assemblyscript() {
         out.contains("its memory kept growing") && out.contains("bytes a decision"),
         "{out}"
     );
+
+    // With the SDK's abort handler a failed assert needs no `env.abort`
+    // import, and its text and place reach the refusal.
+    let abort = tmp.0.join("abort.wasm");
+    let mut cmd = Command::new(tool("npm/node_modules/.bin/asc"));
+    cmd.current_dir(root().join("tests/as")).args([
+        "abort.ts",
+        "-o",
+        abort.to_str().unwrap(),
+        "--runtime",
+        "stub",
+        "-O3",
+        "--use",
+        "abort=../../guest-sdk/assemblyscript/assembly/index/abortHandler",
+    ]);
+    build(cmd, "asc abort.ts");
+    let (code, out) = switchyard(&["strategy", "check", abort.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(!out.contains("env.abort"), "{out}");
+    assert!(
+        out.contains("(the module logged: abort: too many candidates at abort.ts:9:3)"),
+        "{out}"
+    );
 }
 
 /// Go's reactor needs `_initialize` called first. Its 2 MB module takes a

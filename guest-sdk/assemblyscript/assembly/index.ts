@@ -240,3 +240,31 @@ export class Input {
     return null;
   }
 }
+
+// The host's log (`switchyard.log`): level 0 error .. 3 debug, UTF-8.
+@external("switchyard", "log")
+declare function hostLog(level: i32, ptr: usize, len: usize): void;
+
+/// Writes `text` to the host's log (at most 20 lines a second reach it).
+export function log(level: i32, text: string): void {
+  const bytes = String.UTF8.encode(text);
+  hostLog(level, changetype<usize>(bytes), <usize>bytes.byteLength);
+}
+
+/// An abort handler that logs through `switchyard.log` and traps, for
+/// `asc ... --use abort=<path>/index/abortHandler`: the module then imports
+/// no `env.abort`. Without it, the host maps AssemblyScript's own
+/// `env.abort` to the same trap and log line.
+export function abortHandler(
+  message: string | null,
+  fileName: string | null,
+  line: u32,
+  column: u32,
+): void {
+  let m = "(no message)";
+  if (message !== null) m = message;
+  let f = "?";
+  if (fileName !== null) f = fileName;
+  log(0, "abort: " + m + " at " + f + ":" + line.toString() + ":" + column.toString());
+  unreachable();
+}

@@ -464,7 +464,12 @@ impl Slot {
             return Err(FallbackReason::BadBuffer.into());
         };
         encode::encode_parts(buf, meta, req, candidates, self.reads);
-        self.store.data_mut().limits.hit = false;
+        let state = self.store.data_mut();
+        state.limits.hit = false;
+        // Only what this call logs may explain its failure.
+        if state.last_error.is_some() {
+            state.last_error = None;
+        }
         set_budget(&mut self.store, budget);
         self.decide
             .call(&mut self.store, need as i32)
@@ -486,11 +491,17 @@ impl Slot {
             .map_err(|e| self.failed(&e))
     }
 
-    /// Classifies a failed call and keeps wasmtime's message with its chain.
-    fn failed(&self, e: &wasmtime::Error) -> CallError {
+    /// Classifies a failed call and keeps wasmtime's message with its
+    /// chain, and what the module logged as an error just before (an
+    /// AssemblyScript abort handler or a C assert says why there).
+    fn failed(&mut self, e: &wasmtime::Error) -> CallError {
+        let mut message = format!("{e:#}");
+        if let Some(said) = self.store.data_mut().last_error.take() {
+            message.push_str(&format!(" (the module logged: {said})"));
+        }
         CallError {
             reason: call_reason(&self.store, e),
-            message: Some(format!("{e:#}").into()),
+            message: Some(message.into()),
         }
     }
 
