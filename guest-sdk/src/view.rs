@@ -398,6 +398,8 @@ impl<'a> Candidates<'a> {
         }
         let from = from % self.count;
         let (head, tail) = self.table.split_at(from * self.stride);
+        // A plain loop rather than `records`: its filter_map cost about 1%
+        // more fuel in least-connections (3925 against 3886 at 64).
         let mut visit = |at: usize, part: &'a [u8]| {
             for (k, rec) in part.chunks_exact(self.stride).enumerate() {
                 if let Some(rec) = rec.first_chunk::<CANDIDATE_LEN>() {

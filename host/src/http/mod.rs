@@ -274,11 +274,10 @@ async fn serve_io<S>(
         let busy = conn.begin();
         // The guard holds what follows an upgrade request until it knows
         // whether the protocol switched.
-        let switching = (req.method() == hyper::Method::CONNECT
-            || headers::is_upgrade(req.headers()))
-        .then(|| conn.clone());
+        let upgrade = headers::is_upgrade(req.headers());
+        let switching = (upgrade || req.method() == hyper::Method::CONNECT).then(|| conn.clone());
         async move {
-            let resp = handle(&ctx, req, peer, Some(busy), &info).await;
+            let resp = handle(&ctx, req, upgrade, peer, Some(busy), &info).await;
             if let Some(conn) = switching {
                 conn.upgrade_answered(resp.status() == StatusCode::SWITCHING_PROTOCOLS);
             }
@@ -363,11 +362,12 @@ fn answer(status: StatusCode, text: &'static str, busy: Option<Busy>) -> Respons
 async fn handle(
     ctx: &Context,
     mut req: Request<Incoming>,
+    upgrade: bool,
     peer: SocketAddr,
     busy: Option<Busy>,
     info: &ConnInfo,
 ) -> Response<ResBody> {
-    let client_upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     // A request without a body can be sent again as it is.
     let resendable = hyper::body::Body::is_end_stream(&body);
@@ -453,13 +453,9 @@ pub(crate) async fn forward(
         // (`upstream.rs`); upgrades (whose connection must be handed over)
         // and HTTP/2 backends through hyper-util's client.
         let local = ctx.http.backend_protocol == BackendProtocol::Http1 && client_upgrade.is_none();
-        let mut conn = None;
-        let pooled = if local {
+        let mut via = if local {
             match upstream::checkout(&list, backend, &ctx.http, ctx.proxy.connect_timeout).await {
-                Ok(c) => {
-                    conn = Some(c);
-                    None
-                }
+                Ok(c) => Via::Own(c),
                 Err(e) => {
                     let (kind, cause) = match e {
                         upstream::ConnectError::Io(e) => (Kind::Connect, e),
@@ -480,10 +476,11 @@ pub(crate) async fn forward(
                 }
             }
         } else {
-            Some(client(&ctx.http, ctx.proxy.connect_timeout, &list, backend))
+            let (c, authority) = client(&ctx.http, ctx.proxy.connect_timeout, &list, backend);
+            Via::Pooled(c, authority)
         };
         let mut uri = hyper::http::uri::Parts::default();
-        if let Some((_, authority)) = &pooled {
+        if let Via::Pooled(_, authority) = &via {
             uri.scheme = Some(hyper::http::uri::Scheme::HTTP);
             uri.authority = Some(authority.clone());
         }
@@ -509,14 +506,13 @@ pub(crate) async fn forward(
         } else {
             std::mem::take(&mut parts.headers)
         };
-        let sent = match (&pooled, &mut conn) {
-            (Some((client, _)), _) => wait_for_head(ctx, client.request(out), upload.as_deref())
+        let sent = match &mut via {
+            Via::Pooled(client, _) => wait_for_head(ctx, client.request(out), upload.as_deref())
                 .await
                 .map(|r| r.map_err(UpstreamError::Pooled)),
-            (None, Some(c)) => wait_for_head(ctx, c.send_request(out), upload.as_deref())
+            Via::Own(c) => wait_for_head(ctx, c.send_request(out), upload.as_deref())
                 .await
                 .map(|r| r.map_err(UpstreamError::Local)),
-            (None, None) => unreachable!("a connection or a client"),
         };
         match sent {
             Err(Late::Backend) => {
@@ -558,7 +554,7 @@ pub(crate) async fn forward(
                 backend.responded();
                 CANDIDATES.set(candidates);
                 let body_timeout = ctx.http.upstream_body_timeout;
-                if let Some(c) = conn {
+                if let Via::Own(c) = via {
                     // Ready again once this response is read.
                     upstream::checkin(backend, c, ctx.http.pool_max_idle);
                 }
@@ -621,6 +617,17 @@ pub(crate) async fn forward(
             busy,
         ),
     }
+}
+
+/// How one attempt reaches its backend. It lives on the stack for one
+/// attempt; boxing the larger variant would allocate on every request.
+#[allow(clippy::large_enum_variant)]
+enum Via {
+    /// A sender from this thread's own HTTP/1.1 pool (`upstream.rs`).
+    Own(hyper::client::conn::http1::SendRequest<ReqBody>),
+    /// hyper-util's client (HTTP/2 backends, upgrades) and the backend's
+    /// authority for the absolute URI it wants.
+    Pooled(Upstream, hyper::http::uri::Authority),
 }
 
 /// Why an upstream request got no response head.

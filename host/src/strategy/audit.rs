@@ -329,14 +329,15 @@ pub(crate) fn audit(
             fuel = Some(fuel.map_or((used, used), |(lo, hi)| (lo.min(used), hi.max(used))));
         }
     };
-    for input in &inputs {
-        let bytes = encode(input, reads);
+    // Each input encoded once, for both parts.
+    let encoded: Vec<Vec<u8>> = inputs.iter().map(|i| encode(i, reads)).collect();
+    for (input, bytes) in inputs.iter().zip(&encoded) {
         let n = input.candidates.len();
         let a = v1
-            .call_raw(&bytes, budget)
+            .call_raw(bytes, budget)
             .map_err(|e| refused(&input.what, failure(&e, budget)))?;
         note_fuel(&v1);
-        let b = later.call_raw(&later_layout(&bytes), budget).map_err(|e| {
+        let b = later.call_raw(&later_layout(bytes), budget).map_err(|e| {
             refused(
                 &input.what,
                 format!(
@@ -374,7 +375,6 @@ pub(crate) fn audit(
     }
     // Endurance: cycle through the inputs on one instance, watching memory
     // after the first tenth (by then every buffer it needs is grown).
-    let encoded: Vec<Vec<u8>> = inputs.iter().map(|i| encode(i, reads)).collect();
     let warm = DECISIONS / 10;
     let mut marks = Vec::new();
     for k in 0..DECISIONS {
