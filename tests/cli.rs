@@ -193,15 +193,16 @@ fn strategy_bench_prints_floor_and_native_rows_for_every_builtin() {
         let spec = format!("builtin:{name}");
         let (code, out, err) = run(&["strategy", "bench", &spec, "--candidates", "4,16"]);
         assert_eq!(code, 0, "{spec}: {out}{err}");
-        assert!(out.contains("| candidates | strategy ns | fuel | input bytes | floor ns | vs floor | native ns |"), "{out}");
+        assert!(out.contains("| candidates | strategy ns | fuel | input bytes | floor ns | vs floor | whole table ns | native ns |"), "{out}");
         for n in ["4", "16"] {
             let row = out
                 .lines()
                 .find(|l| l.starts_with(&format!("| {n} |")))
                 .unwrap_or_else(|| panic!("{spec}: no row for {n}:\n{out}"));
             let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-            // strategy, floor and native each a number with a spread.
-            for c in [cells[2], cells[5], cells[7]] {
+            // strategy, floor, whole table and native each a number with a
+            // spread.
+            for c in [cells[2], cells[5], cells[7], cells[8]] {
                 let median: f64 = c.split_whitespace().next().unwrap().parse().unwrap_or(-1.0);
                 assert!(median > 0.0, "{spec}: {row}");
             }

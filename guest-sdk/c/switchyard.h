@@ -117,7 +117,8 @@ enum sy_protocol { SY_OPAQUE = 0, SY_HTTP1 = 1, SY_HTTP2 = 2, SY_HTTP3 = 3, SY_T
 /* The input buffer, taken straight from memory.grow: its address is never 0,
    it needs no allocator, and the host asks again only when it needs more.
    A region outgrown is not reused (regions only get bigger, so at most half
-   of what was grown is wasted). */
+   of what was grown is wasted). The buffer is read-only to the module: the
+   host keeps the candidate table in it between decisions (docs/abi.md). */
 static uint8_t *sy__buffer;
 static uint32_t sy__capacity;
 #define SWITCHYARD_INPUT_BUFFER() \

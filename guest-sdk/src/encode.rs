@@ -396,6 +396,19 @@ pub fn encode_parts(
     } else {
         buf[HEADER_LEN..HEADER_LEN + n * CANDIDATE_LEN].fill(0);
     }
+    encode_all_but_candidates(buf, meta, req, n, reads)
+}
+
+/// [`encode_parts`] without writing the candidate table: the header for
+/// `n` candidates and the request section after them. For a writer that
+/// keeps the table in place between inputs and updates it itself.
+pub fn encode_all_but_candidates(
+    buf: &mut [u8],
+    meta: &Meta,
+    req: &RequestHead<'_>,
+    n: usize,
+    reads: u32,
+) -> usize {
     let request_len = encode_request(buf, HEADER_LEN + n * CANDIDATE_LEN, req);
     let total = encode_header(buf, n, request_len, meta);
     put_u16(buf, H_FLAGS, (!reads & crate::layout::READS_ALL) as u16);

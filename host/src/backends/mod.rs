@@ -117,6 +117,10 @@ pub struct Backend {
     pid: AtomicU32,
     /// Woken when a draining backend's last connection closes.
     drained: Notify,
+    /// Bumped after every change a strategy can see, except the heartbeat
+    /// age (which the clock changes): an instance that wrote this backend's
+    /// record at version v rewrites it only when the version moved.
+    version: AtomicU64,
 }
 
 impl Backend {
@@ -150,6 +154,7 @@ impl Backend {
             check_failures: AtomicU32::new(0),
             pid: AtomicU32::new(0),
             drained: Notify::new(),
+            version: AtomicU64::new(0),
         }
     }
 
@@ -224,6 +229,26 @@ impl Backend {
         self.consecutive_failures.load(Ordering::Relaxed)
     }
 
+    /// The version of what [`Backend::stats`] returns, but for the
+    /// heartbeat age. Load it before the stats: a change made meanwhile
+    /// moves it again, so the next reader rewrites.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Milliseconds since the last heartbeat, at clock `now_ms`.
+    pub fn heartbeat_age_ms(&self, now_ms: u64) -> u32 {
+        now_ms
+            .saturating_sub(self.last_heartbeat_ms.load(Ordering::Relaxed))
+            .min(u32::MAX as u64) as u32
+    }
+
+    /// After the fields changed: see `version`.
+    #[inline]
+    fn changed(&self) {
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
     /// The stats a strategy sees, at clock `now_ms`.
     pub fn stats(&self, now_ms: u64) -> CandidateStats {
         let mut flags = 0;
@@ -244,9 +269,7 @@ impl Backend {
             failures: self.recent_failures.load(Ordering::Relaxed),
             ewma_us: self.ewma_us.load(Ordering::Relaxed),
             cpu_permille: self.cpu_permille.load(Ordering::Relaxed),
-            heartbeat_age_ms: now_ms
-                .saturating_sub(self.last_heartbeat_ms.load(Ordering::Relaxed))
-                .min(u32::MAX as u64) as u32,
+            heartbeat_age_ms: self.heartbeat_age_ms(now_ms),
             rss_bytes: self.rss_bytes.load(Ordering::Relaxed),
             reserved: 0,
         }
@@ -261,6 +284,7 @@ impl Backend {
         let new = if old == 0 { us } else { (old * 7 + us) / 8 };
         self.ewma_us
             .store(new.min(u32::MAX as u64) as u32, Ordering::Relaxed);
+        self.changed();
     }
 
     /// Its first response byte arrived: it works.
@@ -276,6 +300,7 @@ impl Backend {
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
                     (f > 0).then(|| f - 1)
                 });
+            self.changed();
         }
     }
 
@@ -285,7 +310,9 @@ impl Backend {
     pub fn failed(&self, eject_after: u32) -> Option<u32> {
         self.recent_failures.fetch_add(1, Ordering::Relaxed);
         let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        (n >= eject_after && self.healthy.swap(false, Ordering::Relaxed)).then_some(n)
+        let ejected = n >= eject_after && self.healthy.swap(false, Ordering::Relaxed);
+        self.changed();
+        ejected.then_some(n)
     }
 
     /// An active health check's result. `fall` failures in a row, or a last
@@ -298,7 +325,11 @@ impl Backend {
             self.last_check_ok_ms.store(now, Ordering::Relaxed);
             self.last_heartbeat_ms.fetch_max(now, Ordering::Relaxed);
             self.consecutive_failures.store(0, Ordering::Relaxed);
-            return match self.healthy.swap(true, Ordering::Relaxed) {
+            let was = self.healthy.swap(true, Ordering::Relaxed);
+            // The heartbeat moved too: a cached age would be off until the
+            // clock's next millisecond.
+            self.changed();
+            return match was {
                 false => HealthChange::Recovered,
                 true => HealthChange::None,
             };
@@ -307,6 +338,7 @@ impl Backend {
         let stale =
             now.saturating_sub(self.last_check_ok_ms.load(Ordering::Relaxed)) > stale_after_ms;
         if (fails >= fall || stale) && self.healthy.swap(false, Ordering::Relaxed) {
+            self.changed();
             HealthChange::Failed(fails)
         } else {
             HealthChange::None
@@ -319,6 +351,7 @@ impl Backend {
         self.rss_bytes.store(rss_bytes, Ordering::Relaxed);
         self.last_heartbeat_ms
             .store(clock::now_ms(), Ordering::Relaxed);
+        self.changed();
     }
 
     /// Its worker process `pid` started (not yet ready).
@@ -335,12 +368,14 @@ impl Backend {
         self.last_heartbeat_ms.store(now, Ordering::Relaxed);
         self.last_check_ok_ms.store(now, Ordering::Relaxed);
         self.alive.store(true, Ordering::Relaxed);
+        self.changed();
     }
 
     /// Its worker stopped: unpublish it at once.
     pub fn exited(&self) {
         self.alive.store(false, Ordering::Relaxed);
         self.pid.store(0, Ordering::Relaxed);
+        self.changed();
     }
 
     /// Stop sending it new work; open connections finish.
@@ -348,6 +383,7 @@ impl Backend {
         // SeqCst with the guard's decrement: one of the two sees the other,
         // so "drained" is never missed (no cost on x86: a locked op either way).
         self.draining.store(true, Ordering::SeqCst);
+        self.changed();
         if self.active.load(Ordering::SeqCst) == 0 {
             self.drained.notify_waiters();
         }
@@ -356,6 +392,7 @@ impl Backend {
     /// Send it new work again.
     pub fn undrain(&self) {
         self.draining.store(false, Ordering::Relaxed);
+        self.changed();
     }
 
     /// Resolves once it is draining and its last connection has closed.
@@ -376,6 +413,7 @@ impl Backend {
         self.active.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.total.fetch_add(1, Ordering::Relaxed);
+        self.changed();
         ConnectionGuard(self.clone())
     }
 }
@@ -395,17 +433,84 @@ impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         let b = &self.0;
         b.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if b.active.fetch_sub(1, Ordering::SeqCst) == 1 && b.draining.load(Ordering::SeqCst) {
+        let last = b.active.fetch_sub(1, Ordering::SeqCst) == 1;
+        b.changed();
+        if last && b.draining.load(Ordering::SeqCst) {
             tracing::info!(backend = %b.name, addr = %b.addr, "backend drained");
             b.drained.notify_waiters();
         }
     }
 }
 
+/// One version of the backend set, in id order. Its `id` is unique in the
+/// process: an instance that wrote the candidate table for one list knows a
+/// different list when it sees one (see `strategy::table`).
+#[derive(Debug)]
+pub struct BackendList {
+    id: u64,
+    list: Vec<Arc<Backend>>,
+}
+
+impl BackendList {
+    fn new(list: Vec<Arc<Backend>>) -> BackendList {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        BackendList {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            list,
+        }
+    }
+
+    /// Unique in the process; never 0.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Default for BackendList {
+    fn default() -> BackendList {
+        BackendList::new(Vec::new())
+    }
+}
+
+impl std::ops::Deref for BackendList {
+    type Target = [Arc<Backend>];
+    fn deref(&self) -> &[Arc<Backend>] {
+        &self.list
+    }
+}
+
+/// A strategy reads a list's stats straight from the backends: only the
+/// records whose version moved are encoded again.
+impl crate::strategy::CandidateSource for BackendList {
+    fn len(&self) -> usize {
+        self.list.len()
+    }
+    fn set_id(&self) -> u64 {
+        self.id
+    }
+    #[inline]
+    fn version(&self, i: usize) -> u64 {
+        self.list[i].version()
+    }
+    #[inline]
+    fn stats(&self, i: usize, now_ms: u64) -> CandidateStats {
+        self.list[i].stats(now_ms)
+    }
+    #[inline]
+    fn heartbeat_age_ms(&self, i: usize, now_ms: u64) -> u32 {
+        self.list[i].heartbeat_age_ms(now_ms)
+    }
+    #[inline]
+    fn usable(&self, i: usize) -> bool {
+        let b = &self.list[i];
+        b.weight > 0 && b.is_up() && !b.is_draining()
+    }
+}
+
 /// The current backend set, in id order.
 #[derive(Debug, Default)]
 pub struct Backends {
-    set: ArcSwap<Vec<Arc<Backend>>>,
+    set: ArcSwap<BackendList>,
 }
 
 impl Backends {
@@ -415,7 +520,7 @@ impl Backends {
     }
 
     /// The current list (one atomic load).
-    pub fn load(&self) -> Arc<Vec<Arc<Backend>>> {
+    pub fn load(&self) -> Arc<BackendList> {
         self.set.load_full()
     }
 
@@ -431,7 +536,7 @@ impl Backends {
                 cur.iter().filter(|b| b.id != backend.id).cloned().collect();
             v.push(backend.clone());
             v.sort_by_key(|b| b.id);
-            v
+            BackendList::new(v)
         });
     }
 
@@ -460,7 +565,7 @@ impl Backends {
             .filter(|b| !next.iter().any(|n| Arc::ptr_eq(n, b)))
             .cloned()
             .collect();
-        self.set.store(Arc::new(next));
+        self.set.store(Arc::new(BackendList::new(next)));
         for b in &removed {
             b.drain();
             tracing::info!(

@@ -3,6 +3,11 @@
 //! bytes) and the same built-in run natively, all measured in this run, so
 //! the ratios hold on whatever machine it runs on.
 //!
+//! The decision is made as the balancer makes it: over a live backend list
+//! of which one backend changed since the last decision, so each instance
+//! rewrites one record of the table it keeps. The "whole table" column reads
+//! and writes every record every time instead, for comparison.
+//!
 //! Each figure is the median of 31 batches of decisions (after a warm-up),
 //! with the 10th and 90th percentile batch beside it: the spread says how
 //! far to trust the median on a busy machine.
@@ -15,6 +20,8 @@ use anyhow::Context;
 use switchyard::strategy::{Strategy, StrategyEngine, sample_candidates, sample_request};
 use switchyard_guest::encode::{encode_parts, encoded_len};
 use switchyard_guest::{Input, Meta, RequestHead, Strategy as _};
+
+use switchyard::backends::{BackendSpec, Backends, ConnectionGuard};
 
 use crate::flags::BenchArgs;
 
@@ -110,8 +117,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     );
     println!("ns per decision: median (10th-90th percentile batch)");
     println!();
-    println!("| candidates | strategy ns | fuel | input bytes | floor ns | vs floor | native ns |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| candidates | strategy ns | fuel | input bytes | floor ns | vs floor | whole table ns | native ns |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for &n in &args.candidates {
         let candidates = sample_candidates(n.max(1));
         let filtered = request.only(reads);
@@ -119,20 +128,28 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let mut input = vec![0u8; bytes];
         let meta = Meta::default();
         encode_parts(&mut input, &meta, &filtered, &candidates, reads);
+        // The balancer's own backend list, as it decides: each instance
+        // keeps its candidate table and rewrites only the records that
+        // changed, here one per decision (a connect's latency sample).
+        let (backends, _open) = backend_list(n.max(1));
+        let list = backends.load();
+        let decide = |turn: &mut usize| {
+            *turn = turn.wrapping_add(1);
+            list[*turn % list.len()].connected(100);
+            black_box(strategy.decide(black_box(&request), &*list));
+        };
         let wasm = if threads == 1 {
-            measure(|| {
-                black_box(strategy.decide(black_box(&request), &candidates));
-            })
+            let mut turn = 0;
+            measure(|| decide(&mut turn))
         } else {
             // Each thread measures while the others decide too; the row
             // shows the median thread.
             let mut per: Vec<(f64, f64, f64)> = std::thread::scope(|s| {
                 let handles: Vec<_> = (0..threads)
-                    .map(|_| {
-                        s.spawn(|| {
-                            measure(|| {
-                                black_box(strategy.decide(black_box(&request), &candidates));
-                            })
+                    .map(|k| {
+                        s.spawn(move || {
+                            let mut turn = k;
+                            measure(|| decide(&mut turn))
                         })
                     })
                     .collect();
@@ -144,6 +161,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             per.sort_by(|a, b| a.0.total_cmp(&b.0));
             per[per.len() / 2]
         };
+        // The same with every record read from the backends and written
+        // again on every decision (what the balancer did before instances
+        // kept their tables).
+        let mut snapshot = Vec::new();
+        let mut turn = 0usize;
+        let whole = measure(|| {
+            turn = turn.wrapping_add(1);
+            list[turn % list.len()].connected(100);
+            Backends::snapshot(&list, &mut snapshot);
+            black_box(strategy.decide(black_box(&request), &snapshot[..]));
+        });
         let fuel = strategy
             .fuel_for(&request, &candidates)
             .map_or("-".to_string(), |f| f.to_string());
@@ -165,12 +193,34 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             })
         });
         println!(
-            "| {n} | {} | {fuel} | {bytes} | {} | {:.1}x | {} |",
+            "| {n} | {} | {fuel} | {bytes} | {} | {:.1}x | {} | {} |",
             cell(wasm),
             cell(floor_ns),
             wasm.0 / floor_ns.0,
+            cell(whole),
             native.map_or("-".to_string(), cell),
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `n` static backends with varied load, as the balancer holds them; the
+/// guards keep their connections open.
+fn backend_list(n: usize) -> (Backends, Vec<ConnectionGuard>) {
+    let backends = Backends::new();
+    let specs: Vec<BackendSpec> = (0..n)
+        .map(|i| {
+            format!("127.0.{}.{}:8080", i / 250, 1 + i % 250)
+                .parse()
+                .expect("a valid backend line")
+        })
+        .collect();
+    backends.set_static(&specs);
+    let mut open = Vec::new();
+    for (i, b) in backends.load().iter().enumerate() {
+        b.sampled((i as u32 * 37) % 1000, (64 + (i as u64 * 13) % 200) << 20);
+        b.connected(100 + i as u64);
+        open.extend((0..(i * 7) % 13).map(|_| b.open_connection()));
+    }
+    (backends, open)
 }

@@ -28,11 +28,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use crate::backends::{Backend, Backends, health};
+use crate::backends::{Backend, BackendList, health};
 use crate::error::{Error, Kind};
 use crate::proxy::Context;
 use crate::sniff::http1::MAX_HEADERS;
-use crate::strategy::{CandidateStats, Protocol, RequestHead, Strategy};
+use crate::strategy::{Protocol, RequestHead, Strategy};
 use body::Tracked;
 use guard::{Busy, ClientIo, ConnState, HeadLimits};
 
@@ -123,7 +123,7 @@ type Upstream = Client<HttpConnector, ReqBody>;
 #[derive(Default)]
 struct Pools {
     /// The backend list the map was last pruned against.
-    list: usize,
+    list: u64,
     clients: Vec<(Arc<Backend>, Upstream, hyper::http::uri::Authority)>,
 }
 
@@ -149,12 +149,12 @@ fn new_client(opts: &HttpOptions, connect_timeout: Duration) -> Upstream {
 fn client(
     opts: &HttpOptions,
     connect_timeout: Duration,
-    list: &Arc<Vec<Arc<Backend>>>,
+    list: &BackendList,
     backend: &Arc<Backend>,
 ) -> (Upstream, hyper::http::uri::Authority) {
     POOLS.with(|p| {
         let mut p = p.borrow_mut();
-        let key = Arc::as_ptr(list) as usize;
+        let key = list.id();
         if p.list != key {
             p.list = key;
             p.clients
@@ -169,11 +169,6 @@ fn client(
         p.clients.push((backend.clone(), c.clone(), a.clone()));
         (c, a)
     })
-}
-
-thread_local! {
-    /// The candidate table of this thread's last decision, reused.
-    static CANDIDATES: std::cell::Cell<Vec<CandidateStats>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// How the client reached us, for the strategy and the forwarded headers.
@@ -429,11 +424,9 @@ pub(crate) async fn forward(
     // attempt.
     let unsent: body::Unsent<ClientBody> = Arc::default();
     let list = ctx.backends.load();
-    let mut candidates = CANDIDATES.take();
     let mut failed: Vec<u32> = Vec::new();
     let mut last = Error::new(Kind::NoBackend);
     for attempt in 0..=ctx.proxy.retries {
-        Backends::snapshot(&list, &mut candidates);
         let Some(i) = pick(
             &ctx.strategy,
             info,
@@ -443,7 +436,7 @@ pub(crate) async fn forward(
             peer,
             attempt,
             &failed,
-            &candidates,
+            &list,
         ) else {
             break;
         };
@@ -552,7 +545,6 @@ pub(crate) async fn forward(
             }
             Ok(Ok(resp)) => {
                 backend.responded();
-                CANDIDATES.set(candidates);
                 let body_timeout = ctx.http.upstream_body_timeout;
                 if let Via::Own(c) = via {
                     // Ready again once this response is read.
@@ -766,7 +758,7 @@ fn pick(
     peer: SocketAddr,
     attempt: u32,
     failed: &[u32],
-    candidates: &[CandidateStats],
+    candidates: &BackendList,
 ) -> Option<usize> {
     // Most requests carry a few headers: a small table on the stack, a
     // vector for the rest.

@@ -23,7 +23,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::ReqBody;
-use crate::backends::Backend;
+use crate::backends::{Backend, BackendList};
 
 /// Senders of one backend on this thread: idle or busy (a response still
 /// being read), each with when it was last handed out.
@@ -35,7 +35,7 @@ struct Senders {
 #[derive(Default)]
 struct Pools {
     /// The backend list the pools were last pruned against.
-    list: usize,
+    list: u64,
     senders: Vec<Senders>,
 }
 
@@ -54,14 +54,14 @@ pub(crate) enum ConnectError {
 /// A sender to `backend` ready for a request: an idle one of this thread's,
 /// else a new connection (its dispatcher spawned on this thread's runtime).
 pub(crate) async fn checkout(
-    list: &Arc<Vec<Arc<Backend>>>,
+    list: &BackendList,
     backend: &Arc<Backend>,
     opts: &super::HttpOptions,
     connect_timeout: Duration,
 ) -> Result<SendRequest<ReqBody>, ConnectError> {
     let idle = POOLS.with(|p| {
         let mut p = p.borrow_mut();
-        let key = Arc::as_ptr(list) as usize;
+        let key = list.id();
         if p.list != key {
             p.list = key;
             p.senders.retain(|s| {

@@ -10,10 +10,10 @@ use tokio::time::Sleep;
 use super::Context;
 use super::idle::Idle;
 use super::upstream::{self, Routed, Sent};
-use crate::backends::Backends;
+use crate::backends::BackendList;
 use crate::error::{Error, Kind};
 use crate::sniff::{Sniffed, http1};
-use crate::strategy::{CandidateStats, Protocol, RequestHead, Strategy};
+use crate::strategy::{Protocol, RequestHead, Strategy};
 
 /// Picks a backend and gets its first response byte, trying others (with
 /// the failed ones marked) while the failure allows it.
@@ -31,12 +31,10 @@ pub(super) async fn route(
         false => None,
     };
     let list = ctx.backends.load();
-    let mut candidates: Vec<CandidateStats> = Vec::with_capacity(list.len());
     let mut failed: Vec<u32> = Vec::new();
     let mut sent = Sent::new(sniffed, buf, ctx.proxy.replay_limit);
     let mut last = None;
     for attempt in 0..=ctx.proxy.retries {
-        Backends::snapshot(&list, &mut candidates);
         let picked = pick(
             &ctx.strategy,
             sniffed,
@@ -44,7 +42,7 @@ pub(super) async fn route(
             peer,
             attempt,
             &failed,
-            &candidates,
+            &list,
         );
         let Some(i) = picked else { break };
         let backend: &Arc<_> = &list[i];
@@ -75,7 +73,7 @@ fn pick(
     peer: SocketAddr,
     attempt: u32,
     failed: &[u32],
-    candidates: &[CandidateStats],
+    candidates: &BackendList,
 ) -> Option<usize> {
     let mut pairs: [(&[u8], &[u8]); http1::MAX_HEADERS] = [(&[], &[]); http1::MAX_HEADERS];
     let head = match sniffed {

@@ -5,7 +5,7 @@
 //! The wire layout itself lives in `switchyard-guest` (`encode`), shared with
 //! the SDK's readers, so it is defined exactly once.
 
-use switchyard_guest::encode::{self, CandidateStats, Meta, RequestHead};
+use switchyard_guest::encode::{self, Meta, RequestHead};
 use wasmtime::{
     AsContextMut, Caller, ExternType, Instance, InstancePre, Linker, Memory, Module, Store, Trap,
     TypedFunc, ValType,
@@ -13,6 +13,8 @@ use wasmtime::{
 
 use super::error::{CallError, FallbackReason, LoadError};
 use super::state::HostState;
+use super::table::{CandidateSource, TableCache};
+use switchyard_guest::layout::{CANDIDATE_LEN, HEADER_LEN};
 
 /// Module name of the host imports a strategy may use.
 pub const HOST_MODULE: &str = "switchyard";
@@ -301,6 +303,8 @@ pub struct Slot {
     /// The parts of the input the module reads (`READS_*`), from
     /// `switchyard_reads` after init; all when it does not say.
     reads: u32,
+    /// What this instance's candidate table holds (`table.rs`).
+    table: TableCache,
 }
 
 /// Outcome of one guest call.
@@ -359,6 +363,7 @@ impl Slot {
             buf_ptr: 0,
             buf_cap: 0,
             reads: switchyard_guest::READS_ALL,
+            table: TableCache::default(),
         };
         if let Ok(init) = instance.get_typed_func::<i32, i32>(&mut slot.store, "switchyard_init") {
             set_budget(&mut slot.store, init_fuel);
@@ -408,6 +413,7 @@ impl Slot {
     /// load-time check of the declaration).
     pub fn set_reads(&mut self, parts: u32) {
         self.reads = parts;
+        self.table.invalidate();
     }
 
     /// A guest buffer of at least `need` bytes; asks the guest for a bigger one
@@ -416,6 +422,9 @@ impl Slot {
         if need <= self.buf_cap && self.buf_ptr != 0 {
             return Ok(self.buf_ptr);
         }
+        // A new buffer, or the same one handed out again: either way what
+        // it holds is the guest's business now.
+        self.table.invalidate();
         let ptr = match self.input.call(&mut self.store, need as i32) {
             Ok(p) => p as u32 as usize,
             Err(e) => return Err(self.failed(&e)),
@@ -443,16 +452,18 @@ impl Slot {
         Ok(ptr)
     }
 
-    /// Writes the input and calls `switchyard_decide` under `budget`.
-    pub fn decide(
+    /// Writes the input and calls `switchyard_decide` under `budget`. The
+    /// candidate table is updated in place where it can be (`table.rs`).
+    pub fn decide<S: CandidateSource + ?Sized>(
         &mut self,
         meta: &Meta,
         req: &RequestHead<'_>,
-        candidates: &[CandidateStats],
+        candidates: &S,
         budget: u64,
     ) -> CallResult {
         let req = &req.only(self.reads);
-        let need = encode::encoded_len(req, candidates.len());
+        let n = candidates.len();
+        let need = encode::encoded_len(req, n);
         if need > MAX_INPUT {
             return Err(FallbackReason::InputTooLarge.into());
         }
@@ -463,7 +474,13 @@ impl Slot {
         let Some(buf) = data.get_mut(ptr..ptr + need) else {
             return Err(FallbackReason::BadBuffer.into());
         };
-        encode::encode_parts(buf, meta, req, candidates, self.reads);
+        let table = &mut buf[HEADER_LEN..HEADER_LEN + n * CANDIDATE_LEN];
+        if self.reads & switchyard_guest::READS_CANDIDATES != 0 {
+            self.table.write(table, ptr, candidates, meta.now_ms);
+        } else {
+            table.fill(0);
+        }
+        encode::encode_all_but_candidates(buf, meta, req, n, self.reads);
         let state = self.store.data_mut();
         state.limits.hit = false;
         // Only what this call logs may explain its failure.
@@ -479,6 +496,7 @@ impl Slot {
     /// Copies `input` as it is and calls `switchyard_decide` under `budget`
     /// (the floor measurement of `strategy bench`).
     pub fn call_raw(&mut self, input: &[u8], budget: u64) -> CallResult {
+        self.table.invalidate();
         let ptr = self.buffer(input.len())?;
         let data = self.memory.data_mut(&mut self.store);
         let Some(buf) = data.get_mut(ptr..ptr + input.len()) else {
@@ -503,6 +521,12 @@ impl Slot {
             reason: call_reason(&self.store, e),
             message: Some(message.into()),
         }
+    }
+
+    /// The first `len` bytes of the input buffer, as the guest sees them.
+    #[cfg(test)]
+    pub(crate) fn input(&self, len: usize) -> Vec<u8> {
+        self.memory.data(&self.store)[self.buf_ptr..self.buf_ptr + len].to_vec()
     }
 
     /// Size of the instance's linear memory, bytes.

@@ -368,6 +368,12 @@ pub struct Floor {
 }
 
 impl Floor {
+    /// The instance itself (tests read what the host wrote into it).
+    #[cfg(test)]
+    pub(crate) fn into_slot(self) -> Slot {
+        self.slot
+    }
+
     /// Copies `input` into the instance, sets the budget and calls
     /// `switchyard_decide`: what any decision costs besides encoding and
     /// the strategy's own work.

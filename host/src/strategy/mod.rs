@@ -18,7 +18,8 @@
 //!
 //! Files: `abi.rs` is the only code that touches guest memory; `engine.rs`
 //! compiles and validates; `generation.rs` holds one loaded module and its
-//! instance pool; `state.rs` what each store carries; `fallback.rs` the
+//! instance pool; `state.rs` what each store carries; `table.rs` the
+//! candidate table an instance keeps between decisions; `fallback.rs` the
 //! native decision; `error.rs` the reasons and load errors.
 
 mod abi;
@@ -32,6 +33,7 @@ mod log;
 pub mod reload;
 mod source;
 mod state;
+mod table;
 #[cfg(feature = "wasi")]
 mod wasi;
 
@@ -55,6 +57,7 @@ pub use source::{StrategySource, StrategySpec};
 pub use switchyard_guest::{
     CandidateStats, FLAG_DRAINING, FLAG_HEALTHY, Meta, Protocol, RequestHead,
 };
+pub use table::CandidateSource;
 
 use generation::{CIRCUIT_FAILURES, CIRCUIT_OPEN_MS};
 use log::RateLimit;
@@ -294,14 +297,19 @@ impl Strategy {
         Trial { answer, fuel }
     }
 
-    /// Chooses a backend for `req` among `candidates`. Never fails and never
-    /// blocks longer than one fuel budget.
-    pub fn decide(&self, req: &RequestHead<'_>, candidates: &[CandidateStats]) -> Decision {
+    /// Chooses a backend for `req` among `candidates` (the balancer's
+    /// backend list, or a slice of stats). Never fails and never blocks
+    /// longer than one fuel budget.
+    pub fn decide<S: CandidateSource + ?Sized>(
+        &self,
+        req: &RequestHead<'_>,
+        candidates: &S,
+    ) -> Decision {
         let now_ms = crate::clock::now_ms();
         if candidates.is_empty() {
             return self.fall_back(FallbackReason::NoCandidates.into(), req, candidates, 0);
         }
-        if !candidates.iter().any(CandidateStats::usable) {
+        if !(0..candidates.len()).any(|i| candidates.usable(i)) {
             return self.fall_back(FallbackReason::NoHealthy.into(), req, candidates, 0);
         }
         let generation = self.current.load();
@@ -322,14 +330,16 @@ impl Strategy {
         };
         let (budget, init_budget) = (self.engine.budget(), self.engine.init_budget());
         let result = match generation.native {
-            Some(kind) => fallback::native(
-                kind,
-                &generation.spec.config,
-                generation.report.reads,
-                req,
-                candidates,
-                &meta,
-            )
+            Some(kind) => table::with_stats(candidates, now_ms, |stats| {
+                fallback::native(
+                    kind,
+                    &generation.spec.config,
+                    generation.report.reads,
+                    req,
+                    stats,
+                    &meta,
+                )
+            })
             .map_or(Ok(-1), |i| Ok(i as i32)),
             None => generation.with_slot(self.engine.options(), budget, init_budget, |slot| {
                 slot.decide(&meta, req, candidates, budget)
@@ -371,11 +381,11 @@ impl Strategy {
         self.fall_back(error, req, candidates, meta.sequence)
     }
 
-    fn fall_back(
+    fn fall_back<S: CandidateSource + ?Sized>(
         &self,
         error: CallError,
         req: &RequestHead<'_>,
-        candidates: &[CandidateStats],
+        candidates: &S,
         sequence: u64,
     ) -> Decision {
         let reason = error.reason;
@@ -404,8 +414,11 @@ impl Strategy {
             random: crate::clock::random_u64(),
             now_ms: crate::clock::now_ms(),
         };
+        let policy = self.engine.options().fallback;
         Decision {
-            index: fallback::decide(self.engine.options().fallback, req, candidates, &meta),
+            index: table::with_stats(candidates, meta.now_ms, |stats| {
+                fallback::decide(policy, req, stats, &meta)
+            }),
             fallback: Some(reason),
         }
     }
