@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real third-party programs the end-to-end tests run against
 # the balancer (Debian packages): a Redis server and its client, curl,
-# openssl and gRPC for Python. Idempotent;
+# openssl, gRPC for Python and a headless browser (chromium). Idempotent;
 # run by scripts/test.sh.
 set -euo pipefail
 need=()
@@ -13,6 +13,8 @@ command -v curl >/dev/null || need+=(curl)
 # A real gRPC implementation for the HTTP/2 upstream test; Debian's package
 # lives in the system interpreter, which the test calls by path.
 /usr/bin/python3 -c 'import grpc' 2>/dev/null || need+=(python3-grpcio)
+# A real browser for the admin status page test.
+command -v chromium >/dev/null || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=()
 [ "$(id -u)" -ne 0 ] && sudo=(sudo)

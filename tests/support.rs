@@ -93,6 +93,9 @@ pub struct Serve {
     pub port: u16,
     /// Port of worker 0.
     pub base: u16,
+    /// The admin API's port (each balancer gets its own, so that parallel
+    /// tests never compete for the default one).
+    pub admin: u16,
     /// Everything it logged.
     pub log: Arc<std::sync::Mutex<String>>,
 }
@@ -152,8 +155,10 @@ impl Serve {
 
     fn spawn(host: &str, workers: u16, args: &[&str]) -> Serve {
         use std::io::BufRead;
-        let port = free_ports(workers.max(1));
+        // Balancer, workers, then the admin API.
+        let port = free_ports(workers.max(1) + 1);
         let base = port + 1;
+        let admin = base + workers.max(1);
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
         cmd.args(["serve", "--host", host, "--log", "info,switchyard=debug"])
             .args(["--port", &port.to_string()])
@@ -163,6 +168,9 @@ impl Serve {
         // and auto mode have their own tests.
         if !args.contains(&"--mode") {
             cmd.args(["--mode", "tcp"]);
+        }
+        if !args.contains(&"--admin") {
+            cmd.args(["--admin", &format!("127.0.0.1:{admin}")]);
         }
         cmd.args(args)
             .env_remove("HOST")
@@ -187,6 +195,7 @@ impl Serve {
             child,
             port,
             base,
+            admin,
             log,
         }
     }

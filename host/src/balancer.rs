@@ -46,6 +46,11 @@ pub enum BuildError {
     /// A certificate or key is unusable.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::CertError),
+    /// The admin API's address could not be bound.
+    #[error(
+        "cannot listen for the admin API on {0}: {1} (set `admin` to another address, or `off`)"
+    )]
+    Admin(SocketAddr, std::io::Error),
 }
 
 /// Builds a [`Balancer`].
@@ -119,6 +124,23 @@ impl BalancerBuilder {
         let cfg = Arc::new(cfg);
         let listeners = listener::listeners(self.listener, cfg.listen, cfg.threads)
             .map_err(|e| BuildError::Listen(cfg.listen, e))?;
+        let admin = match cfg.admin.listen {
+            None => None,
+            Some(addr) => match std::net::TcpListener::bind(addr) {
+                Ok(l) => Some(l),
+                // The default address is shared by every balancer on the
+                // machine: a second one still starts, without the API.
+                Err(e) if cfg.admin.default_address => {
+                    tracing::warn!(
+                        %addr,
+                        error = %e,
+                        "admin API not started: its default address is taken; set `admin` to another address, or `off`"
+                    );
+                    None
+                }
+                Err(e) => return Err(BuildError::Admin(addr, e)),
+            },
+        };
         let named = |e| BuildError::Strategy(cfg.strategy.source.to_string(), e);
         let engine = StrategyEngine::new(cfg.engine.clone()).map_err(named)?;
         let strategy = Arc::new(Strategy::load(engine, &cfg.strategy).map_err(named)?);
@@ -159,6 +181,7 @@ impl BalancerBuilder {
             None => None,
         };
         Ok(Balancer {
+            admin,
             certs,
             udp,
             cfg,
@@ -228,6 +251,8 @@ pub struct Balancer {
     certs: Option<Arc<crate::tls::Certs>>,
     /// HTTP/3's socket.
     udp: Option<std::net::UdpSocket>,
+    /// The admin API's socket.
+    admin: Option<std::net::TcpListener>,
     /// Stop watching files when the balancer goes.
     _watchers: Vec<WatchGuard>,
 }
@@ -241,6 +266,11 @@ impl Balancer {
     /// Where it listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.listeners[0].local_addr().unwrap_or(self.cfg.listen)
+    }
+
+    /// Where the admin API listens, if it does.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The validated configuration.
@@ -275,6 +305,7 @@ impl Balancer {
             shutdown,
             certs,
             udp,
+            admin,
             _watchers,
         } = self;
         let tokens = shutdown.tokens();
@@ -294,6 +325,29 @@ impl Balancer {
             cfg.heartbeat_interval,
             tokens.stop.clone(),
         ));
+        if let Some(l) = admin {
+            let addr = l.local_addr()?;
+            l.set_nonblocking(true)?;
+            let state = Arc::new(crate::admin::Admin {
+                strategy: strategy.clone(),
+                backends: backends.clone(),
+                config: cfg.raw().to_json_redacted(),
+                token: cfg.admin.token.clone(),
+                started: std::time::SystemTime::now(),
+                listen: listeners[0].local_addr()?,
+                mode: format!("{:?}", cfg.http.mode).to_lowercase(),
+            });
+            tracing::info!(
+                listen = %addr,
+                token = cfg.admin.token_source.as_deref().unwrap_or("none"),
+                "admin API listening"
+            );
+            tokio::spawn(crate::admin::serve(
+                tokio::net::TcpListener::from_std(l)?,
+                state,
+                tokens.stop.clone(),
+            ));
+        }
         wait_for_workers(&cfg, &backends, &shutdown).await;
         tracing::info!(
             listen = %listeners[0].local_addr()?,

@@ -75,8 +75,39 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in declaration order (`kind as usize` indexes it).
+    pub const ALL: [Kind; 17] = [
+        Kind::ClientSilent,
+        Kind::ClientClosed,
+        Kind::HeadTimeout,
+        Kind::HeadTooLarge,
+        Kind::HeadMalformed,
+        Kind::HelloTimeout,
+        Kind::OpaqueRejected,
+        Kind::NotHttp,
+        Kind::NoBackend,
+        Kind::Connect,
+        Kind::ConnectTimeout,
+        Kind::ClosedBeforeResponse,
+        Kind::ResponseTimeout,
+        Kind::ClientIo,
+        Kind::BackendIo,
+        Kind::IdleTimeout,
+        Kind::Internal,
+    ];
+
     /// Stable snake_case name, for logs and metrics.
     pub fn as_str(self) -> &'static str {
+        const _: () = {
+            let mut k = 0;
+            while k < Kind::ALL.len() {
+                assert!(
+                    Kind::ALL[k] as usize == k,
+                    "Kind::ALL is in declaration order"
+                );
+                k += 1;
+            }
+        };
         match self {
             Kind::ClientSilent => "client_silent",
             Kind::ClientClosed => "client_closed",

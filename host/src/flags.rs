@@ -29,9 +29,66 @@ pub enum Command {
     /// Check configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Talk to a running balancer's admin API: status, swap the strategy,
+    /// drain and undrain backends.
+    Ctl(CtlArgs),
     /// Run the built-in demo worker (what `serve` starts by default); reads
     /// HOST, PORT and SWITCHYARD_WORKER_INDEX.
     DemoWorker,
+}
+
+/// `switchyard ctl ...`
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// The admin API's address.
+    #[arg(long, global = true, default_value = "127.0.0.1:9901")]
+    pub admin: String,
+    /// A file whose first line is the admin token (else
+    /// SWITCHYARD_ADMIN_TOKEN, if set).
+    #[arg(long, global = true)]
+    pub token_file: Option<PathBuf>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// `switchyard ctl` commands.
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Workers, backends, the strategy and its fallbacks.
+    Status,
+    /// Change the strategy.
+    #[command(subcommand)]
+    Strategy(StrategySetCommand),
+    /// Stop sending new work to a backend (by id, name or address; a
+    /// worker is `worker N` or its index as id); open connections finish.
+    Drain {
+        /// Backend id, name or address.
+        id: String,
+    },
+    /// Send a drained backend new work again.
+    Undrain {
+        /// Backend id, name or address.
+        id: String,
+    },
+}
+
+/// `switchyard ctl strategy ...`
+#[derive(Debug, Subcommand)]
+pub enum StrategySetCommand {
+    /// Upload a module (`.wasm`, `.wat`, `.cwasm`) or name a built-in
+    /// (`builtin:NAME`); it is validated, then swapped in. A rejected one
+    /// leaves the running one serving and prints the reason.
+    Set {
+        /// The module file, or `builtin:NAME`.
+        module: String,
+        /// Its configuration (for `switchyard_init`).
+        #[arg(long)]
+        config: Option<String>,
+    },
 }
 
 /// `switchyard config ...`

@@ -85,6 +85,7 @@ async fn connection(incoming: quinn::Incoming, ctx: Arc<Context>, drain: Duratio
         Err(e) => return tracing::debug!(error = %e, "QUIC handshake failed"),
     };
     let peer = conn.remote_address();
+    let _open = crate::metrics::METRICS.connection(crate::metrics::Path::H3);
     let sni = conn
         .handshake_data()
         .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())

@@ -19,6 +19,10 @@
 //! - [`error`]: the request path's error type: what, who, retryable, cause.
 //! - [`shutdown`]: one tree of cancellation tokens for every part.
 //! - [`telemetry`]: the log and its rate limits.
+//! - [`metrics`]: counters and histograms (per-thread shards), rendered as
+//!   Prometheus text.
+//! - [`admin`]: the admin API (`/status`, `/metrics`, `PUT /strategy`,
+//!   drains, the status page) that `switchyard ctl` talks to.
 //! - [`clock`], [`sys`]: the process clock and RNG; cores and file limits.
 //! - [`demo`]: the built-in demo worker.
 //! - `watch`: debounced file watching for strategies and the backends file.
@@ -36,6 +40,7 @@
 //!    forwards both ways.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod backends;
 pub mod balancer;
 pub mod clock;
@@ -45,6 +50,7 @@ pub mod error;
 pub mod h3;
 pub mod http;
 pub mod listener;
+pub mod metrics;
 pub mod proxy;
 pub mod shutdown;
 pub mod sniff;

@@ -10,7 +10,10 @@
 //! the directory counts, and the callback runs only when the file's content
 //! (followed through links) differs from what it last saw. Events are
 //! debounced ([`DEBOUNCE`]) so a write in several chunks is handled once,
-//! after it is complete.
+//! after it is complete. Events that say a file is complete (closed after
+//! writing, renamed into place, a link created) wait only [`SETTLED`], to
+//! gather the rest of their burst: a rename swaps a strategy within a few
+//! milliseconds, not after the debounce.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -20,6 +23,9 @@ use notify::{RecursiveMode, Watcher};
 
 /// Quiet time after the last change before the callback runs.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// Quiet time after an event that says a file is complete.
+pub const SETTLED: Duration = Duration::from_millis(5);
 
 /// Why a file cannot be watched.
 #[derive(Debug, thiserror::Error)]
@@ -71,14 +77,21 @@ pub fn watch_file(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let (tx, rx) = mpsc::channel::<()>();
+    // `true`: the event says a file is complete.
+    let (tx, rx) = mpsc::channel::<bool>();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if let Ok(ev) = ev
-            && !matches!(ev.kind, notify::EventKind::Access(_))
-        {
-            let _ = tx.send(());
-        }
+        use notify::EventKind as K;
+        use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+        let Ok(ev) = ev else { return };
+        let complete = match ev.kind {
+            K::Access(AccessKind::Close(AccessMode::Write)) => true,
+            K::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => true,
+            K::Create(_) => true,
+            K::Access(_) => return,
+            _ => false,
+        };
+        let _ = tx.send(complete);
     })
     .map_err(|e| WatchError::Notify(path.clone(), e))?;
     watcher
@@ -90,8 +103,8 @@ pub fn watch_file(
         .name("switchyard-watch".into())
         .spawn(move || {
             loop {
-                match rx.recv_timeout(Duration::from_millis(200)) {
-                    Ok(()) => {}
+                let mut wait = match rx.recv_timeout(Duration::from_millis(200)) {
+                    Ok(complete) => quiet(complete),
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         if stop_rx.try_recv().is_ok() {
                             return;
@@ -99,8 +112,10 @@ pub fn watch_file(
                         continue;
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                };
+                while let Ok(complete) = rx.recv_timeout(wait) {
+                    wait = quiet(complete);
                 }
-                while rx.recv_timeout(DEBOUNCE).is_ok() {}
                 if stop_rx.try_recv().is_ok() {
                     return;
                 }
@@ -116,6 +131,10 @@ pub fn watch_file(
         _watcher: Some(watcher),
         stop: Some(stop_tx),
     })
+}
+
+fn quiet(complete: bool) -> Duration {
+    if complete { SETTLED } else { DEBOUNCE }
 }
 
 /// Length and hash of the file's content, following links; `None` while it

@@ -150,6 +150,7 @@ fn record(opts: &HealthOptions, b: &Backend, ok: bool) {
 /// Passive ejection: the proxy saw `b` fail (a connect, or a close before
 /// the first response byte) because of `why`.
 pub fn failed(eject_after: u32, b: &Backend, why: &crate::error::Error) {
+    crate::metrics::METRICS.error(why.kind());
     if let Some(n) = b.failed(eject_after) {
         tracing::warn!(
             backend = %b.name(),

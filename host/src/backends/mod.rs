@@ -117,6 +117,10 @@ pub struct Backend {
     pid: AtomicU32,
     /// Woken when a draining backend's last connection closes.
     drained: Notify,
+    /// Failures counted since start (connects, responses never started).
+    failures_total: AtomicU64,
+    /// Times its worker process started (the first start included).
+    starts: AtomicU64,
     /// Bumped after every change a strategy can see, except the heartbeat
     /// age (which the clock changes): an instance that wrote this backend's
     /// record at version v rewrites it only when the version moved.
@@ -155,6 +159,8 @@ impl Backend {
             pid: AtomicU32::new(0),
             drained: Notify::new(),
             version: AtomicU64::new(0),
+            failures_total: AtomicU64::new(0),
+            starts: AtomicU64::new(0),
         }
     }
 
@@ -223,6 +229,14 @@ impl Backend {
     /// Worker process id, 0 when none runs.
     pub fn pid(&self) -> u32 {
         self.pid.load(Ordering::Relaxed)
+    }
+    /// Failures since start.
+    pub fn failures_total(&self) -> u64 {
+        self.failures_total.load(Ordering::Relaxed)
+    }
+    /// Times its worker process was started again after the first.
+    pub fn restarts(&self) -> u64 {
+        self.starts.load(Ordering::Relaxed).saturating_sub(1)
     }
     /// Failures in a row.
     pub fn consecutive_failures(&self) -> u32 {
@@ -309,6 +323,7 @@ impl Backend {
     /// `eject_after` and the backend was healthy until now).
     pub fn failed(&self, eject_after: u32) -> Option<u32> {
         self.recent_failures.fetch_add(1, Ordering::Relaxed);
+        self.failures_total.fetch_add(1, Ordering::Relaxed);
         let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         let ejected = n >= eject_after && self.healthy.swap(false, Ordering::Relaxed);
         self.changed();
@@ -356,6 +371,7 @@ impl Backend {
 
     /// Its worker process `pid` started (not yet ready).
     pub fn process_started(&self, pid: u32) {
+        self.starts.fetch_add(1, Ordering::Relaxed);
         self.pid.store(pid, Ordering::Relaxed);
     }
 

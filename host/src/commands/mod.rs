@@ -3,6 +3,7 @@
 mod bench;
 mod cases;
 mod config;
+mod ctl;
 mod new;
 mod serve;
 mod strategy;
@@ -25,6 +26,10 @@ pub fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Check { file }) => {
             default_sigpipe();
             config::check(&file)
+        }
+        Command::Ctl(args) => {
+            default_sigpipe();
+            ctl::run(args)
         }
         Command::DemoWorker => serve::demo_worker(),
     }

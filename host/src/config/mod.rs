@@ -278,7 +278,20 @@ pub struct RawConfig {
     /// long, ms; 0 = never.
     #[arg(long, default_value_t = 3_600_000)]
     pub idle_timeout_ms: u64,
+    /// Admin API address (`/status`, `/metrics`, `PUT /strategy`, drains,
+    /// the status page; `switchyard ctl` talks to it), or `off`. Loopback
+    /// by default; any other address needs a token.
+    #[arg(long, default_value = DEFAULT_ADMIN)]
+    pub admin: String,
+    /// A file whose first line is the admin API's bearer token (else
+    /// SWITCHYARD_ADMIN_TOKEN from the environment; else no token).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
 }
+
+/// Where the admin API listens unless told otherwise.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
 
 impl Default for RawConfig {
     /// The defaults: the flags parsed from an empty command line.
@@ -331,6 +344,20 @@ impl RawConfig {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}"))
     }
+
+    /// The effective configuration as JSON with what may be secret
+    /// replaced: worker environment values and the strategy's
+    /// configuration (the admin token is never part of it).
+    pub fn to_json_redacted(&self) -> serde_json::Value {
+        let mut raw = self.clone();
+        for v in raw.worker_env.values_mut() {
+            *v = "<redacted>".into();
+        }
+        if !raw.strategy_config.is_empty() {
+            raw.strategy_config = "<redacted>".into();
+        }
+        serde_json::to_value(&raw).unwrap_or(serde_json::Value::Null)
+    }
 }
 
 /// The validated configuration.
@@ -373,6 +400,8 @@ pub struct Config {
     pub tls: Vec<(PathBuf, PathBuf)>,
     /// Where HTTP/3 listens, if it does.
     pub h3: Option<SocketAddr>,
+    /// The admin API.
+    pub admin: crate::admin::AdminOptions,
     /// What it was made from, to print.
     raw: RawConfig,
 }
@@ -511,7 +540,47 @@ impl RawConfig {
                     },
                 )
             }),
+            admin: self.admin_options()?,
             raw: self.clone(),
+        })
+    }
+
+    /// The admin API's address and token. A token is required for any
+    /// address a remote host could reach.
+    fn admin_options(&self) -> Result<crate::admin::AdminOptions, ConfigError> {
+        if self.admin == "off" {
+            return Ok(crate::admin::AdminOptions::default());
+        }
+        let addr = self
+            .admin
+            .to_socket_addrs()
+            .map_err(|e| {
+                invalid(
+                    "admin",
+                    format!("`{}`: {e} (HOST:PORT or `off`)", self.admin),
+                )
+            })?
+            .next()
+            .ok_or_else(|| invalid("admin", format!("`{}` has no address", self.admin)))?;
+        let token = crate::admin::read_token(self.admin_token_file.as_ref())
+            .map_err(|e| invalid("admin_token_file", e))?;
+        if !addr.ip().is_loopback() && token.is_none() {
+            return Err(invalid(
+                "admin",
+                format!(
+                    "{addr} is reachable from other hosts: the admin API changes routing, so give it a token (admin_token_file or SWITCHYARD_ADMIN_TOKEN), or keep it on 127.0.0.1"
+                ),
+            ));
+        }
+        let (token, token_source) = match token {
+            Some((t, source)) => (Some(t), Some(source)),
+            None => (None, None),
+        };
+        Ok(crate::admin::AdminOptions {
+            listen: Some(addr),
+            default_address: self.admin == DEFAULT_ADMIN,
+            token,
+            token_source,
         })
     }
 

@@ -233,6 +233,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
     }
 
     fn refuse(&mut self, kind: Kind, why: &'static str) {
+        crate::metrics::METRICS.error(kind);
         self.refusal = Some((kind, why));
         self.state = State::Closed;
         self.head = Vec::new();

@@ -30,6 +30,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::backends::{Backend, BackendList, health};
 use crate::error::{Error, Kind};
+use crate::metrics::{HttpVersion, METRICS};
 use crate::proxy::Context;
 use crate::sniff::http1::MAX_HEADERS;
 use crate::strategy::{Protocol, RequestHead, Strategy};
@@ -382,11 +383,12 @@ pub(crate) async fn forward(
     info: &ConnInfo,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<ResBody> {
-    let protocol = match parts.version {
-        Version::HTTP_2 => Protocol::Http2,
-        Version::HTTP_3 => Protocol::Http3,
-        _ => Protocol::Http1,
+    let (protocol, counted) = match parts.version {
+        Version::HTTP_2 => (Protocol::Http2, HttpVersion::Http2),
+        Version::HTTP_3 => (Protocol::Http3, HttpVersion::Http3),
+        _ => (Protocol::Http1, HttpVersion::Http1),
     };
+    METRICS.request(counted);
     // Authority before the head is rewritten: HTTP/2 carries it in the URI.
     if !parts.headers.contains_key(header::HOST)
         && let Some(a) = parts
@@ -509,6 +511,7 @@ pub(crate) async fn forward(
         };
         match sent {
             Err(Late::Backend) => {
+                METRICS.error(Kind::ResponseTimeout);
                 tracing::debug!(client = %peer, backend = %backend.addr(), "no response head in time");
                 return answer(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -517,6 +520,7 @@ pub(crate) async fn forward(
                 );
             }
             Err(Late::Client) => {
+                METRICS.error(Kind::ClientIo);
                 tracing::debug!(client = %peer, "request body stalled");
                 let mut r = answer(
                     StatusCode::REQUEST_TIMEOUT,
@@ -597,6 +601,9 @@ pub(crate) async fn forward(
     }
     // As in TCP mode: nothing could be reached is 503, a backend that took
     // the request and failed it is 502.
+    if last.kind() == Kind::NoBackend {
+        METRICS.error(Kind::NoBackend);
+    }
     match last.kind() {
         Kind::NoBackend | Kind::Connect | Kind::ConnectTimeout => answer(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -34,6 +34,7 @@ use tokio::net::TcpStream;
 use crate::backends::Backends;
 use crate::error::{Error, Side};
 use crate::http::Mode;
+use crate::metrics::{METRICS, Path};
 use crate::sniff::{self, Sniffed};
 use crate::strategy::Strategy;
 use crate::telemetry::RateLimit;
@@ -86,7 +87,10 @@ pub struct Context {
 pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr) {
     // TCP_NODELAY and SO_KEEPALIVE come from the listener (see `listener`).
     let mut buf = Buffer::take();
-    let sniffed = match sniff::read_head(&mut client, &mut buf, &ctx.sniff).await {
+    let started = std::time::Instant::now();
+    let sniffed = sniff::read_head(&mut client, &mut buf, &ctx.sniff).await;
+    METRICS.sniff.observe(started.elapsed());
+    let sniffed = match sniffed {
         Ok(s) => s,
         Err(e) => return refuse(&mut client, peer, &e, true).await,
     };
@@ -96,6 +100,7 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr) 
         (_, Mode::Tcp) => None,
         (Sniffed::Tls(_), _) if ctx.tls.is_some() => {
             let acceptor = ctx.tls.clone().expect("checked");
+            let _open = METRICS.connection(Path::Tls);
             // Boxed, as below: a TLS session and hyper's connection state
             // would otherwise size every TCP-mode connection's future.
             return Box::pin(crate::http::serve_tls(ctx, acceptor, &buf, client, peer)).await;
@@ -109,12 +114,14 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr) 
         (_, Mode::Auto) => None,
     };
     if let Some(version) = version {
+        let _open = METRICS.connection(Path::Http);
         // Boxed: hyper's connection state is kilobytes, and an unboxed
         // branch would make every TCP-mode connection's future that large
         // (2,000 idle TCP connections measured 20 MiB against 5 MiB).
         return Box::pin(crate::http::serve(ctx, &buf, client, peer, version)).await;
     }
     let ctx = &*ctx;
+    let _open = METRICS.connection(Path::Tcp);
     let idle = idle::Idle::new(ctx.proxy.idle_timeout);
     let timer = idle.timer(http.then_some(ctx.proxy.response_timeout));
     tokio::pin!(timer);
@@ -155,6 +162,10 @@ async fn refuse(client: &mut TcpStream, peer: SocketAddr, e: &Error, http: bool)
     // an outage must not write a line per connection: one a second, with
     // the count of those left out.
     static BACKEND_ERRORS: RateLimit = RateLimit::new(1);
+    // A backend's own failures were counted when its attempt failed.
+    if e.side() != Side::Backend || e.kind() == crate::error::Kind::NoBackend {
+        METRICS.error(e.kind());
+    }
     match e.side() {
         Side::Client => {
             tracing::debug!(client = %peer, kind = e.kind().as_str(), error = %e, "connection refused")

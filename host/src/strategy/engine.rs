@@ -157,31 +157,42 @@ impl StrategyEngine {
 
     /// Compiles or deserializes the module for `source`; returns it and
     /// where its code came from.
-    fn module(&self, source: &StrategySource) -> Result<(Module, Artifact), LoadError> {
+    fn module(&self, source: &StrategySource) -> Result<(Module, Artifact, String), LoadError> {
+        use super::source::sha256_hex;
         match source {
             StrategySource::Builtin(name) | StrategySource::Native(name) => {
                 let b = builtin(name).ok_or_else(|| LoadError::UnknownBuiltin(name.clone()))?;
                 let mut cache = self.builtin_cache.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some((_, m, from)) = cache.iter().find(|(n, _, _)| *n == b.name) {
-                    return Ok((m.clone(), *from));
+                    return Ok((m.clone(), *from, sha256_hex(b.wasm)));
                 }
                 let (module, from) = self.builtin_module(b)?;
                 cache.push((b.name, module.clone(), from));
-                Ok((module, from))
+                Ok((module, from, sha256_hex(b.wasm)))
             }
             StrategySource::File(path) => {
                 let bytes = std::fs::read(path).map_err(|e| LoadError::Read(path.clone(), e))?;
+                let sha = sha256_hex(&bytes);
                 // ELF is what wasmtime's artifacts are; one it does not
                 // recognise is damaged or from something else.
                 if bytes.starts_with(b"\x7fELF")
                     || wasmtime::Engine::detect_precompiled(&bytes).is_some()
                 {
-                    return self.precompiled(path, &bytes);
+                    return self.precompiled(path, &bytes).map(|(m, a)| (m, a, sha));
                 }
-                self.compile(&bytes).map(|m| (m, Artifact::Compiled))
+                self.compile(&bytes).map(|m| (m, Artifact::Compiled, sha))
             }
             StrategySource::Bytes { bytes, .. } => {
-                self.compile(bytes).map(|m| (m, Artifact::Compiled))
+                if bytes.starts_with(b"\x7fELF")
+                    || wasmtime::Engine::detect_precompiled(bytes).is_some()
+                {
+                    let name = std::path::PathBuf::from(source.to_string());
+                    return self
+                        .precompiled(&name, bytes)
+                        .map(|(m, a)| (m, a, sha256_hex(bytes)));
+                }
+                self.compile(bytes)
+                    .map(|m| (m, Artifact::Compiled, sha256_hex(bytes)))
             }
         }
     }
@@ -296,7 +307,7 @@ impl StrategyEngine {
     /// index within the budget.
     pub(crate) fn prepare(&self, spec: &StrategySpec) -> Result<Generation, LoadError> {
         let started = Instant::now();
-        let (module, artifact) = self.module(&spec.source)?;
+        let (module, artifact, sha256) = self.module(&spec.source)?;
         let compile_us = started.elapsed().as_micros() as u64;
         let validating = Instant::now();
         let interface = abi::check_interface(&module)?;
@@ -324,6 +335,7 @@ impl StrategyEngine {
             compile_us,
             validate_us: validating.elapsed().as_micros() as u64,
             reads,
+            sha256,
         };
         let mut generation = Generation::new(
             spec.clone(),

@@ -33,11 +33,15 @@ pub enum FallbackReason {
     Instantiate,
     /// The module failed so often that it is skipped for a second.
     CircuitOpen,
+    /// The module picked a candidate that takes no new work (draining,
+    /// down or unhealthy, weight 0) while another one does: operators'
+    /// drains and health checks hold whatever a module answers.
+    Ineligible,
 }
 
 impl FallbackReason {
     /// Every reason, in counter order.
-    pub const ALL: [FallbackReason; 11] = [
+    pub const ALL: [FallbackReason; 12] = [
         FallbackReason::NoCandidates,
         FallbackReason::NoHealthy,
         FallbackReason::Trap,
@@ -49,6 +53,7 @@ impl FallbackReason {
         FallbackReason::InputTooLarge,
         FallbackReason::Instantiate,
         FallbackReason::CircuitOpen,
+        FallbackReason::Ineligible,
     ];
 
     /// Stable snake_case name, used in logs and metrics.
@@ -65,6 +70,7 @@ impl FallbackReason {
             FallbackReason::InputTooLarge => "input_too_large",
             FallbackReason::Instantiate => "instantiate",
             FallbackReason::CircuitOpen => "circuit_open",
+            FallbackReason::Ineligible => "ineligible",
         }
     }
 
@@ -73,7 +79,10 @@ impl FallbackReason {
     pub fn is_failure(self) -> bool {
         !matches!(
             self,
-            FallbackReason::NoCandidates | FallbackReason::NoHealthy | FallbackReason::NoOpinion
+            FallbackReason::NoCandidates
+                | FallbackReason::NoHealthy
+                | FallbackReason::NoOpinion
+                | FallbackReason::Ineligible
         )
     }
 

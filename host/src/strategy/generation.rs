@@ -49,6 +49,8 @@ pub struct Generation {
     pub(crate) open_until_ms: AtomicU64,
     /// `native:NAME`: decide with this built-in natively.
     pub(crate) native: Option<switchyard_strategies::BuiltinKind>,
+    /// When it was made (loaded and validated).
+    pub(crate) loaded_at: std::time::SystemTime,
 }
 
 impl Generation {
@@ -77,6 +79,7 @@ impl Generation {
             consecutive_failures: AtomicU64::new(0),
             open_until_ms: AtomicU64::new(0),
             native: None,
+            loaded_at: std::time::SystemTime::now(),
         }
     }
 

@@ -37,9 +37,11 @@ mod table;
 #[cfg(feature = "wasi")]
 mod wasi;
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
@@ -59,6 +61,7 @@ pub use switchyard_guest::{
 };
 pub use table::CandidateSource;
 
+use crate::metrics::{Counter, Histogram};
 use generation::{CIRCUIT_FAILURES, CIRCUIT_OPEN_MS};
 use log::RateLimit;
 
@@ -139,44 +142,42 @@ pub struct LoadReport {
     pub validate_us: u64,
     /// The parts of the input it reads (`READS_*`), as it declared them.
     pub reads: u32,
-}
-
-/// A counter each thread adds to on its own cache line, summed when read:
-/// a decision writes no line another thread writes.
-#[derive(Default)]
-struct Sharded {
-    shards: [Padded; 16],
-}
-
-#[derive(Default)]
-#[repr(align(128))]
-struct Padded(AtomicU64);
-
-impl Sharded {
-    fn add(&self, n: u64) {
-        thread_local! {
-            static SHARD: usize = {
-                static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-                NEXT.fetch_add(1, Ordering::Relaxed) % 16
-            };
-        }
-        let k = SHARD.with(|k| *k);
-        self.shards[k].0.fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn sum(&self) -> u64 {
-        self.shards
-            .iter()
-            .map(|s| s.0.load(Ordering::Relaxed))
-            .sum()
-    }
+    /// sha256 of the module's bytes (the `.wasm`, `.wat` or `.cwasm` as
+    /// given; a built-in's embedded `.wasm`), hex.
+    pub sha256: String,
 }
 
 /// Counters that outlive generations.
 struct Counters {
-    wasm: Sharded,
+    wasm: Counter,
     fallbacks: [AtomicU64; FallbackReason::ALL.len()],
     log_limits: [RateLimit; FallbackReason::ALL.len()],
+    swaps: AtomicU64,
+    rejections: AtomicU64,
+    /// Decision time, one decision in [`LATENCY_SAMPLE`] per thread.
+    latency: Histogram,
+    /// The latest swaps and rejections, oldest first.
+    recent: Mutex<VecDeque<SwapEvent>>,
+}
+
+/// Every this-many decisions a thread times one: two clock reads cost
+/// about a sixth of a small decision, an average over 1 in 16 nothing.
+const LATENCY_SAMPLE: u32 = 16;
+
+/// Swaps and rejections kept for the status page.
+const RECENT_SWAPS: usize = 20;
+
+/// A module swapped in or refused.
+#[derive(Debug, Clone)]
+pub struct SwapEvent {
+    /// When.
+    pub at: SystemTime,
+    /// The module's name.
+    pub name: String,
+    /// Its sha256 (empty when it could not be read).
+    pub sha256: String,
+    /// Why it was refused; `None`: swapped in.
+    pub error: Option<String>,
 }
 
 /// A point-in-time view of a strategy, for `strategy check`, logs and admin.
@@ -194,6 +195,18 @@ pub struct StrategyStatus {
     pub degraded: bool,
     /// Load report of the current module.
     pub report: LoadReport,
+    /// sha256 of the current module's bytes, hex.
+    pub sha256: String,
+    /// When the current module was swapped in (or loaded at start).
+    pub loaded_at: SystemTime,
+    /// Modules swapped in since start.
+    pub swaps: u64,
+    /// Modules refused since start.
+    pub rejections: u64,
+    /// Decision time, sampled.
+    pub latency: crate::metrics::HistogramSnapshot,
+    /// The latest swaps and rejections, oldest first.
+    pub recent: Vec<SwapEvent>,
 }
 
 /// The hot-swappable strategy the balancer asks for every decision.
@@ -220,9 +233,13 @@ impl Strategy {
             engine,
             current: ArcSwap::from_pointee(generation),
             counters: Counters {
-                wasm: Sharded::default(),
+                wasm: Counter::new(),
                 fallbacks: Default::default(),
                 log_limits: std::array::from_fn(|_| RateLimit::new(1)),
+                swaps: AtomicU64::new(0),
+                rejections: AtomicU64::new(0),
+                latency: Histogram::new(&crate::metrics::DECISION_BOUNDS_NS),
+                recent: Mutex::new(VecDeque::new()),
             },
             next_id: AtomicU64::new(2),
         })
@@ -232,11 +249,30 @@ impl Strategy {
     /// `spawn_blocking` or a plain thread. On error the current one keeps
     /// serving.
     pub fn replace(&self, spec: &StrategySpec) -> Result<LoadReport, LoadError> {
-        let mut generation = self.engine.prepare(spec)?;
+        let mut generation = match self.engine.prepare(spec) {
+            Ok(g) => g,
+            Err(e) => {
+                self.counters.rejections.fetch_add(1, Ordering::Relaxed);
+                self.record(SwapEvent {
+                    at: SystemTime::now(),
+                    name: spec.source.to_string(),
+                    sha256: spec.source.sha256().unwrap_or_default(),
+                    error: Some(e.to_string()),
+                });
+                return Err(e);
+            }
+        };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         generation.id = id;
         let report = generation.report.clone();
         let old = self.current.swap(Arc::new(generation));
+        self.counters.swaps.fetch_add(1, Ordering::Relaxed);
+        self.record(SwapEvent {
+            at: SystemTime::now(),
+            name: report.name.clone(),
+            sha256: report.sha256.clone(),
+            error: None,
+        });
         tracing::info!(
             strategy = %report.name,
             generation = id,
@@ -244,6 +280,18 @@ impl Strategy {
             "strategy swapped in"
         );
         Ok(report)
+    }
+
+    fn record(&self, event: SwapEvent) {
+        let mut recent = self
+            .counters
+            .recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if recent.len() == RECENT_SWAPS {
+            recent.pop_front();
+        }
+        recent.push_back(event);
     }
 
     /// The module and configuration now serving.
@@ -305,6 +353,29 @@ impl Strategy {
         req: &RequestHead<'_>,
         candidates: &S,
     ) -> Decision {
+        thread_local! {
+            static TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        }
+        let timed = TICK.with(|t| {
+            let n = t.get().wrapping_add(1);
+            t.set(n);
+            n % LATENCY_SAMPLE == 0
+        });
+        if !timed {
+            return self.decide_now(req, candidates);
+        }
+        let started = std::time::Instant::now();
+        let decision = self.decide_now(req, candidates);
+        self.counters.latency.observe(started.elapsed());
+        decision
+    }
+
+    #[inline]
+    fn decide_now<S: CandidateSource + ?Sized>(
+        &self,
+        req: &RequestHead<'_>,
+        candidates: &S,
+    ) -> Decision {
         let now_ms = crate::clock::now_ms();
         if candidates.is_empty() {
             return self.fall_back(FallbackReason::NoCandidates.into(), req, candidates, 0);
@@ -347,7 +418,12 @@ impl Strategy {
         };
         let n = candidates.len();
         let error = match result {
-            Ok(i) if i >= 0 && (i as usize) < n && !req.failed.contains(&(i as u32)) => {
+            Ok(i)
+                if i >= 0
+                    && (i as usize) < n
+                    && !req.failed.contains(&(i as u32))
+                    && candidates.usable(i as usize) =>
+            {
                 // Load first: an unconditional store would bounce this cache
                 // line between cores on every decision.
                 if generation.consecutive_failures.load(Ordering::Relaxed) != 0 {
@@ -360,6 +436,10 @@ impl Strategy {
                 };
             }
             Ok(i) if i < 0 => FallbackReason::NoOpinion.into(),
+            Ok(i) if (i as usize) < n && !candidates.usable(i as usize) => CallError {
+                reason: FallbackReason::Ineligible,
+                message: Some(format!("picked candidate {i}, which takes no new work").into()),
+            },
             Ok(i) => CallError {
                 reason: FallbackReason::BadIndex,
                 message: Some(format!("returned {i} for {n} candidates").into()),
@@ -430,7 +510,7 @@ impl Strategy {
         StrategyStatus {
             name: generation.name.clone(),
             generation: generation.id,
-            wasm_decisions: self.counters.wasm.sum(),
+            wasm_decisions: self.counters.wasm.get(),
             fallbacks: FallbackReason::ALL
                 .iter()
                 .map(|r| {
@@ -443,7 +523,20 @@ impl Strategy {
                 .collect(),
             degraded: generation.open_until_ms.load(Ordering::Relaxed) > now_ms
                 || generation.consecutive_failures.load(Ordering::Relaxed) >= CIRCUIT_FAILURES / 2,
+            sha256: generation.report.sha256.clone(),
+            loaded_at: generation.loaded_at,
             report: generation.report.clone(),
+            swaps: self.counters.swaps.load(Ordering::Relaxed),
+            rejections: self.counters.rejections.load(Ordering::Relaxed),
+            latency: self.counters.latency.snapshot(),
+            recent: self
+                .counters
+                .recent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned()
+                .collect(),
         }
     }
 }

@@ -53,6 +53,28 @@ impl fmt::Display for StrategySource {
     }
 }
 
+/// sha256 of `bytes`, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl StrategySource {
+    /// sha256 of the module's bytes, if they can be read now.
+    pub fn sha256(&self) -> Option<String> {
+        match self {
+            StrategySource::Builtin(n) | StrategySource::Native(n) => {
+                super::engine::builtin(n).map(|b| sha256_hex(b.wasm))
+            }
+            StrategySource::File(p) => std::fs::read(p).ok().map(|b| sha256_hex(&b)),
+            StrategySource::Bytes { bytes, .. } => Some(sha256_hex(bytes)),
+        }
+    }
+}
+
 /// A module and its configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StrategySpec {

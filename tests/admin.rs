@@ -1,0 +1,356 @@
+//! The admin API and `switchyard ctl` against a real balancer process:
+//! status, Prometheus metrics that add up, tokens, strategy swaps over the
+//! API (a broken one refused, 100 good ones under load with no failed
+//! request), drains.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use support::{Serve, TempDir, exchange, get, worker_of};
+
+/// `switchyard serve` with the admin API on a port of its own (as
+/// every test balancer has).
+fn serve_with_admin(workers: u16, args: &[&str]) -> (Serve, u16) {
+    let s = Serve::start(workers, args);
+    let admin = s.admin;
+    (s, admin)
+}
+
+/// One admin call: (status, body).
+fn call(port: u16, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    let (status, text) = exchange(port, &req);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The Prometheus text as `name{labels}` -> value; checks each line's
+/// shape on the way.
+fn scrape(port: u16) -> HashMap<String, f64> {
+    let (status, text) = call(port, "GET", "/metrics", None, b"");
+    assert_eq!(status, 200, "{text}");
+    let mut out = HashMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# ") {
+            assert!(
+                rest.starts_with("HELP ") || rest.starts_with("TYPE "),
+                "{line}"
+            );
+            continue;
+        }
+        let (key, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("not a number: {line}")),
+        };
+        assert!(key.starts_with("switchyard_"), "{line}");
+        out.insert(key.to_string(), value);
+    }
+    out
+}
+
+fn sum(m: &HashMap<String, f64>, prefix: &str) -> f64 {
+    m.iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn status_and_metrics_add_up_to_the_requests_made() {
+    let (s, admin) = serve_with_admin(2, &["--mode", "http"]);
+    // Scrape while requests run: every scrape must parse.
+    let port = s.port;
+    let load = std::thread::spawn(move || {
+        for _ in 0..60 {
+            let (status, body) = get(port, "/");
+            assert_eq!(status, 200, "{body}");
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !load.is_finished() && Instant::now() < deadline {
+        scrape(admin);
+    }
+    load.join().unwrap();
+    let m = scrape(admin);
+    assert_eq!(m["switchyard_requests_total{protocol=\"http1\"}"], 60.0);
+    assert_eq!(m["switchyard_connections_total{path=\"http\"}"], 60.0);
+    assert_eq!(sum(&m, "switchyard_backend_requests_total{"), 60.0);
+    assert_eq!(
+        m["switchyard_strategy_decisions_total{by=\"wasm\"}"]
+            + m["switchyard_strategy_decisions_total{by=\"fallback\"}"],
+        60.0
+    );
+    assert_eq!(m["switchyard_backends_healthy"], 2.0);
+    assert_eq!(sum(&m, "switchyard_worker_up{"), 2.0);
+    // Every connection was sniffed, and each closed.
+    assert_eq!(m["switchyard_sniff_duration_seconds_count"], 60.0);
+    assert_eq!(m["switchyard_connections_active{path=\"http\"}"], 0.0);
+    // Decisions are timed one in 16, per serving thread.
+    assert!(m["switchyard_strategy_decision_duration_seconds_count"] >= 1.0);
+    assert_eq!(
+        m["switchyard_strategy_decision_duration_seconds_bucket{le=\"+Inf\"}"],
+        m["switchyard_strategy_decision_duration_seconds_count"]
+    );
+
+    let (status, body) = call(admin, "GET", "/status", None, b"");
+    assert_eq!(status, 200, "{body}");
+    let st = json(&body);
+    let workers = st["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2, "{body}");
+    for w in workers {
+        assert_eq!(w["state"], "up", "{w}");
+        assert!(w["pid"].as_u64().unwrap() > 0, "{w}");
+        assert!(w["rss_bytes"].as_u64().is_some(), "{w}");
+    }
+    let total: u64 = workers.iter().map(|w| w["total"].as_u64().unwrap()).sum();
+    assert_eq!(total, 60);
+    assert_eq!(st["strategy"]["name"], "builtin:round-robin");
+    assert_eq!(st["strategy"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(st["traffic"]["requests"]["http1"], 60);
+    assert_eq!(st["config"]["mode"], "http");
+
+    // The same through `switchyard ctl`, as a table and as JSON.
+    let addr = format!("127.0.0.1:{admin}");
+    let (code, out, err) = ctl(&["--admin", &addr, "status"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("WORKER") && out.contains("builtin:round-robin"),
+        "{out}"
+    );
+    let (code, out, _) = ctl(&["--admin", &addr, "--json", "status"]);
+    assert_eq!(code, 0);
+    assert_eq!(json(&out)["workers"].as_array().unwrap().len(), 2);
+}
+
+fn ctl(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("ctl")
+        .args(args)
+        .env_remove("SWITCHYARD_ADMIN_TOKEN")
+        .output()
+        .expect("run switchyard ctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_token_is_required_when_set_and_remote_addresses_need_one() {
+    let dir = TempDir::new("admin-token");
+    let token_file = dir.0.join("token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let (_s, admin) = serve_with_admin(1, &["--admin-token-file", token_file.to_str().unwrap()]);
+    let (status, _) = call(admin, "GET", "/status", None, b"");
+    assert_eq!(status, 401);
+    let (status, _) = call(admin, "GET", "/metrics", Some("s3cret-tokeN"), b"");
+    assert_eq!(status, 401);
+    let (status, _) = call(admin, "PUT", "/strategy?builtin=random", Some("wrong"), b"");
+    assert_eq!(status, 401);
+    let (status, body) = call(admin, "GET", "/status", Some("s3cret-token"), b"");
+    assert_eq!(status, 200, "{body}");
+    // HTTP Basic with the token as the password, as a browser sends it:
+    // base64("admin:s3cret-token").
+    let (status, _) = exchange(
+        admin,
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nAuthorization: Basic YWRtaW46czNjcmV0LXRva2Vu\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    let addr = format!("127.0.0.1:{admin}");
+    let (code, _, err) = ctl(&["--admin", &addr, "status"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("token"), "{err}");
+    let (code, out, err) = ctl(&[
+        "--admin",
+        &addr,
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "status",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // Any address but loopback without a token: refused at start.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["serve", "--workers", "1", "--admin", "0.0.0.0:0"])
+        .env_remove("SWITCHYARD_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("reachable from other hosts"), "{err}");
+    // The default is loopback.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["config", "check", "/dev/null"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("admin = \"127.0.0.1:9901\""), "{text}");
+}
+
+#[test]
+fn a_broken_strategy_is_refused_with_its_reason_and_the_old_one_keeps_serving() {
+    let (s, admin) = serve_with_admin(2, &["--mode", "http"]);
+    let (status, body) = call(admin, "PUT", "/strategy", None, b"\0asm garbage");
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        json(&body)["error"].as_str().unwrap().contains("rejected"),
+        "{body}"
+    );
+    let (status, body) = call(admin, "PUT", "/strategy", None, b"");
+    assert_eq!(status, 400, "{body}");
+    let st = json(&call(admin, "GET", "/status", None, b"").1);
+    assert_eq!(st["strategy"]["name"], "builtin:round-robin");
+    assert_eq!(st["strategy"]["rejections"], 1);
+    assert_eq!(st["strategy"]["recent"][0]["outcome"], "rejected");
+    for _ in 0..4 {
+        assert_eq!(get(s.port, "/").0, 200);
+    }
+
+    // A good module through ctl: everything goes to worker 1.
+    let dir = TempDir::new("admin-put");
+    let module = dir.0.join("one.wat");
+    std::fs::write(&module, support::constant(1)).unwrap();
+    let addr = format!("127.0.0.1:{admin}");
+    let (code, out, err) = ctl(&[
+        "--admin",
+        &addr,
+        "strategy",
+        "set",
+        module.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("generation 2"), "{out}");
+    for _ in 0..6 {
+        let (status, body) = get(s.port, "/");
+        assert_eq!(status, 200);
+        assert_eq!(worker_of(&body).0, 1, "{body}");
+    }
+    // A broken file through ctl: exit 1 with the reason.
+    let broken = dir.0.join("broken.wat");
+    std::fs::write(&broken, "(module (func (export \"nope\")))").unwrap();
+    let (code, _, err) = ctl(&[
+        "--admin",
+        &addr,
+        "strategy",
+        "set",
+        broken.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("switchyard_abi_version"), "{err}");
+    assert_eq!(worker_of(&get(s.port, "/").1).0, 1);
+
+    // Drain worker 1 by its id: everything goes to worker 0 (the module
+    // answers 1, and the fallback takes over); undrain it again.
+    let (code, out, err) = ctl(&["--admin", &addr, "drain", "1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("draining"), "{out}");
+    for _ in 0..4 {
+        assert_eq!(worker_of(&get(s.port, "/").1).0, 0);
+    }
+    let (status, _) = call(admin, "POST", "/workers/1/undrain", None, b"");
+    assert_eq!(status, 200);
+    assert_eq!(worker_of(&get(s.port, "/").1).0, 1);
+    let (status, _) = call(admin, "POST", "/backends/nope/drain", None, b"");
+    assert_eq!(status, 404);
+    let (status, _) = call(admin, "DELETE", "/strategy", None, b"");
+    assert_eq!(status, 405);
+}
+
+#[test]
+fn a_hundred_swaps_during_a_request_loop_fail_no_request() {
+    let (s, admin) = serve_with_admin(2, &["--mode", "http"]);
+    let port = s.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let load = std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut made = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed)
+            && started.elapsed() < Duration::from_secs(120)
+        {
+            let (status, body) = get(port, "/");
+            assert_eq!(status, 200, "request {made}: {body}");
+            made += 1;
+        }
+        made
+    });
+    let names = ["round-robin", "least-connections", "random", "power-of-two"];
+    for k in 0..100 {
+        let path = format!("/strategy?builtin={}", names[k % names.len()]);
+        let (status, body) = call(admin, "PUT", &path, None, b"");
+        assert_eq!(status, 200, "swap {k}: {body}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let made = load.join().unwrap();
+    assert!(made > 0);
+    let st = json(&call(admin, "GET", "/status", None, b"").1);
+    assert_eq!(st["strategy"]["swaps"], 100);
+    assert_eq!(st["strategy"]["generation"], 101);
+    let m = scrape(admin);
+    assert_eq!(m["switchyard_strategy_swaps_total"], 100.0);
+    assert_eq!(sum(&m, "switchyard_proxy_errors_total{"), 0.0);
+}
+
+/// The status page in a real headless browser (Debian's chromium, which
+/// `scripts/test-deps.sh` installs): it renders and shows the workers.
+#[test]
+fn the_status_page_renders_the_workers_in_a_browser() {
+    let (s, admin) = serve_with_admin(2, &["--mode", "http"]);
+    for _ in 0..6 {
+        assert_eq!(get(s.port, "/").0, 200);
+    }
+    let profile = TempDir::new("chromium");
+    let mut child = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            &format!("--user-data-dir={}", profile.0.display()),
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+            &format!("http://127.0.0.1:{admin}/"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromium (scripts/test-deps.sh installs it)");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut dom = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut dom);
+        dom
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium did not finish within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dom = reader.join().unwrap();
+    // Rendered by the page's script: the tables are filled in.
+    let up = dom.matches("<td class=\"state\">up</td>").count();
+    assert_eq!(up, 4, "two workers, each also a backend, all up:\n{dom}");
+    assert!(dom.contains("builtin:round-robin"), "{dom}");
+    assert!(dom.contains("127.0.0.1:"), "{dom}");
+    assert!(dom.contains(">6<"), "the request count:\n{dom}");
+}
