@@ -354,3 +354,80 @@ fn the_status_page_renders_the_workers_in_a_browser() {
     assert!(dom.contains("127.0.0.1:"), "{dom}");
     assert!(dom.contains(">6<"), "the request count:\n{dom}");
 }
+
+#[test]
+fn shadow_agreement_counts_add_up_to_the_decisions_made() {
+    // The real strategy spreads over both workers; the shadow always
+    // answers worker 1, so it agrees exactly when worker 1 served.
+    let dir = TempDir::new("shadow");
+    let one = dir.0.join("one.wat");
+    std::fs::write(&one, support::constant(1)).unwrap();
+    let (s, admin) = serve_with_admin(
+        2,
+        &["--mode", "http", "--shadow-strategy", one.to_str().unwrap()],
+    );
+    let mut to_one = 0;
+    for _ in 0..40 {
+        let (status, body) = get(s.port, "/");
+        assert_eq!(status, 200);
+        to_one += (worker_of(&body).0 == 1) as u64;
+    }
+    assert!(to_one > 0 && to_one < 40, "round-robin spreads: {to_one}");
+    let st = json(&call(admin, "GET", "/status", None, b"").1);
+    let sh = &st["strategy"]["shadow"];
+    assert_eq!(sh["compared"], 40, "{sh}");
+    assert_eq!(sh["agreed"], to_one, "{sh}");
+    assert_eq!(sh["disagreed"], 40 - to_one, "{sh}");
+    assert_eq!(sh["failed"], 0, "{sh}");
+    let m = scrape(admin);
+    assert_eq!(
+        m["switchyard_shadow_decisions_total{result=\"agreed\"}"],
+        to_one as f64
+    );
+    assert_eq!(m["switchyard_shadow_decision_duration_seconds_count"], 40.0);
+    let addr = format!("127.0.0.1:{admin}");
+    let (code, out, err) = ctl(&["--admin", &addr, "status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("agreed on {to_one} of 40 decisions")),
+        "{out}"
+    );
+
+    // Replaced through ctl: the counts start again; then removed.
+    let (code, out, err) = ctl(&[
+        "--admin",
+        &addr,
+        "shadow",
+        "set",
+        "builtin:round-robin",
+        "--fuel",
+        "100000",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    for _ in 0..10 {
+        assert_eq!(get(s.port, "/").0, 200);
+    }
+    let st = json(&call(admin, "GET", "/status", None, b"").1);
+    assert_eq!(st["strategy"]["shadow"]["compared"], 10);
+    assert_eq!(st["strategy"]["shadow"]["fuel"], 100000);
+    let (code, _, err) = ctl(&["--admin", &addr, "shadow", "off"]);
+    assert_eq!(code, 0, "{err}");
+    let st = json(&call(admin, "GET", "/status", None, b"").1);
+    assert!(st["strategy"]["shadow"].is_null(), "{st}");
+    assert_eq!(get(s.port, "/").0, 200);
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let s = Serve::start(1, &["--log-format", "json"]);
+    assert_eq!(get(s.port, "/").0, 200);
+    let log = s.log();
+    let mut serving = false;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v = json(line);
+        assert!(v["timestamp"].is_string(), "{line}");
+        assert!(v["level"].is_string(), "{line}");
+        serving |= v["message"] == "switchyard is serving";
+    }
+    assert!(serving, "{log}");
+}

@@ -7,6 +7,7 @@
 //! | `GET /status` | workers, backends, strategy, traffic and the effective config, as JSON |
 //! | `GET /metrics` | every figure in the Prometheus text format |
 //! | `PUT /strategy` | a `.wasm`, `.wat` or `.cwasm` body (or `?builtin=NAME`) validated, then swapped in |
+//! | `PUT /shadow`, `DELETE /shadow` | the same for the shadow module, which is run on every decision's inputs and never routes |
 //! | `POST /backends/{id}/drain`, `/undrain` | a backend by id, name or address |
 //! | `POST /workers/{index}/drain`, `/undrain` | a worker's backend |
 //!
@@ -160,7 +161,15 @@ impl Admin {
                 );
                 r
             }
-            (Method::PUT, ["strategy"]) => self.put_strategy(req).await,
+            (Method::PUT, ["strategy"]) => self.put_strategy(req, false).await,
+            (Method::PUT, ["shadow"]) => self.put_strategy(req, true).await,
+            (Method::DELETE, ["shadow"]) => {
+                let strategy = self.strategy.clone();
+                match tokio::task::spawn_blocking(move || strategy.set_shadow(None, 0)).await {
+                    Ok(_) => json(StatusCode::OK, &strategy_status(&self.strategy)),
+                    Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                }
+            }
             (Method::POST, ["backends", id, action]) => {
                 let id = percent_decode(id);
                 let list = self.backends.load();
@@ -179,7 +188,7 @@ impl Admin {
                 });
                 self.drain_action(found, action, &format!("worker `{index}`"))
             }
-            (_, ["" | "status" | "metrics" | "strategy"])
+            (_, ["" | "status" | "metrics" | "strategy" | "shadow"])
             | (_, ["backends" | "workers", _, "drain" | "undrain"]) => error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("{} is not allowed on {path}", req.method()),
@@ -221,9 +230,10 @@ impl Admin {
         json(StatusCode::OK, &backend_status(&b, crate::clock::now_ms()))
     }
 
-    /// `PUT /strategy`: the body is the module; `?builtin=NAME` names a
-    /// built-in instead; `?config=TEXT` is its configuration.
-    async fn put_strategy(&self, req: Request<Incoming>) -> Response<Body> {
+    /// `PUT /strategy` (and `PUT /shadow` with `shadow`): the body is the
+    /// module; `?builtin=NAME` names a built-in instead; `?config=TEXT` is
+    /// its configuration; for a shadow, `?fuel=N` its own budget.
+    async fn put_strategy(&self, req: Request<Incoming>, shadow: bool) -> Response<Body> {
         let query = req.uri().query().unwrap_or("").to_string();
         let param = |name: &str| {
             query.split('&').find_map(|kv| {
@@ -263,9 +273,14 @@ impl Admin {
         };
         let spec = StrategySpec { source, config };
         let strategy = self.strategy.clone();
-        let outcome = tokio::task::spawn_blocking(move || strategy.replace(&spec)).await;
+        let fuel = param("fuel").and_then(|f| f.parse().ok()).unwrap_or(0);
+        let outcome = tokio::task::spawn_blocking(move || match shadow {
+            false => strategy.replace(&spec).map(|_| ()),
+            true => strategy.set_shadow(Some(&spec), fuel).map(|_| ()),
+        })
+        .await;
         match outcome {
-            Ok(Ok(_)) => json(StatusCode::OK, &strategy_status(&self.strategy)),
+            Ok(Ok(())) => json(StatusCode::OK, &strategy_status(&self.strategy)),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "strategy from the admin API rejected; the previous one keeps serving");
                 error(StatusCode::UNPROCESSABLE_ENTITY, format!("rejected: {e}"))
@@ -387,6 +402,22 @@ struct StrategyView {
     rejections: u64,
     /// The latest swaps and rejections, newest last.
     recent: Vec<SwapView>,
+    /// The shadow module, judged on live traffic.
+    shadow: Option<ShadowView>,
+}
+
+#[derive(Serialize)]
+struct ShadowView {
+    name: String,
+    sha256: String,
+    fuel: u64,
+    /// Decisions it was run on.
+    compared: u64,
+    agreed: u64,
+    disagreed: u64,
+    failed: u64,
+    /// `agreed / compared`, 0 before any.
+    agreement: f64,
 }
 
 #[derive(Serialize)]
@@ -469,6 +500,23 @@ fn strategy_status(strategy: &Strategy) -> StrategyView {
                 reason: e.error.clone(),
             })
             .collect(),
+        shadow: s.shadow.map(|sh| {
+            let compared = sh.agreed + sh.disagreed + sh.failed;
+            ShadowView {
+                name: sh.name,
+                sha256: sh.sha256,
+                fuel: sh.fuel,
+                compared,
+                agreed: sh.agreed,
+                disagreed: sh.disagreed,
+                failed: sh.failed,
+                agreement: if compared == 0 {
+                    0.0
+                } else {
+                    sh.agreed as f64 / compared as f64
+                },
+            }
+        }),
     }
 }
 

@@ -144,6 +144,11 @@ impl BalancerBuilder {
         let named = |e| BuildError::Strategy(cfg.strategy.source.to_string(), e);
         let engine = StrategyEngine::new(cfg.engine.clone()).map_err(named)?;
         let strategy = Arc::new(Strategy::load(engine, &cfg.strategy).map_err(named)?);
+        if let Some((spec, fuel)) = &cfg.shadow {
+            strategy
+                .set_shadow(Some(spec), *fuel)
+                .map_err(|e| BuildError::Strategy(format!("shadow {}", spec.source), e))?;
+        }
         let backends = Arc::new(Backends::new());
         for w in &workers {
             backends.add(w.backend.clone());

@@ -63,6 +63,10 @@ pub enum CtlCommand {
     /// Change the strategy.
     #[command(subcommand)]
     Strategy(StrategySetCommand),
+    /// Set or remove the shadow strategy: run on every decision's inputs,
+    /// never routing, its agreement counted (`ctl status` shows it).
+    #[command(subcommand)]
+    Shadow(ShadowCommand),
     /// Stop sending new work to a backend (by id, name or address; a
     /// worker is `worker N` or its index as id); open connections finish.
     Drain {
@@ -74,6 +78,24 @@ pub enum CtlCommand {
         /// Backend id, name or address.
         id: String,
     },
+}
+
+/// `switchyard ctl shadow ...`
+#[derive(Debug, Subcommand)]
+pub enum ShadowCommand {
+    /// Upload a module or name a built-in as the shadow.
+    Set {
+        /// The module file, or `builtin:NAME`.
+        module: String,
+        /// Its configuration (for `switchyard_init`).
+        #[arg(long)]
+        config: Option<String>,
+        /// Its own fuel budget per decision (default: the real one's).
+        #[arg(long)]
+        fuel: Option<u64>,
+    },
+    /// Remove the shadow.
+    Off,
 }
 
 /// `switchyard ctl strategy ...`
@@ -114,6 +136,10 @@ pub struct ServeArgs {
     /// Log filter (`info`, `debug`, `switchyard=debug`, ...); RUST_LOG also works.
     #[arg(long)]
     pub log: Option<String>,
+    /// `text` (for people) or `json` (one object per line, for log
+    /// pipelines).
+    #[arg(long, value_enum, default_value_t = switchyard::telemetry::LogFormat::Text)]
+    pub log_format: switchyard::telemetry::LogFormat,
     /// The options.
     #[command(flatten)]
     pub options: switchyard::RawConfig,

@@ -515,6 +515,48 @@ pub fn render(out: &mut String, strategy: &StrategyStatus, backends: &BackendLis
         &s.latency,
     );
 
+    if let Some(sh) = &s.shadow {
+        family(
+            out,
+            "switchyard_shadow_info",
+            "gauge",
+            "The shadow strategy, run on every decision's inputs without routing (value 1).",
+        );
+        let _ = writeln!(
+            out,
+            "switchyard_shadow_info{{name=\"{}\",sha256=\"{}\"}} 1",
+            escape(&sh.name),
+            sh.sha256
+        );
+        family(
+            out,
+            "switchyard_shadow_decisions_total",
+            "counter",
+            "Shadow decisions: agreed (same backend as the real decision), disagreed, failed.",
+        );
+        for (result, n) in [
+            ("agreed", sh.agreed),
+            ("disagreed", sh.disagreed),
+            ("failed", sh.failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "switchyard_shadow_decisions_total{{result=\"{result}\"}} {n}"
+            );
+        }
+        family(
+            out,
+            "switchyard_shadow_decision_duration_seconds",
+            "histogram",
+            "Time of each shadow decision.",
+        );
+        histogram(
+            out,
+            "switchyard_shadow_decision_duration_seconds",
+            &sh.latency,
+        );
+    }
+
     let now = crate::clock::now_ms();
     let label = |b: &crate::backends::Backend| {
         format!(

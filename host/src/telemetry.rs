@@ -4,16 +4,33 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Installs the log: `filter` as `RUST_LOG` would, to standard error, with
-/// ANSI colours only when standard error is a terminal (a file or a pipe
-/// gets plain text).
-pub fn init_logging(filter: &str) {
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people: one line per event, colours only on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields), for
+    /// log pipelines.
+    Json,
+}
+
+/// Installs the log: `filter` as `RUST_LOG` would, to standard error, as
+/// text (ANSI colours only when standard error is a terminal; a file or a
+/// pipe gets plain text) or one JSON object per line.
+pub fn init_logging(filter: &str, format: LogFormat) {
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 }
 
 /// Allows `per_second` events per wall-clock second and counts the rest.

@@ -13,7 +13,7 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-use crate::flags::{CtlArgs, CtlCommand, StrategySetCommand};
+use crate::flags::{CtlArgs, CtlCommand, ShadowCommand, StrategySetCommand};
 
 pub fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -43,22 +43,18 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<ExitCode> {
     let (method, path, body) = match &args.command {
         CtlCommand::Status => (Method::GET, "/status".to_string(), Vec::new()),
         CtlCommand::Strategy(StrategySetCommand::Set { module, config }) => {
-            let mut query = Vec::new();
-            let body = match module.strip_prefix("builtin:") {
-                Some(name) => {
-                    query.push(format!("builtin={}", encode(name)));
-                    Vec::new()
-                }
-                None => {
-                    query.push(format!("name={}", encode(module)));
-                    std::fs::read(module).with_context(|| format!("reading {module}"))?
-                }
-            };
-            if let Some(c) = config {
-                query.push(format!("config={}", encode(c)));
-            }
-            (Method::PUT, format!("/strategy?{}", query.join("&")), body)
+            let (query, body) = upload(module, config.as_deref(), None)?;
+            (Method::PUT, format!("/strategy?{query}"), body)
         }
+        CtlCommand::Shadow(ShadowCommand::Set {
+            module,
+            config,
+            fuel,
+        }) => {
+            let (query, body) = upload(module, config.as_deref(), *fuel)?;
+            (Method::PUT, format!("/shadow?{query}"), body)
+        }
+        CtlCommand::Shadow(ShadowCommand::Off) => (Method::DELETE, "/shadow".into(), Vec::new()),
         CtlCommand::Drain { id } => (
             Method::POST,
             format!("/backends/{}/drain", encode(id)),
@@ -98,7 +94,7 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<ExitCode> {
     }
     match &args.command {
         CtlCommand::Status => print_status(&value),
-        CtlCommand::Strategy(_) => print_strategy(&value),
+        CtlCommand::Strategy(_) | CtlCommand::Shadow(_) => print_strategy(&value),
         CtlCommand::Drain { .. } | CtlCommand::Undrain { .. } => print_backends(&[value]),
     }
     Ok(ExitCode::SUCCESS)
@@ -148,6 +144,33 @@ impl Client {
         }
         Ok((status, value))
     }
+}
+
+/// The query and body of a module upload: a file's bytes, or a built-in
+/// by name.
+fn upload(
+    module: &str,
+    config: Option<&str>,
+    fuel: Option<u64>,
+) -> anyhow::Result<(String, Vec<u8>)> {
+    let mut query = Vec::new();
+    let body = match module.strip_prefix("builtin:") {
+        Some(name) => {
+            query.push(format!("builtin={}", encode(name)));
+            Vec::new()
+        }
+        None => {
+            query.push(format!("name={}", encode(module)));
+            std::fs::read(module).with_context(|| format!("reading {module}"))?
+        }
+    };
+    if let Some(c) = config {
+        query.push(format!("config={}", encode(c)));
+    }
+    if let Some(f) = fuel {
+        query.push(format!("fuel={f}"));
+    }
+    Ok((query.join("&"), body))
 }
 
 /// Percent-encodes everything but unreserved characters.
@@ -225,11 +248,17 @@ fn print_strategy(st: &Value) {
         s(st, "rejections")
     );
     if let Some(shadow) = st.get("shadow").filter(|v| !v.is_null()) {
+        let agreement = shadow
+            .get("agreement")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
         println!(
-            "shadow     {}: agreed {} of {}",
+            "shadow     {}: agreed on {} of {} decisions ({:.1}%), {} failed",
             s(shadow, "name"),
             s(shadow, "agreed"),
-            s(shadow, "compared")
+            s(shadow, "compared"),
+            agreement * 100.0,
+            s(shadow, "failed")
         );
     }
 }

@@ -15,7 +15,7 @@ pub fn serve(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> 
         .clone()
         .or_else(|| std::env::var("RUST_LOG").ok())
         .unwrap_or_else(|| "info".into());
-    switchyard::telemetry::init_logging(&filter);
+    switchyard::telemetry::init_logging(&filter, args.log_format);
     let given = |id: &str| super::given(matches, id);
     let env = |v: &str| std::env::var(v).ok();
     let flags = Flags {

@@ -278,6 +278,19 @@ pub struct RawConfig {
     /// long, ms; 0 = never.
     #[arg(long, default_value_t = 3_600_000)]
     pub idle_timeout_ms: u64,
+    /// A second strategy (`builtin:NAME` or a file) run on the same inputs
+    /// after every decision, never routing: its agreement with the real
+    /// one is counted (status, metrics), to prove it on live traffic
+    /// before swapping it in. Empty: none.
+    #[arg(long, default_value = "")]
+    pub shadow_strategy: String,
+    /// Configuration for the shadow strategy's `switchyard_init`: text, or
+    /// `@FILE`.
+    #[arg(long, default_value = "")]
+    pub shadow_strategy_config: String,
+    /// The shadow strategy's own fuel budget per decision; 0 = `fuel`.
+    #[arg(long, default_value_t = 0)]
+    pub shadow_fuel: u64,
     /// Admin API address (`/status`, `/metrics`, `PUT /strategy`, drains,
     /// the status page; `switchyard ctl` talks to it), or `off`. Loopback
     /// by default; any other address needs a token.
@@ -356,6 +369,9 @@ impl RawConfig {
         if !raw.strategy_config.is_empty() {
             raw.strategy_config = "<redacted>".into();
         }
+        if !raw.shadow_strategy_config.is_empty() {
+            raw.shadow_strategy_config = "<redacted>".into();
+        }
         serde_json::to_value(&raw).unwrap_or(serde_json::Value::Null)
     }
 }
@@ -402,6 +418,8 @@ pub struct Config {
     pub h3: Option<SocketAddr>,
     /// The admin API.
     pub admin: crate::admin::AdminOptions,
+    /// The shadow strategy and its fuel budget (0: the real one's).
+    pub shadow: Option<(StrategySpec, u64)>,
     /// What it was made from, to print.
     raw: RawConfig,
 }
@@ -541,6 +559,7 @@ impl RawConfig {
                 )
             }),
             admin: self.admin_options()?,
+            shadow: self.shadow_spec()?,
             raw: self.clone(),
         })
     }
@@ -677,6 +696,22 @@ impl RawConfig {
             None => self.strategy_config.clone().into_bytes(),
         };
         Ok(StrategySpec { source, config })
+    }
+
+    fn shadow_spec(&self) -> Result<Option<(StrategySpec, u64)>, ConfigError> {
+        if self.shadow_strategy.is_empty() {
+            return Ok(None);
+        }
+        let source: StrategySource = self
+            .shadow_strategy
+            .parse()
+            .map_err(|e| invalid("shadow_strategy", e))?;
+        let config = match self.shadow_strategy_config.strip_prefix('@') {
+            Some(path) => std::fs::read(path)
+                .map_err(|e| invalid("shadow_strategy_config", format!("{path}: {e}")))?,
+            None => self.shadow_strategy_config.clone().into_bytes(),
+        };
+        Ok(Some((StrategySpec { source, config }, self.shadow_fuel)))
     }
 }
 

@@ -39,11 +39,11 @@ mod wasi;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 pub use abi::Interface;
 pub use audit::Audit;
@@ -207,6 +207,8 @@ pub struct StrategyStatus {
     pub latency: crate::metrics::HistogramSnapshot,
     /// The latest swaps and rejections, oldest first.
     pub recent: Vec<SwapEvent>,
+    /// The shadow module, if one is set.
+    pub shadow: Option<ShadowStatus>,
 }
 
 /// The hot-swappable strategy the balancer asks for every decision.
@@ -215,6 +217,41 @@ pub struct Strategy {
     current: ArcSwap<Generation>,
     counters: Counters,
     next_id: AtomicU64,
+    /// A second module run on the same inputs after each decision, to be
+    /// judged on live traffic; it never routes.
+    shadow: ArcSwapOption<Shadow>,
+    /// Whether `shadow` is set: one relaxed load on the request path
+    /// instead of an `ArcSwap` guard when there is none.
+    has_shadow: AtomicBool,
+}
+
+/// A shadow module and how often it agreed.
+struct Shadow {
+    generation: Generation,
+    budget: u64,
+    agreed: Counter,
+    disagreed: Counter,
+    failed: Counter,
+    latency: Histogram,
+}
+
+/// What the shadow module did, for the status API and metrics.
+#[derive(Debug, Clone)]
+pub struct ShadowStatus {
+    /// Its name.
+    pub name: String,
+    /// sha256 of its bytes, hex.
+    pub sha256: String,
+    /// Its fuel budget per decision.
+    pub fuel: u64,
+    /// Decisions where it answered the index the real decision used.
+    pub agreed: u64,
+    /// Decisions where it answered another index, or no opinion.
+    pub disagreed: u64,
+    /// Decisions where it trapped, ran out of fuel or answered out of range.
+    pub failed: u64,
+    /// Time of each of its decisions.
+    pub latency: crate::metrics::HistogramSnapshot,
 }
 
 impl fmt::Debug for Strategy {
@@ -242,7 +279,101 @@ impl Strategy {
                 recent: Mutex::new(VecDeque::new()),
             },
             next_id: AtomicU64::new(2),
+            shadow: ArcSwapOption::empty(),
+            has_shadow: AtomicBool::new(false),
         })
+    }
+
+    /// Loads and validates `spec` as the shadow module (replacing any), or
+    /// removes the shadow with `None`. `fuel`: its own budget per decision
+    /// (0: the same as the real one's). Blocking, like [`Strategy::replace`].
+    pub fn set_shadow(
+        &self,
+        spec: Option<&StrategySpec>,
+        fuel: u64,
+    ) -> Result<Option<LoadReport>, LoadError> {
+        let Some(spec) = spec else {
+            self.has_shadow.store(false, Ordering::Relaxed);
+            self.shadow.store(None);
+            tracing::info!("shadow strategy removed");
+            return Ok(None);
+        };
+        let generation = self.engine.prepare(spec)?;
+        let budget = match (fuel, self.engine.options().metering) {
+            (0, _) | (_, Metering::Epoch) => self.engine.budget(),
+            (f, Metering::Fuel) => f,
+        };
+        let report = generation.report.clone();
+        tracing::info!(shadow = %report.name, fuel = budget, "shadow strategy set");
+        self.shadow.store(Some(Arc::new(Shadow {
+            generation,
+            budget,
+            agreed: Counter::new(),
+            disagreed: Counter::new(),
+            failed: Counter::new(),
+            latency: Histogram::new(&crate::metrics::DECISION_BOUNDS_NS),
+        })));
+        self.has_shadow.store(true, Ordering::Relaxed);
+        Ok(Some(report))
+    }
+
+    /// The shadow module's counts, if one is set.
+    pub fn shadow_status(&self) -> Option<ShadowStatus> {
+        let guard = self.shadow.load();
+        let sh = guard.as_ref()?;
+        Some(ShadowStatus {
+            name: sh.generation.name.clone(),
+            sha256: sh.generation.report.sha256.clone(),
+            fuel: sh.budget,
+            agreed: sh.agreed.get(),
+            disagreed: sh.disagreed.get(),
+            failed: sh.failed.get(),
+            latency: sh.latency.snapshot(),
+        })
+    }
+
+    /// Runs the shadow on the inputs of the decision just made, which
+    /// chose `chosen`, and counts whether it agreed.
+    #[cold]
+    fn run_shadow<S: CandidateSource + ?Sized>(
+        &self,
+        meta: &Meta,
+        req: &RequestHead<'_>,
+        candidates: &S,
+        chosen: Option<usize>,
+    ) {
+        let guard = self.shadow.load();
+        let Some(sh) = guard.as_ref() else { return };
+        let g = &sh.generation;
+        // Its own turn number when it reads one, so a round-robin shadow
+        // turns as it would serving.
+        let meta = Meta {
+            sequence: if g.report.reads & switchyard_guest::READS_SEQUENCE != 0 {
+                g.sequence.fetch_add(1, Ordering::Relaxed)
+            } else {
+                meta.sequence
+            },
+            ..*meta
+        };
+        let started = std::time::Instant::now();
+        let answer = g.with_slot(
+            self.engine.options(),
+            sh.budget,
+            self.engine.init_budget(),
+            |slot| slot.decide(&meta, req, candidates, sh.budget),
+        );
+        sh.latency.observe(started.elapsed());
+        match answer {
+            Ok(i) if i >= 0 && (i as usize) < candidates.len() => {
+                if Some(i as usize) == chosen {
+                    sh.agreed.inc();
+                } else {
+                    sh.disagreed.inc();
+                }
+            }
+            Ok(i) if i < 0 => sh.disagreed.inc(),
+            _ => sh.failed.inc(),
+        }
     }
 
     /// Loads, validates and swaps in a new module; blocking, so call it from
@@ -361,12 +492,20 @@ impl Strategy {
             t.set(n);
             n % LATENCY_SAMPLE == 0
         });
-        if !timed {
-            return self.decide_now(req, candidates);
+        let mut meta = None;
+        let decision = if !timed {
+            self.decide_now(req, candidates, &mut meta)
+        } else {
+            let started = std::time::Instant::now();
+            let decision = self.decide_now(req, candidates, &mut meta);
+            self.counters.latency.observe(started.elapsed());
+            decision
+        };
+        if self.has_shadow.load(Ordering::Relaxed)
+            && let Some(meta) = meta
+        {
+            self.run_shadow(&meta, req, candidates, decision.index);
         }
-        let started = std::time::Instant::now();
-        let decision = self.decide_now(req, candidates);
-        self.counters.latency.observe(started.elapsed());
         decision
     }
 
@@ -375,6 +514,7 @@ impl Strategy {
         &self,
         req: &RequestHead<'_>,
         candidates: &S,
+        meta_out: &mut Option<Meta>,
     ) -> Decision {
         let now_ms = crate::clock::now_ms();
         if candidates.is_empty() {
@@ -399,6 +539,7 @@ impl Strategy {
             random: crate::clock::random_u64(),
             now_ms,
         };
+        *meta_out = Some(meta);
         let (budget, init_budget) = (self.engine.budget(), self.engine.init_budget());
         let result = match generation.native {
             Some(kind) => table::with_stats(candidates, now_ms, |stats| {
@@ -537,6 +678,7 @@ impl Strategy {
                 .iter()
                 .cloned()
                 .collect(),
+            shadow: self.shadow_status(),
         }
     }
 }
