@@ -431,3 +431,130 @@ fn json_logs_are_one_object_per_line() {
     }
     assert!(serving, "{log}");
 }
+
+/// Sends `GET /` on one keep-alive connection and reads the response
+/// (Content-Length framed); returns (status, body).
+fn keepalive_get(conn: &mut std::net::TcpStream) -> (u16, String) {
+    use std::io::{Read, Write};
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: reload\r\n\r\n")
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte).unwrap_or(0) == 0 {
+            return (0, String::from_utf8_lossy(&head).into_owned());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let status = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    conn.read_exact(&mut body).unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[test]
+fn a_rolling_reload_during_request_loops_fails_no_request() {
+    let (s, admin) = serve_with_admin(2, &["--mode", "http"]);
+    let before = json(&call(admin, "GET", "/status", None, b"").1);
+    let pids: Vec<u64> = before["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["pid"].as_u64().unwrap())
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let port = s.port;
+    // One loop with a connection per request, one on a single keep-alive
+    // connection (its upstream connections are pooled).
+    let loops: Vec<_> = (0..2)
+        .map(|k| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                // (Only the keep-alive loop opens it: an unused connection
+                // would count as a client that closed without a request.)
+                let mut conn = (k == 1).then(|| {
+                    let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    c
+                });
+                let mut seen = std::collections::BTreeSet::new();
+                let mut made = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                    && started.elapsed() < Duration::from_secs(120)
+                {
+                    let (status, body) = match conn.as_mut() {
+                        None => get(port, "/"),
+                        Some(c) => keepalive_get(c),
+                    };
+                    assert_eq!(status, 200, "loop {k}, request {made}: {body}");
+                    seen.insert(worker_of(&body).1);
+                    made += 1;
+                }
+                (made, seen)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let addr = format!("127.0.0.1:{admin}");
+    let (code, out, err) = ctl(&["--admin", &addr, "reload"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("WORKER") && out.contains("->"), "{out}");
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for l in loops {
+        let (made, seen) = l.join().unwrap();
+        assert!(made > 0);
+        // Served by old and new processes alike.
+        assert!(seen.len() >= 2, "{seen:?}");
+    }
+    let after = json(&call(admin, "GET", "/status", None, b"").1);
+    let workers = after["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2, "{after}");
+    for w in workers {
+        assert_eq!(w["state"], "up", "{w}");
+        assert!(!pids.contains(&w["pid"].as_u64().unwrap()), "{w}");
+        assert_eq!(w["restarts"], 1, "{w}");
+        // On the other bank of ports.
+        let port: u16 = w["addr"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(port >= s.base + 2 && port < s.base + 4, "{w}");
+    }
+    let m = scrape(admin);
+    let errors: Vec<_> = m
+        .iter()
+        .filter(|(k, v)| k.starts_with("switchyard_proxy_errors_total{") && **v > 0.0)
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    // A second reload goes back to the first ports.
+    let (status, body) = call(admin, "POST", "/reload", None, b"");
+    assert_eq!(status, 200, "{body}");
+    let again = json(&call(admin, "GET", "/status", None, b"").1);
+    for w in again["workers"].as_array().unwrap() {
+        let port: u16 = w["addr"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(port >= s.base && port < s.base + 2, "{w}");
+    }
+    assert_eq!(get(s.port, "/").0, 200);
+}

@@ -155,10 +155,12 @@ impl Serve {
 
     fn spawn(host: &str, workers: u16, args: &[&str]) -> Serve {
         use std::io::BufRead;
-        // Balancer, workers, then the admin API.
-        let port = free_ports(workers.max(1) + 1);
+        // Balancer, workers, their other ports (rolling reloads), then
+        // the admin API.
+        let w = workers.max(1);
+        let port = free_ports(2 * w + 1);
         let base = port + 1;
-        let admin = base + workers.max(1);
+        let admin = base + 2 * w;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
         cmd.args(["serve", "--host", host, "--log", "info,switchyard=debug"])
             .args(["--port", &port.to_string()])

@@ -8,6 +8,7 @@
 //! | `GET /metrics` | every figure in the Prometheus text format |
 //! | `PUT /strategy` | a `.wasm`, `.wat` or `.cwasm` body (or `?builtin=NAME`) validated, then swapped in |
 //! | `PUT /shadow`, `DELETE /shadow` | the same for the shadow module, which is run on every decision's inputs and never routes |
+//! | `POST /reload` | a rolling restart of the workers, one at a time |
 //! | `POST /backends/{id}/drain`, `/undrain` | a backend by id, name or address |
 //! | `POST /workers/{index}/drain`, `/undrain` | a worker's backend |
 //!
@@ -75,6 +76,8 @@ pub struct Admin {
     pub strategy: Arc<Strategy>,
     /// The backends, to report and drain.
     pub backends: Arc<Backends>,
+    /// The workers, to reload.
+    pub workers: Arc<crate::backends::supervisor::WorkerControl>,
     /// The effective configuration as JSON, secrets redacted.
     pub config: serde_json::Value,
     /// The token, if one is required.
@@ -161,6 +164,7 @@ impl Admin {
                 );
                 r
             }
+            (Method::POST, ["reload"]) => self.reload().await,
             (Method::PUT, ["strategy"]) => self.put_strategy(req, false).await,
             (Method::PUT, ["shadow"]) => self.put_strategy(req, true).await,
             (Method::DELETE, ["shadow"]) => {
@@ -188,7 +192,7 @@ impl Admin {
                 });
                 self.drain_action(found, action, &format!("worker `{index}`"))
             }
-            (_, ["" | "status" | "metrics" | "strategy" | "shadow"])
+            (_, ["" | "status" | "metrics" | "strategy" | "shadow" | "reload"])
             | (_, ["backends" | "workers", _, "drain" | "undrain"]) => error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("{} is not allowed on {path}", req.method()),
@@ -205,6 +209,41 @@ impl Admin {
             // Inside a <script>: no `</script>` may appear in the data.
             .replace("</", "<\\/");
         html(PAGE.replacen("/*STATUS*/null", &status, 1))
+    }
+
+    /// `POST /reload`: a rolling restart of the workers, one at a time.
+    async fn reload(&self) -> Response<Body> {
+        #[derive(Serialize)]
+        struct Reloaded {
+            reloaded: Vec<crate::backends::supervisor::ReloadDone>,
+            error: Option<String>,
+        }
+        if self.workers.is_empty() {
+            return error(
+                StatusCode::CONFLICT,
+                "there are no supervised workers to reload".into(),
+            );
+        }
+        tracing::info!(workers = self.workers.len(), "rolling reload");
+        match self.workers.reload().await {
+            Ok(reloaded) => json(
+                StatusCode::OK,
+                &Reloaded {
+                    reloaded,
+                    error: None,
+                },
+            ),
+            Err((reloaded, e)) => {
+                tracing::error!(error = %e, "rolling reload stopped");
+                json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &Reloaded {
+                        reloaded,
+                        error: Some(e),
+                    },
+                )
+            }
+        }
     }
 
     fn drain_action(

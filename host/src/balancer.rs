@@ -108,6 +108,7 @@ impl BalancerBuilder {
                         index: i,
                         backend: Arc::new(Backend::worker(i, cfg.worker_addrs[i as usize])),
                         listener: None,
+                        other_addr: cfg.worker_reload_addrs.get(i as usize).copied(),
                     })
                     .collect();
                 (cfg, workers)
@@ -122,6 +123,7 @@ impl BalancerBuilder {
             }
         };
         let cfg = Arc::new(cfg);
+        let (control, reloads) = supervisor::WorkerControl::new(workers.len());
         let listeners = listener::listeners(self.listener, cfg.listen, cfg.threads)
             .map_err(|e| BuildError::Listen(cfg.listen, e))?;
         let admin = match cfg.admin.listen {
@@ -186,6 +188,8 @@ impl BalancerBuilder {
             None => None,
         };
         Ok(Balancer {
+            control: Arc::new(control),
+            reloads,
             admin,
             certs,
             udp,
@@ -210,6 +214,7 @@ fn in_process_workers(n: u32) -> std::io::Result<Vec<Worker>> {
                 index: i,
                 backend: Arc::new(Backend::worker(i, l.local_addr()?)),
                 listener: Some(l),
+                other_addr: None,
             })
         })
         .collect()
@@ -251,6 +256,9 @@ pub struct Balancer {
     strategy: Arc<Strategy>,
     backends: Arc<Backends>,
     workers: Vec<Worker>,
+    /// Rolling reloads: the control, and each worker slot's end.
+    control: Arc<supervisor::WorkerControl>,
+    reloads: Vec<tokio::sync::mpsc::UnboundedReceiver<supervisor::ReloadRequest>>,
     shutdown: ShutdownHandle,
     /// Certificates, when TLS is terminated or HTTP/3 listens.
     certs: Option<Arc<crate::tls::Certs>>,
@@ -293,6 +301,12 @@ impl Balancer {
         self.backends.clone()
     }
 
+    /// Rolling reloads of the workers (see
+    /// [`WorkerControl::reload`](supervisor::WorkerControl::reload)).
+    pub fn workers(&self) -> Arc<supervisor::WorkerControl> {
+        self.control.clone()
+    }
+
     /// Stops the balancer from another task.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
@@ -311,14 +325,23 @@ impl Balancer {
             certs,
             udp,
             admin,
+            control,
+            reloads,
             _watchers,
         } = self;
         let tokens = shutdown.tokens();
         let opts = Arc::new(cfg.workers.clone());
         let mut supervisors = tokio::task::JoinSet::new();
-        for w in workers {
+        for (w, rx) in workers.into_iter().zip(reloads) {
             let (stop, force) = (tokens.stop.clone(), tokens.force.clone());
-            supervisors.spawn(supervisor::supervise(w, opts.clone(), stop, force));
+            supervisors.spawn(supervisor::supervise(
+                w,
+                opts.clone(),
+                backends.clone(),
+                rx,
+                stop,
+                force,
+            ));
         }
         tokio::spawn(health::run(
             backends.clone(),
@@ -336,6 +359,7 @@ impl Balancer {
             let state = Arc::new(crate::admin::Admin {
                 strategy: strategy.clone(),
                 backends: backends.clone(),
+                workers: control.clone(),
                 config: cfg.raw().to_json_redacted(),
                 token: cfg.admin.token.clone(),
                 started: std::time::SystemTime::now(),

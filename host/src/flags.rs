@@ -60,6 +60,10 @@ pub struct CtlArgs {
 pub enum CtlCommand {
     /// Workers, backends, the strategy and its fallbacks.
     Status,
+    /// Restart the workers one at a time with no request lost: each
+    /// replacement starts on the worker's other port, takes new work once
+    /// it accepts connections, and the old one drains, then stops.
+    Reload,
     /// Change the strategy.
     #[command(subcommand)]
     Strategy(StrategySetCommand),

@@ -369,6 +369,17 @@ impl Backend {
         self.changed();
     }
 
+    /// Takes over the counts that belong to the worker slot rather than to
+    /// one process (a rolling reload's replacement of `old`).
+    pub fn carry_over(&self, old: &Backend) {
+        self.starts
+            .store(old.starts.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.failures_total.store(
+            old.failures_total.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+    }
+
     /// Its worker process `pid` started (not yet ready).
     pub fn process_started(&self, pid: u32) {
         self.starts.fetch_add(1, Ordering::Relaxed);

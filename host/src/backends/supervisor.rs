@@ -67,6 +67,9 @@ pub struct WorkerOptions {
     pub ready_timeout: Duration,
     /// Grace between SIGTERM and SIGKILL when workers are stopped.
     pub stop_timeout: Duration,
+    /// How long a rolling reload waits for a replaced worker's open
+    /// connections to finish before stopping it anyway.
+    pub drain_timeout: Duration,
 }
 
 /// Respawn delays: 100 ms doubling to 30 s; a worker that stayed up 30 s
@@ -125,6 +128,98 @@ pub struct Worker {
     /// For in-process workers, the port they serve, bound once by the
     /// balancer and kept across restarts (each run gets a duplicate).
     pub listener: Option<std::net::TcpListener>,
+    /// Where a replacement starts during a rolling reload while this one
+    /// still serves (a process worker's other port; the two alternate).
+    /// `None`: an in-process worker's replacement gets a fresh loopback
+    /// port.
+    pub other_addr: Option<SocketAddr>,
+}
+
+/// A request to replace a worker with a fresh one; answered once the
+/// replacement serves and the old one stopped, or with why not.
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<ReloadDone, String>>;
+
+/// A worker replaced by a rolling reload.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadDone {
+    /// Its index.
+    pub worker: u32,
+    /// The old process id and address.
+    pub old_pid: u32,
+    /// The old address.
+    pub old_addr: String,
+    /// The new process id.
+    pub new_pid: u32,
+    /// The new address.
+    pub new_addr: String,
+    /// Connections still open on the old one when it was stopped (0
+    /// unless the drain timed out).
+    pub cut: u32,
+}
+
+/// Rolling reloads: one channel per worker slot, whose supervisor does
+/// the replacing.
+#[derive(Debug, Default)]
+pub struct WorkerControl {
+    slots: Vec<tokio::sync::mpsc::UnboundedSender<ReloadRequest>>,
+    /// One reload at a time.
+    busy: tokio::sync::Mutex<()>,
+}
+
+impl WorkerControl {
+    /// Channels for `n` worker slots: the control, and each slot's
+    /// receiving end for its supervisor.
+    pub fn new(
+        n: usize,
+    ) -> (
+        WorkerControl,
+        Vec<tokio::sync::mpsc::UnboundedReceiver<ReloadRequest>>,
+    ) {
+        let (slots, rx) = (0..n)
+            .map(|_| tokio::sync::mpsc::unbounded_channel())
+            .unzip();
+        (
+            WorkerControl {
+                slots,
+                busy: tokio::sync::Mutex::new(()),
+            },
+            rx,
+        )
+    }
+
+    /// Replaces every worker, one at a time: start the replacement, wait
+    /// until it accepts connections, route new work to it, drain the old
+    /// one, stop it. A worker whose replacement fails keeps running, and
+    /// the reload stops there with the reason.
+    pub async fn reload(&self) -> Result<Vec<ReloadDone>, (Vec<ReloadDone>, String)> {
+        let _one = self.busy.lock().await;
+        let mut done = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if slot.send(tx).is_err() {
+                return Err((
+                    done,
+                    format!("worker {i} is not supervised (the balancer is stopping)"),
+                ));
+            }
+            match rx.await {
+                Ok(Ok(d)) => done.push(d),
+                Ok(Err(e)) => return Err((done, e)),
+                Err(_) => return Err((done, format!("worker {i}'s supervisor stopped"))),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Number of worker slots.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
 }
 
 /// How a worker's start ended.
@@ -222,6 +317,17 @@ impl Running {
 
 /// Starts worker `w` once.
 fn start(w: &Worker, opts: &WorkerOptions) -> std::io::Result<Running> {
+    start_at(w.index, &w.backend, w.listener.as_ref(), opts)
+}
+
+/// Starts worker `index` once, serving `backend`'s address (an in-process
+/// one on `listener`).
+fn start_at(
+    index: u32,
+    backend: &Backend,
+    listener: Option<&std::net::TcpListener>,
+    opts: &WorkerOptions,
+) -> std::io::Result<Running> {
     let argv_command = |argv: &[String]| {
         let mut c = Command::new(&argv[0]);
         c.args(&argv[1..]);
@@ -229,14 +335,12 @@ fn start(w: &Worker, opts: &WorkerOptions) -> std::io::Result<Running> {
     };
     let mut c = match &opts.command {
         WorkerCommand::InProcess(serve) => {
-            let listener = w
-                .listener
-                .as_ref()
+            let listener = listener
                 .ok_or_else(|| std::io::Error::other("an in-process worker has no listener"))?
                 .try_clone()?;
             listener.set_nonblocking(true)?;
             let l = tokio::net::TcpListener::from_std(listener)?;
-            return Ok(Running::Task(tokio::spawn(serve(w.index, l))));
+            return Ok(Running::Task(tokio::spawn(serve(index, l))));
         }
         WorkerCommand::Demo => {
             let mut c = Command::new(std::env::current_exe()?);
@@ -245,9 +349,9 @@ fn start(w: &Worker, opts: &WorkerOptions) -> std::io::Result<Running> {
         }
         WorkerCommand::Program(argv) => argv_command(argv),
     };
-    c.env("PORT", w.backend.addr().port().to_string())
+    c.env("PORT", backend.addr().port().to_string())
         .env("HOST", &opts.host)
-        .env("SWITCHYARD_WORKER_INDEX", w.index.to_string())
+        .env("SWITCHYARD_WORKER_INDEX", index.to_string())
         .envs(&opts.env)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
@@ -269,14 +373,18 @@ fn start(w: &Worker, opts: &WorkerOptions) -> std::io::Result<Running> {
 }
 
 /// Runs worker slot `w` until `stop`, then terminates it (SIGKILL without
-/// waiting once `force` fires).
+/// waiting once `force` fires). `reloads` asks it to replace its worker
+/// (see [`WorkerControl::reload`]); the replacement is published in
+/// `backends` in place of the old one.
 pub async fn supervise(
-    w: Worker,
+    mut w: Worker,
     opts: Arc<WorkerOptions>,
+    backends: Arc<super::Backends>,
+    mut reloads: tokio::sync::mpsc::UnboundedReceiver<ReloadRequest>,
     stop: CancellationToken,
     force: CancellationToken,
 ) {
-    let (index, b) = (w.index, w.backend.clone());
+    let index = w.index;
     let mut backoff = Backoff::new();
     while !stop.is_cancelled() {
         let started = Instant::now();
@@ -286,6 +394,7 @@ pub async fn supervise(
                 None
             }
             Ok(mut running) => {
+                let b = w.backend.clone();
                 let pid = running.pid();
                 b.process_started(pid);
                 tracing::debug!(worker = index, pid, addr = %b.addr(), "worker started");
@@ -293,13 +402,23 @@ pub async fn supervise(
                     r = running.startup(b.addr(), opts.ready_timeout) => r,
                     _ = stop.cancelled() => Startup::Stopped,
                 };
+                let mut current_pid = pid;
                 let status = match startup {
                     Startup::Ready => {
                         b.ready();
                         tracing::info!(worker = index, pid, addr = %b.addr(), "worker ready");
-                        tokio::select! {
-                            s = running.exited() => Some(s),
-                            _ = stop.cancelled() => None,
+                        loop {
+                            tokio::select! {
+                                s = running.exited() => break Some(s),
+                                _ = stop.cancelled() => break None,
+                                Some(reply) = reloads.recv() => {
+                                    let r = replace(&mut w, &mut running, &opts, &backends, &stop, &force).await;
+                                    if let Ok(done) = &r {
+                                        current_pid = done.new_pid;
+                                    }
+                                    let _ = reply.send(r);
+                                }
+                            }
                         }
                     }
                     Startup::Exited(s) => Some(s),
@@ -314,12 +433,13 @@ pub async fn supervise(
                     }
                     Startup::Stopped => None,
                 };
+                let b = w.backend.clone();
                 b.exited();
                 if stop.is_cancelled() {
                     running.terminate(index, opts.stop_timeout, &force).await;
                     return;
                 }
-                status.map(|s| (pid, s))
+                status.map(|s| (current_pid, s))
             }
         };
         if let Some((pid, status)) = exit {
@@ -337,11 +457,129 @@ pub async fn supervise(
                 "worker is crash-looping; backing off up to 30 s between restarts"
             );
         }
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.cancelled() => return,
+        // A reload asked for while the worker is down has nothing to
+        // replace: say so rather than leave the caller waiting.
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => break,
+                _ = stop.cancelled() => return,
+                Some(reply) = reloads.recv() => {
+                    let _ = reply.send(Err(format!(
+                        "worker {index} is not running (it restarts on its own)"
+                    )));
+                }
+            }
         }
     }
+}
+
+/// One step of a rolling reload for the worker running as `running`:
+/// start a replacement on the slot's other address, wait until it accepts
+/// connections, publish it in place of the old one (which then gets no
+/// new work), wait for the old one's connections to finish, stop it. On
+/// any failure before the swap, the replacement is stopped and the old
+/// worker keeps serving.
+async fn replace(
+    w: &mut Worker,
+    running: &mut Running,
+    opts: &WorkerOptions,
+    backends: &super::Backends,
+    stop: &CancellationToken,
+    force: &CancellationToken,
+) -> Result<ReloadDone, String> {
+    let index = w.index;
+    let old = w.backend.clone();
+    // In-process workers get a fresh loopback port each time.
+    let (addr, listener) = match w.other_addr {
+        Some(a) => (a, None),
+        None => {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")
+                .map_err(|e| format!("worker {index}: binding a port for the replacement: {e}"))?;
+            let a = l.local_addr().map_err(|e| format!("worker {index}: {e}"))?;
+            match opts.command {
+                WorkerCommand::InProcess(_) => (a, Some(l)),
+                // A process binds it itself: a free port, let go.
+                _ => (a, None),
+            }
+        }
+    };
+    let new = Arc::new(Backend::worker(index, addr));
+    new.carry_over(&old);
+    let mut next = start_at(index, &new, listener.as_ref(), opts)
+        .map_err(|e| format!("worker {index}: cannot start the replacement: {e}"))?;
+    let new_pid = next.pid();
+    new.process_started(new_pid);
+    let startup = tokio::select! {
+        r = next.startup(addr, opts.ready_timeout) => r,
+        _ = stop.cancelled() => Startup::Stopped,
+    };
+    match startup {
+        Startup::Ready => {}
+        other => {
+            next.terminate(index, Duration::ZERO, force).await;
+            return Err(match other {
+                Startup::Exited(s) => {
+                    format!("worker {index}: the replacement on {addr} exited: {s}")
+                }
+                Startup::TimedOut => format!(
+                    "worker {index}: the replacement on {addr} did not accept connections within {} ms",
+                    opts.ready_timeout.as_millis()
+                ),
+                _ => format!("worker {index}: the balancer is stopping"),
+            });
+        }
+    }
+    new.ready();
+    let old_pid = running.pid();
+    // From here new work goes to the replacement; connections already on
+    // the old one finish there.
+    backends.add(new.clone());
+    old.drain();
+    tracing::info!(
+        worker = index,
+        old_pid,
+        new_pid,
+        old_addr = %old.addr(),
+        new_addr = %addr,
+        "worker replaced; draining the old one"
+    );
+    let drained = tokio::time::timeout(opts.drain_timeout, old.drained())
+        .await
+        .is_ok();
+    // A decision made on the list from just before the swap may still be
+    // connecting: give it a moment to show up in the count.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    if drained && old.active() != 0 {
+        let _ = tokio::time::timeout(opts.drain_timeout, old.drained()).await;
+    }
+    let cut = old.active();
+    if cut != 0 {
+        tracing::warn!(
+            worker = index,
+            open = cut,
+            "the old worker still had connections after the drain timeout; stopping it anyway"
+        );
+    }
+    old.exited();
+    let mut previous = std::mem::replace(running, next);
+    previous.terminate(index, opts.stop_timeout, force).await;
+    // The slot now serves from the new address; the old one is next
+    // time's other address.
+    w.other_addr = w.other_addr.map(|_| old.addr());
+    if let Some(l) = listener {
+        w.listener = Some(l);
+    }
+    w.backend = new;
+    Ok(ReloadDone {
+        worker: index,
+        old_pid,
+        old_addr: old.addr().to_string(),
+        new_pid,
+        new_addr: addr.to_string(),
+        cut,
+    })
 }
 
 /// Polls until the port accepts a connection.

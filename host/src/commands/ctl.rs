@@ -42,6 +42,7 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<ExitCode> {
     };
     let (method, path, body) = match &args.command {
         CtlCommand::Status => (Method::GET, "/status".to_string(), Vec::new()),
+        CtlCommand::Reload => (Method::POST, "/reload".to_string(), Vec::new()),
         CtlCommand::Strategy(StrategySetCommand::Set { module, config }) => {
             let (query, body) = upload(module, config.as_deref(), None)?;
             (Method::PUT, format!("/strategy?{query}"), body)
@@ -77,6 +78,9 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if !status.is_success() {
+        if matches!(args.command, CtlCommand::Reload) && !args.json {
+            print_reloaded(&value);
+        }
         let why = value
             .get("error")
             .and_then(Value::as_str)
@@ -96,6 +100,7 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<ExitCode> {
         CtlCommand::Status => print_status(&value),
         CtlCommand::Strategy(_) | CtlCommand::Shadow(_) => print_strategy(&value),
         CtlCommand::Drain { .. } | CtlCommand::Undrain { .. } => print_backends(&[value]),
+        CtlCommand::Reload => print_reloaded(&value),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -129,10 +134,11 @@ impl Client {
         }
         let req = req.body(Full::new(Bytes::from(body)))?;
         // A module upload is validated (compiled, dry-run) before the
-        // answer: allow for a large one.
-        let resp = tokio::time::timeout(Duration::from_secs(120), send.send_request(req))
+        // answer, and a reload waits for each worker in turn: allow for
+        // both.
+        let resp = tokio::time::timeout(Duration::from_secs(900), send.send_request(req))
             .await
-            .context("no answer within 120 s")??;
+            .context("no answer within 900 s")??;
         let status = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
         let value = serde_json::from_slice(&bytes)
@@ -299,6 +305,25 @@ fn print_backends(list: &[Value]) {
         ],
         &rows,
     );
+}
+
+fn print_reloaded(v: &Value) {
+    let empty = Vec::new();
+    let rows: Vec<Vec<String>> = v
+        .get("reloaded")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty)
+        .iter()
+        .map(|r| {
+            vec![
+                s(r, "worker"),
+                format!("{} -> {}", s(r, "old_pid"), s(r, "new_pid")),
+                format!("{} -> {}", s(r, "old_addr"), s(r, "new_addr")),
+                s(r, "cut"),
+            ]
+        })
+        .collect();
+    table(&["WORKER", "PID", "ADDR", "CUT"], &rows);
 }
 
 fn print_status(v: &Value) {

@@ -392,6 +392,10 @@ pub struct Config {
     pub graceful_timeout: Duration,
     /// Worker addresses, one per worker.
     pub worker_addrs: Vec<SocketAddr>,
+    /// Each worker's other address, where its replacement starts during a
+    /// rolling reload (`base_worker_port + workers + i`); empty when those
+    /// ports would run past 65535.
+    pub worker_reload_addrs: Vec<SocketAddr>,
     /// How workers run.
     pub workers: WorkerOptions,
     /// Worker telemetry interval.
@@ -487,7 +491,17 @@ impl RawConfig {
                 (crate::sys::connections_for(limit), false)
             }
         };
+        let n = worker_addrs.len() as u32;
+        let worker_reload_addrs = if self.base_worker_port as u32 + 2 * n <= 65536 {
+            (0..n)
+                .map(|i| resolve(&self.worker_host, self.base_worker_port + (n + i) as u16))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid("worker_host", e))?
+        } else {
+            Vec::new()
+        };
         Ok(Config {
+            worker_reload_addrs,
             listen,
             threads,
             max_connections,
@@ -683,6 +697,7 @@ impl RawConfig {
             respawn: self.respawn,
             ready_timeout: ms(self.ready_timeout_ms),
             stop_timeout: ms(self.worker_stop_timeout_ms),
+            drain_timeout: ms(self.graceful_timeout_ms),
         };
         Ok((addrs, opts))
     }
