@@ -558,3 +558,132 @@ fn a_rolling_reload_during_request_loops_fails_no_request() {
     }
     assert_eq!(get(s.port, "/").0, 200);
 }
+
+/// A collector stub: an HTTP/1.1 server that takes OTLP/HTTP posts and
+/// hands each (path, content type, body) to the test.
+fn collector() -> (u16, std::sync::mpsc::Receiver<(String, String, Vec<u8>)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(64) {
+            let Ok(conn) = conn else { continue };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut out = conn;
+                // Keep-alive: several posts per connection, each bounded.
+                for _ in 0..1000 {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let (mut len, mut kind) = (0usize, String::new());
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            match k.to_ascii_lowercase().as_str() {
+                                "content-length" => len = v.trim().parse().unwrap_or(0),
+                                "content-type" => kind = v.trim().to_string(),
+                                _ => {}
+                            }
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                    if tx.send((path, kind, body)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn metrics_reach_an_otlp_collector() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    use prost::Message;
+    let (collector_port, posts) = collector();
+    let endpoint = format!("http://127.0.0.1:{collector_port}");
+    let s = Serve::start_with_env(
+        2,
+        &["--mode", "http"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+            ("OTEL_SERVICE_NAME", "switchyard-test"),
+        ],
+    );
+    for _ in 0..10 {
+        assert_eq!(get(s.port, "/").0, 200);
+    }
+    // Exports are cumulative: wait for one that has all ten requests.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = None;
+    while Instant::now() < deadline {
+        let Ok((path, kind, body)) = posts.recv_timeout(Duration::from_secs(5)) else {
+            continue;
+        };
+        assert_eq!(path, "/v1/metrics");
+        assert_eq!(kind, "application/x-protobuf");
+        let req = ExportMetricsServiceRequest::decode(body.as_slice()).expect("OTLP protobuf");
+        let rm = &req.resource_metrics[0];
+        let service = rm
+            .resource
+            .as_ref()
+            .unwrap()
+            .attributes
+            .iter()
+            .find(|a| a.key == "service.name");
+        assert!(
+            format!("{service:?}").contains("switchyard-test"),
+            "{service:?}"
+        );
+        let metrics: Vec<_> = rm.scope_metrics.iter().flat_map(|s| &s.metrics).collect();
+        let requests = metrics
+            .iter()
+            .find(|m| m.name == "switchyard.requests")
+            .expect("switchyard.requests");
+        let Some(Data::Sum(sum)) = &requests.data else {
+            panic!("a sum: {requests:?}")
+        };
+        assert!(sum.is_monotonic);
+        let http1: i64 = sum
+            .data_points
+            .iter()
+            .filter(|p| format!("{:?}", p.attributes).contains("http1"))
+            .map(|p| match p.value {
+                Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(
+                    v,
+                )) => v,
+                _ => 0,
+            })
+            .sum();
+        assert!(
+            metrics
+                .iter()
+                .any(|m| m.name == "switchyard.backend.requests")
+        );
+        assert!(metrics.iter().any(|m| m.name == "switchyard.worker.memory"));
+        last = Some(http1);
+        if http1 == 10 {
+            return;
+        }
+    }
+    panic!("no export with 10 requests within 30 s (last saw {last:?})");
+}

@@ -153,7 +153,18 @@ impl Serve {
         s
     }
 
+    /// [`Serve::start`] with extra environment variables.
+    pub fn start_with_env(workers: u16, args: &[&str], env: &[(&str, &str)]) -> Serve {
+        let s = Serve::spawn_with_env("127.0.0.1", workers, args, env);
+        s.wait_for_log("switchyard is serving", 30);
+        s
+    }
+
     fn spawn(host: &str, workers: u16, args: &[&str]) -> Serve {
+        Serve::spawn_with_env(host, workers, args, &[])
+    }
+
+    fn spawn_with_env(host: &str, workers: u16, args: &[&str], env: &[(&str, &str)]) -> Serve {
         use std::io::BufRead;
         // Balancer, workers, their other ports (rolling reloads), then
         // the admin API.
@@ -175,6 +186,7 @@ impl Serve {
             cmd.args(["--admin", &format!("127.0.0.1:{admin}")]);
         }
         cmd.args(args)
+            .envs(env.iter().copied())
             .env_remove("HOST")
             .env_remove("PORT")
             .stdout(std::process::Stdio::null())

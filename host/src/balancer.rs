@@ -377,6 +377,7 @@ impl Balancer {
                 tokens.stop.clone(),
             ));
         }
+        let otel = crate::otel::start(strategy.clone(), backends.clone());
         wait_for_workers(&cfg, &backends, &shutdown).await;
         tracing::info!(
             listen = %listeners[0].local_addr()?,
@@ -426,6 +427,11 @@ impl Balancer {
         // Connections are done: stop workers and background tasks.
         tokens.stop.cancel();
         while supervisors.join_next().await.is_some() {}
+        if let Some(provider) = otel {
+            // The last figures go out before the process does; the SDK's
+            // shutdown blocks on its export thread.
+            let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        }
         let status = strategy.status();
         tracing::info!(
             strategy = %status.name,

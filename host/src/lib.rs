@@ -21,6 +21,7 @@
 //! - [`telemetry`]: the log and its rate limits.
 //! - [`metrics`]: counters and histograms (per-thread shards), rendered as
 //!   Prometheus text.
+//! - [`otel`]: the same figures over OTLP when `OTEL_EXPORTER_OTLP_*` asks.
 //! - [`admin`]: the admin API (`/status`, `/metrics`, `PUT /strategy`,
 //!   drains, the status page) that `switchyard ctl` talks to.
 //! - [`clock`], [`sys`]: the process clock and RNG; cores and file limits.
@@ -51,6 +52,7 @@ pub mod h3;
 pub mod http;
 pub mod listener;
 pub mod metrics;
+pub mod otel;
 pub mod proxy;
 pub mod shutdown;
 pub mod sniff;
