@@ -687,3 +687,56 @@ fn metrics_reach_an_otlp_collector() {
     }
     panic!("no export with 10 requests within 30 s (last saw {last:?})");
 }
+
+#[test]
+fn the_access_log_has_a_line_per_request_and_per_spliced_connection() {
+    let dir = TempDir::new("access");
+    let file = dir.0.join("access.log");
+    let s = Serve::start(
+        2,
+        &["--mode", "auto", "--access-log", file.to_str().unwrap()],
+    );
+    for path in ["/", "/?x=1", "/healthz"] {
+        assert_eq!(get(s.port, path).0, 200);
+    }
+    // Not HTTP: spliced to a backend as is, one line for the connection.
+    {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"\x16\x00garbage\r\n\r\n").unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut sink = Vec::new();
+        let _ = c.read_to_end(&mut sink);
+    }
+    let mut lines = Vec::new();
+    support::eventually("four access log lines", 10, || {
+        lines = std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .lines()
+            .map(json)
+            .collect();
+        lines.len() >= 4
+    });
+    let http: Vec<_> = lines.iter().filter(|l| l["mode"] == "http1").collect();
+    assert_eq!(http.len(), 3, "{lines:?}");
+    let paths: Vec<_> = http.iter().map(|l| l["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["/", "/?x=1", "/healthz"]);
+    for l in &http {
+        assert_eq!(l["method"], "GET", "{l}");
+        assert_eq!(l["status"], 200, "{l}");
+        assert_eq!(l["attempts"], 1, "{l}");
+        assert!(l["fallback"].is_null(), "{l}");
+        assert!(
+            l["backend"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{l}"
+        );
+        assert!(l["bytes_out"].as_u64().unwrap() > 0, "{l}");
+        assert!(l["duration_ms"].as_f64().unwrap() >= 0.0, "{l}");
+        assert!(l["time"].as_str().unwrap().ends_with('Z'), "{l}");
+    }
+    let tcp: Vec<_> = lines.iter().filter(|l| l["mode"] == "tcp").collect();
+    assert_eq!(tcp.len(), 1, "{lines:?}");
+    assert_eq!(tcp[0]["bytes_in"], 13, "{}", tcp[0]);
+    assert_eq!(tcp[0]["attempts"], 1, "{}", tcp[0]);
+}

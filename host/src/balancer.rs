@@ -46,6 +46,9 @@ pub enum BuildError {
     /// A certificate or key is unusable.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::CertError),
+    /// The access log could not be opened.
+    #[error("cannot open the access log {0}: {1}")]
+    AccessLog(String, std::io::Error),
     /// The admin API's address could not be bound.
     #[error(
         "cannot listen for the admin API on {0}: {1} (set `admin` to another address, or `off`)"
@@ -143,6 +146,13 @@ impl BalancerBuilder {
                 Err(e) => return Err(BuildError::Admin(addr, e)),
             },
         };
+        let access = match &cfg.access_log {
+            None => None,
+            Some(target) => Some(Arc::new(
+                crate::access::AccessLog::open(target)
+                    .map_err(|e| BuildError::AccessLog(cfg.raw().access_log.clone(), e))?,
+            )),
+        };
         let named = |e| BuildError::Strategy(cfg.strategy.source.to_string(), e);
         let engine = StrategyEngine::new(cfg.engine.clone()).map_err(named)?;
         let strategy = Arc::new(Strategy::load(engine, &cfg.strategy).map_err(named)?);
@@ -188,6 +198,7 @@ impl BalancerBuilder {
             None => None,
         };
         Ok(Balancer {
+            access,
             control: Arc::new(control),
             reloads,
             admin,
@@ -256,6 +267,8 @@ pub struct Balancer {
     strategy: Arc<Strategy>,
     backends: Arc<Backends>,
     workers: Vec<Worker>,
+    /// The access log, if kept.
+    access: Option<Arc<crate::access::AccessLog>>,
     /// Rolling reloads: the control, and each worker slot's end.
     control: Arc<supervisor::WorkerControl>,
     reloads: Vec<tokio::sync::mpsc::UnboundedReceiver<supervisor::ReloadRequest>>,
@@ -327,6 +340,7 @@ impl Balancer {
             admin,
             control,
             reloads,
+            access,
             _watchers,
         } = self;
         let tokens = shutdown.tokens();
@@ -406,6 +420,7 @@ impl Balancer {
             alt_svc: h3_port.and_then(|p| {
                 hyper::header::HeaderValue::from_str(&format!("h3=\":{p}\"; ma=86400")).ok()
             }),
+            access,
         });
         let h3 = match (udp, &certs) {
             (Some(udp), Some(certs)) => {

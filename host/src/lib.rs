@@ -21,6 +21,7 @@
 //! - [`telemetry`]: the log and its rate limits.
 //! - [`metrics`]: counters and histograms (per-thread shards), rendered as
 //!   Prometheus text.
+//! - [`access`]: the access log, written off the byte path.
 //! - [`otel`]: the same figures over OTLP when `OTEL_EXPORTER_OTLP_*` asks.
 //! - [`admin`]: the admin API (`/status`, `/metrics`, `PUT /strategy`,
 //!   drains, the status page) that `switchyard ctl` talks to.
@@ -41,6 +42,7 @@
 //!    forwards both ways.
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod admin;
 pub mod backends;
 pub mod balancer;

@@ -278,6 +278,11 @@ pub struct RawConfig {
     /// long, ms; 0 = never.
     #[arg(long, default_value_t = 3_600_000)]
     pub idle_timeout_ms: u64,
+    /// The access log: one JSON line per connection (TCP mode) or request
+    /// (HTTP mode), written off the byte path: a file (appended to), `-`
+    /// for standard output, or `off`.
+    #[arg(long, default_value = "off")]
+    pub access_log: String,
     /// A second strategy (`builtin:NAME` or a file) run on the same inputs
     /// after every decision, never routing: its agreement with the real
     /// one is counted (status, metrics), to prove it on live traffic
@@ -422,6 +427,8 @@ pub struct Config {
     pub h3: Option<SocketAddr>,
     /// The admin API.
     pub admin: crate::admin::AdminOptions,
+    /// Where the access log goes, if anywhere.
+    pub access_log: Option<crate::access::Target>,
     /// The shadow strategy and its fuel budget (0: the real one's).
     pub shadow: Option<(StrategySpec, u64)>,
     /// What it was made from, to print.
@@ -573,6 +580,11 @@ impl RawConfig {
                 )
             }),
             admin: self.admin_options()?,
+            access_log: match self.access_log.as_str() {
+                "off" | "" => None,
+                "-" => Some(crate::access::Target::Stdout),
+                path => Some(crate::access::Target::File(path.into())),
+            },
             shadow: self.shadow_spec()?,
             raw: self.clone(),
         })

@@ -28,6 +28,32 @@ pub struct Tracked {
     /// The body timeout, and its timer once the body first had to wait (a
     /// small body that is there at once never makes one).
     idle: Option<(Duration, Option<Pin<Box<Sleep>>>)>,
+    /// The access log's line for this request, written when the body ends
+    /// (or is dropped), with the bytes it carried.
+    access: Option<Box<Pending>>,
+    sent: u64,
+}
+
+/// An access log line waiting for its response body to end.
+pub(crate) struct Pending {
+    pub(crate) log: std::sync::Arc<crate::access::AccessLog>,
+    pub(crate) entry: crate::access::Entry,
+    pub(crate) started: std::time::Instant,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(p) = self.access.take() {
+            let Pending {
+                log,
+                mut entry,
+                started,
+            } = *p;
+            entry.bytes_out = self.sent;
+            entry.duration = started.elapsed();
+            log.log(entry);
+        }
+    }
 }
 
 impl Tracked {
@@ -43,6 +69,8 @@ impl Tracked {
             _busy: busy,
             _backend: Some(backend),
             idle: idle.map(|d| (d, None)),
+            access: None,
+            sent: 0,
         }
     }
 
@@ -53,7 +81,15 @@ impl Tracked {
             _busy: busy,
             _backend: None,
             idle: None,
+            access: None,
+            sent: 0,
         }
+    }
+
+    /// Writes `pending` to the access log when this body ends.
+    pub(crate) fn with_access(mut self, pending: Box<Pending>) -> Self {
+        self.access = Some(pending);
+        self
     }
 }
 
@@ -70,6 +106,12 @@ impl Body for Tracked {
             Poll::Ready(frame) => {
                 if let Some((d, Some(sleep))) = &mut this.idle {
                     sleep.as_mut().reset(Instant::now() + *d);
+                }
+                if this.access.is_some()
+                    && let Some(Ok(f)) = &frame
+                    && let Some(data) = f.data_ref()
+                {
+                    this.sent += data.len() as u64;
                 }
                 Poll::Ready(frame)
             }

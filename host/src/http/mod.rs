@@ -371,10 +371,94 @@ async fn handle(
     forward(ctx, parts, body, peer, busy, info, client_upgrade).await
 }
 
+/// What one request's decisions came to, for the access log.
+#[derive(Default)]
+struct Trace {
+    attempts: u32,
+    fallback: Option<&'static str>,
+    backend: Option<SocketAddr>,
+}
+
 /// One request: decide, send, and try another backend if the connect
 /// failed and the request can be sent again. `body`: `None` if it has
-/// none (then it can be sent again).
+/// none (then it can be sent again). With an access log, its line is
+/// written when the response body ends.
 pub(crate) async fn forward(
+    ctx: &Context,
+    parts: hyper::http::request::Parts,
+    body: Option<ClientBody>,
+    peer: SocketAddr,
+    busy: Option<Busy>,
+    info: &ConnInfo,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<ResBody> {
+    let mut trace = Trace::default();
+    let Some(log) = &ctx.access else {
+        return forward_inner(
+            ctx,
+            parts,
+            body,
+            peer,
+            busy,
+            info,
+            client_upgrade,
+            &mut trace,
+        )
+        .await;
+    };
+    let (start, started) = (std::time::SystemTime::now(), std::time::Instant::now());
+    let mode = match parts.version {
+        Version::HTTP_2 => "http2",
+        Version::HTTP_3 => "http3",
+        _ => "http1",
+    };
+    let method: Box<str> = parts.method.as_str().into();
+    let path: Box<str> = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .into();
+    let bytes_in = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0);
+    let resp = forward_inner(
+        ctx,
+        parts,
+        body,
+        peer,
+        busy,
+        info,
+        client_upgrade,
+        &mut trace,
+    )
+    .await;
+    let entry = crate::access::Entry {
+        start,
+        mode,
+        client: peer,
+        method: Some(method),
+        path: Some(path),
+        status: Some(resp.status().as_u16()),
+        backend: trace.backend,
+        attempts: trace.attempts,
+        fallback: trace.fallback,
+        bytes_in,
+        bytes_out: 0,
+        duration: Duration::ZERO,
+        error: None,
+    };
+    let pending = Box::new(body::Pending {
+        log: log.clone(),
+        entry,
+        started,
+    });
+    resp.map(|b| b.with_access(pending))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward_inner(
     ctx: &Context,
     mut parts: hyper::http::request::Parts,
     body: Option<ClientBody>,
@@ -382,6 +466,7 @@ pub(crate) async fn forward(
     busy: Option<Busy>,
     info: &ConnInfo,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    trace: &mut Trace,
 ) -> Response<ResBody> {
     let (protocol, counted) = match parts.version {
         Version::HTTP_2 => (Protocol::Http2, HttpVersion::Http2),
@@ -429,7 +514,7 @@ pub(crate) async fn forward(
     let mut failed: Vec<u32> = Vec::new();
     let mut last = Error::new(Kind::NoBackend);
     for attempt in 0..=ctx.proxy.retries {
-        let Some(i) = pick(
+        let decision = pick(
             &ctx.strategy,
             info,
             protocol,
@@ -439,10 +524,14 @@ pub(crate) async fn forward(
             attempt,
             &failed,
             &list,
-        ) else {
+        );
+        trace.attempts = attempt + 1;
+        trace.fallback = decision.fallback.map(|r| r.as_str());
+        let Some(i) = decision.index else {
             break;
         };
         let backend = &list[i];
+        trace.backend = Some(backend.addr());
         let guard = backend.open_connection();
         // HTTP/1.1 backends go through this module's own pool
         // (`upstream.rs`); upgrades (whose connection must be handed over)
@@ -766,7 +855,7 @@ fn pick(
     attempt: u32,
     failed: &[u32],
     candidates: &BackendList,
-) -> Option<usize> {
+) -> crate::strategy::Decision {
     // Most requests carry a few headers: a small table on the stack, a
     // vector for the rest.
     let mut small: [(&[u8], &[u8]); 24] = [(&[], &[]); 24];
@@ -804,5 +893,5 @@ fn pick(
         names_lowercase: true,
         ..RequestHead::EMPTY
     };
-    strategy.decide(&req, candidates).index
+    strategy.decide(&req, candidates)
 }

@@ -81,10 +81,55 @@ pub struct Context {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// `Alt-Svc` for HTTP responses when HTTP/3 listens.
     pub alt_svc: Option<hyper::header::HeaderValue>,
+    /// The access log, if one is kept.
+    pub access: Option<Arc<crate::access::AccessLog>>,
+}
+
+/// What a TCP-mode connection's decisions came to, for the access log.
+#[derive(Debug, Default)]
+pub(crate) struct Trace {
+    attempts: u32,
+    fallback: Option<&'static str>,
+    backend: Option<SocketAddr>,
+}
+
+/// Writes a TCP-mode connection's access log line, if a log is kept.
+fn access(
+    ctx: &Context,
+    start: Option<(std::time::SystemTime, std::time::Instant)>,
+    peer: SocketAddr,
+    trace: &Trace,
+    (bytes_in, bytes_out): (u64, u64),
+    error: Option<&Error>,
+) {
+    let (Some(log), Some((start, started))) = (&ctx.access, start) else {
+        return;
+    };
+    log.log(crate::access::Entry {
+        start,
+        mode: "tcp",
+        client: peer,
+        method: None,
+        path: None,
+        status: None,
+        backend: trace.backend,
+        attempts: trace.attempts,
+        fallback: trace.fallback,
+        bytes_in,
+        bytes_out,
+        duration: started.elapsed(),
+        error: error.map(|e| e.kind().as_str()),
+    });
 }
 
 /// One client connection, start to end.
 pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr) {
+    // The clock is read for the access log only when one is kept.
+    let began = ctx
+        .access
+        .is_some()
+        .then(|| (std::time::SystemTime::now(), std::time::Instant::now()));
+    let mut trace = Trace::default();
     // TCP_NODELAY and SO_KEEPALIVE come from the listener (see `listener`).
     let mut buf = Buffer::take();
     let started = std::time::Instant::now();
@@ -92,7 +137,10 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr) 
     METRICS.sniff.observe(started.elapsed());
     let sniffed = match sniffed {
         Ok(s) => s,
-        Err(e) => return refuse(&mut client, peer, &e, true).await,
+        Err(e) => {
+            access(&ctx, began, peer, &trace, (0, 0), Some(&e));
+            return refuse(&mut client, peer, &e, true).await;
+        }
     };
     let http = matches!(sniffed, Sniffed::Http1(_));
     // HTTP mode takes HTTP from here: a decision per request.
@@ -109,6 +157,7 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr) 
         (Sniffed::Http2Prior, _) => Some(hyper::Version::HTTP_2),
         (_, Mode::Http) => {
             let e = Error::new(crate::error::Kind::NotHttp);
+            access(&ctx, began, peer, &trace, (0, 0), Some(&e));
             return refuse(&mut client, peer, &e, false).await;
         }
         (_, Mode::Auto) => None,
@@ -132,11 +181,16 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr) 
         buf,
         peer,
         (&idle, timer.as_mut().as_pin_mut()),
+        &mut trace,
     );
     let routed = match routed.await {
         Ok(r) => r,
-        Err(e) => return refuse(&mut client, peer, &e, http).await,
+        Err(e) => {
+            access(ctx, began, peer, &trace, (0, 0), Some(&e));
+            return refuse(&mut client, peer, &e, http).await;
+        }
     };
+    let before = routed.written_before();
     let (mut upstream, start, _guard) = routed.into_parts();
     let moved = forward::bidirectional(
         &mut client,
@@ -146,6 +200,16 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr) 
         start,
     )
     .await;
+    access(
+        ctx,
+        began,
+        peer,
+        &trace,
+        moved
+            .as_ref()
+            .map_or((before, 0), |(i, o)| (before + i, *o)),
+        None,
+    );
     match moved {
         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
             tracing::debug!(client = %peer, "closed after the idle timeout");

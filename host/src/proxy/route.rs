@@ -24,6 +24,7 @@ pub(super) async fn route(
     buf: super::Buffer,
     peer: SocketAddr,
     (idle, mut timer): (&Idle, Option<Pin<&mut Sleep>>),
+    trace: &mut super::Trace,
 ) -> Result<Routed, Error> {
     // Only PROXY v2 needs our own address: skip the getsockname otherwise.
     let local = match ctx.proxy.proxy_protocol {
@@ -35,7 +36,7 @@ pub(super) async fn route(
     let mut sent = Sent::new(sniffed, buf, ctx.proxy.replay_limit);
     let mut last = None;
     for attempt in 0..=ctx.proxy.retries {
-        let picked = pick(
+        let decision = pick(
             &ctx.strategy,
             sniffed,
             sent.bytes(),
@@ -44,8 +45,11 @@ pub(super) async fn route(
             &failed,
             &list,
         );
-        let Some(i) = picked else { break };
+        trace.attempts = attempt + 1;
+        trace.fallback = decision.fallback.map(|r| r.as_str());
+        let Some(i) = decision.index else { break };
         let backend: &Arc<_> = &list[i];
+        trace.backend = Some(backend.addr());
         let idle = (idle, timer.as_mut().map(|t| t.as_mut()));
         match upstream::attempt(ctx, backend, (&mut *client, peer, local), &mut sent, idle).await {
             Ok(routed) => return Ok(routed),
@@ -74,7 +78,7 @@ fn pick(
     attempt: u32,
     failed: &[u32],
     candidates: &BackendList,
-) -> Option<usize> {
+) -> crate::strategy::Decision {
     let mut pairs: [(&[u8], &[u8]); http1::MAX_HEADERS] = [(&[], &[]); http1::MAX_HEADERS];
     let head = match sniffed {
         Sniffed::Http1(h) => h.request(buf, &mut pairs),
@@ -96,5 +100,5 @@ fn pick(
         failed,
         ..head
     };
-    strategy.decide(&req, candidates).index
+    strategy.decide(&req, candidates)
 }

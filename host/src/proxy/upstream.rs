@@ -111,9 +111,17 @@ pub(super) struct Routed {
     pending_from: usize,
     client_done: bool,
     guard: ConnectionGuard,
+    /// Client bytes already written to this backend before forwarding
+    /// (the head, and what followed while the response was awaited).
+    written_before: u64,
 }
 
 impl Routed {
+    /// Client bytes written to the backend before forwarding starts.
+    pub(super) fn written_before(&self) -> u64 {
+        self.written_before
+    }
+
     /// The stream, what forwarding starts with, and the connection count
     /// to hold until the end.
     pub(super) fn into_parts(self) -> (TcpStream, Start, ConnectionGuard) {
@@ -182,6 +190,7 @@ pub(super) async fn attempt(
             Ok(Routed {
                 stream,
                 response,
+                written_before: (sent.received - (chunk.len() - written.min(chunk.len()))) as u64,
                 pending: chunk,
                 pending_from: written,
                 client_done: sent.client_done,
