@@ -740,3 +740,191 @@ fn the_access_log_has_a_line_per_request_and_per_spliced_connection() {
     assert_eq!(tcp[0]["bytes_in"], 13, "{}", tcp[0]);
     assert_eq!(tcp[0]["attempts"], 1, "{}", tcp[0]);
 }
+
+#[test]
+fn sighup_applies_a_good_file_without_a_failed_request_and_keeps_the_old_one_for_a_bad_file() {
+    let dir = TempDir::new("sighup");
+    let file = dir.0.join("switchyard.toml");
+    let module = dir.0.join("two.wat");
+    std::fs::write(&module, support::constant(2)).unwrap();
+    let port = support::free_ports(7);
+    let (base, admin) = (port + 1, port + 7);
+    let config = |extra: &str| {
+        format!(
+            "port = {port}\nhost = \"127.0.0.1\"\nbase_worker_port = {base}\nadmin = \"127.0.0.1:{admin}\"\nmode = \"http\"\n{extra}\n"
+        )
+    };
+    std::fs::write(&file, config("workers = 2")).unwrap();
+    let mut s = Serve::start_config(&file, port, base, admin);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let load = std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut made = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed)
+            && started.elapsed() < Duration::from_secs(120)
+        {
+            let (status, body) = get(port, "/");
+            assert_eq!(status, 200, "request {made}: {body}");
+            made += 1;
+        }
+        made
+    });
+    // A good file: a third worker, a strategy that wants it, a smaller
+    // head limit.
+    std::fs::write(
+        &file,
+        config(&format!(
+            "workers = 3\nstrategy = \"{}\"\nmax_head_bytes = 1024",
+            module.display()
+        )),
+    )
+    .unwrap();
+    s.signal(libc::SIGHUP);
+    s.wait_for_log("configuration reloaded", 30);
+    assert!(
+        s.log()
+            .contains("applied=[\"strategy\", \"workers\", \"limits\"]"),
+        "{}",
+        s.log()
+    );
+    support::eventually("the third worker serving", 30, || {
+        worker_of(&get(port, "/").1).0 == 2
+    });
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "x".repeat(2000)
+    );
+    assert_eq!(exchange(port, big.as_bytes()).0, 431, "the new head limit");
+    // A bad file: rejected with the reason; nothing changes.
+    std::fs::write(&file, config("workers = 1\nretries = \"many\"")).unwrap();
+    s.signal(libc::SIGHUP);
+    s.wait_for_log("configuration rejected", 30);
+    assert!(s.log().contains("retries"), "{}", s.log());
+    let st = json(&call(admin, "GET", "/status", None, b"").1);
+    assert_eq!(st["workers"].as_array().unwrap().len(), 3);
+    assert_eq!(worker_of(&get(port, "/").1).0, 2);
+    // Back to two workers: the third drains and stops.
+    std::fs::write(&file, config("workers = 2")).unwrap();
+    s.signal(libc::SIGHUP);
+    support::eventually("two workers again", 30, || {
+        json(&call(admin, "GET", "/status", None, b"").1)["workers"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 2
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let made = load.join().unwrap();
+    assert!(made > 0);
+    assert_eq!(get(port, "/").0, 200);
+    s.signal(libc::SIGTERM);
+    assert!(s.wait_exit(30).success());
+}
+
+#[test]
+fn a_binary_upgrade_during_a_request_loop_fails_no_request() {
+    // With HTTP/3 on: its UDP socket is handed over too.
+    let old = Serve::start(2, &["--mode", "http", "--h3"]);
+    let old_pid = old.child.id();
+    let port = old.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let load = std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut pids = std::collections::BTreeSet::new();
+        let mut made = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed)
+            && started.elapsed() < Duration::from_secs(120)
+        {
+            // A fresh connection each time: any of them could land in the
+            // accept queue the two processes share.
+            let (status, body) = get(port, "/");
+            assert_eq!(status, 200, "request {made}: {body}");
+            pids.insert(worker_of(&body).1);
+            made += 1;
+        }
+        (made, pids)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    // The new binary, started as an operator would: the same arguments
+    // plus --upgrade.
+    let mut new = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    new.args([
+        "serve",
+        "--upgrade",
+        "--log",
+        "info",
+        "--mode",
+        "http",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--base-worker-port",
+        &old.base.to_string(),
+        "--workers",
+        "2",
+        "--admin",
+        &format!("127.0.0.1:{}", old.admin),
+        "--h3",
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    let mut new = new.spawn().unwrap();
+    let mut old = old;
+    let status = old.wait_exit(60);
+    assert!(
+        status.success(),
+        "the old process drained and exited: {status}"
+    );
+    assert!(
+        old.log().contains("took over the listening sockets"),
+        "{}",
+        old.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (made, pids) = load.join().unwrap();
+    assert!(made > 0);
+    // The new process serves, with workers of its own, on the same port
+    // and admin port.
+    let st = json(&call(old.admin, "GET", "/status", None, b"").1);
+    assert_ne!(st["pid"].as_u64().unwrap(), old_pid as u64, "{st}");
+    let new_workers: Vec<u64> = st["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["pid"].as_u64().unwrap())
+        .collect();
+    let (status, body) = get(port, "/");
+    assert_eq!(status, 200);
+    assert!(new_workers.contains(&(worker_of(&body).1 as u64)), "{body}");
+    assert!(pids.len() >= 2, "{pids:?}");
+    // SIGUSR2 to the new one starts a third from the same binary path,
+    // which takes over in turn.
+    let new_pid = new.id();
+    unsafe {
+        libc::kill(new_pid as i32, libc::SIGUSR2);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while new.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the second process did not hand over"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let st = json(&call(old.admin, "GET", "/status", None, b"").1);
+    let third = st["pid"].as_u64().unwrap();
+    assert_ne!(third, new_pid as u64);
+    assert_eq!(get(port, "/").0, 200);
+    unsafe {
+        libc::kill(third as i32, libc::SIGTERM);
+    }
+    support::eventually("the third process to exit", 30, || {
+        std::fs::metadata(format!("/proc/{third}")).is_err()
+            || std::fs::read_to_string(format!("/proc/{third}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+}

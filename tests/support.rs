@@ -164,8 +164,20 @@ impl Serve {
         Serve::spawn_with_env(host, workers, args, &[])
     }
 
+    /// `switchyard serve --config FILE` and nothing else on the command
+    /// line (so a reload of the file changes everything it sets); the
+    /// file must set `port`, `base_worker_port` and `admin` to the ports
+    /// given here.
+    pub fn start_config(file: &std::path::Path, port: u16, base: u16, admin: u16) -> Serve {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.args(["serve", "--log", "info,switchyard=debug", "--config"])
+            .arg(file);
+        let s = Serve::spawn_cmd(cmd, port, base, admin);
+        s.wait_for_log("switchyard is serving", 30);
+        s
+    }
+
     fn spawn_with_env(host: &str, workers: u16, args: &[&str], env: &[(&str, &str)]) -> Serve {
-        use std::io::BufRead;
         // Balancer, workers, their other ports (rolling reloads), then
         // the admin API.
         let w = workers.max(1);
@@ -185,9 +197,13 @@ impl Serve {
         if !args.contains(&"--admin") {
             cmd.args(["--admin", &format!("127.0.0.1:{admin}")]);
         }
-        cmd.args(args)
-            .envs(env.iter().copied())
-            .env_remove("HOST")
+        cmd.args(args).envs(env.iter().copied());
+        Serve::spawn_cmd(cmd, port, base, admin)
+    }
+
+    fn spawn_cmd(mut cmd: std::process::Command, port: u16, base: u16, admin: u16) -> Serve {
+        use std::io::BufRead;
+        cmd.env_remove("HOST")
             .env_remove("PORT")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());

@@ -77,7 +77,7 @@ pub struct Admin {
     /// The backends, to report and drain.
     pub backends: Arc<Backends>,
     /// The workers, to reload.
-    pub workers: Arc<crate::backends::supervisor::WorkerControl>,
+    pub workers: Arc<crate::backends::supervisor::WorkerSet>,
     /// The effective configuration as JSON, secrets redacted.
     pub config: serde_json::Value,
     /// The token, if one is required.

@@ -21,6 +21,7 @@ use crate::proxy::Context;
 use crate::shutdown::ShutdownHandle;
 use crate::strategy::{LoadError, Strategy, StrategyEngine, StrategySource, reload};
 use crate::watch::{WatchError, WatchGuard};
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 /// Why a balancer could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +61,7 @@ pub enum BuildError {
 #[derive(Default)]
 pub struct BalancerBuilder {
     raw: RawConfig,
+    inherited: Option<crate::upgrade::Inherited>,
     listener: Option<std::net::TcpListener>,
     in_process: Option<(u32, WorkerFn)>,
 }
@@ -77,6 +79,15 @@ impl BalancerBuilder {
     /// Uses `raw` as the configuration (defaults otherwise).
     pub fn config(mut self, raw: RawConfig) -> Self {
         self.raw = raw;
+        self
+    }
+
+    /// Serves on the sockets a running balancer handed over
+    /// ([`upgrade::take_over`](crate::upgrade::take_over)); its workers
+    /// listen on free loopback ports (the old ones hold theirs), and the
+    /// old process is told once this one serves.
+    pub fn inherit(mut self, inherited: crate::upgrade::Inherited) -> Self {
+        self.inherited = Some(inherited);
         self
     }
 
@@ -102,18 +113,33 @@ impl BalancerBuilder {
 
     /// Validates, binds, loads the strategy and the backends file, and
     /// starts watching files.
-    pub fn build(self) -> Result<Balancer, BuildError> {
+    pub fn build(mut self) -> Result<Balancer, BuildError> {
+        let upgrading = self.inherited.is_some();
         let (cfg, workers) = match self.in_process {
             None => {
                 let cfg = self.raw.validate()?;
                 let workers = (0..cfg.worker_count() as u32)
-                    .map(|i| Worker {
-                        index: i,
-                        backend: Arc::new(Backend::worker(i, cfg.worker_addrs[i as usize])),
-                        listener: None,
-                        other_addr: cfg.worker_reload_addrs.get(i as usize).copied(),
+                    .map(|i| {
+                        // Taking over from a running balancer: its workers
+                        // still hold the configured ports.
+                        let (addr, other_addr) = if upgrading {
+                            let l = std::net::TcpListener::bind((cfg.workers.host.as_str(), 0))
+                                .map_err(BuildError::Worker)?;
+                            (l.local_addr().map_err(BuildError::Worker)?, None)
+                        } else {
+                            (
+                                cfg.worker_addrs[i as usize],
+                                cfg.worker_reload_addrs.get(i as usize).copied(),
+                            )
+                        };
+                        Ok(Worker {
+                            index: i,
+                            backend: Arc::new(Backend::worker(i, addr)),
+                            listener: None,
+                            other_addr,
+                        })
                     })
-                    .collect();
+                    .collect::<Result<Vec<_>, BuildError>>()?;
                 (cfg, workers)
             }
             Some((n, serve)) => {
@@ -126,12 +152,28 @@ impl BalancerBuilder {
             }
         };
         let cfg = Arc::new(cfg);
-        let (control, reloads) = supervisor::WorkerControl::new(workers.len());
-        let listeners = listener::listeners(self.listener, cfg.listen, cfg.threads)
-            .map_err(|e| BuildError::Listen(cfg.listen, e))?;
-        let admin = match cfg.admin.listen {
-            None => None,
-            Some(addr) => match std::net::TcpListener::bind(addr) {
+        let shutdown = ShutdownHandle::new();
+        let inherited_admin = self.inherited.as_mut().and_then(|i| i.admin.take());
+        let inherited_udp = self.inherited.as_mut().and_then(|i| i.udp.take());
+        let listeners = match self.inherited.as_mut() {
+            Some(i) => listener::adopt(std::mem::take(&mut i.tcp)),
+            None => listener::listeners(self.listener, cfg.listen, cfg.threads),
+        }
+        .map_err(|e| BuildError::Listen(cfg.listen, e))?;
+        // Duplicates to hand over to the next binary (see `upgrade`).
+        let dup = |l: &std::net::TcpListener| l.try_clone().map(std::os::fd::OwnedFd::from);
+        let handover = (
+            listeners
+                .iter()
+                .map(dup)
+                .collect::<std::io::Result<Vec<_>>>()
+                .map_err(|e| BuildError::Listen(cfg.listen, e))?,
+            None::<std::os::fd::OwnedFd>,
+        );
+        let admin = match (cfg.admin.listen, inherited_admin) {
+            (_, Some(l)) => Some(l),
+            (None, None) => None,
+            (Some(addr), None) => match std::net::TcpListener::bind(addr) {
                 Ok(l) => Some(l),
                 // The default address is shared by every balancer on the
                 // machine: a second one still starts, without the API.
@@ -146,6 +188,14 @@ impl BalancerBuilder {
                 Err(e) => return Err(BuildError::Admin(addr, e)),
             },
         };
+        let handover = (
+            handover.0,
+            admin
+                .as_ref()
+                .map(dup)
+                .transpose()
+                .map_err(|e| BuildError::Listen(cfg.listen, e))?,
+        );
         let access = match &cfg.access_log {
             None => None,
             Some(target) => Some(Arc::new(
@@ -166,13 +216,27 @@ impl BalancerBuilder {
             backends.add(w.backend.clone());
         }
         backends.set_static(&static_backends(&cfg, cfg.backends_file.as_deref())?);
-        let mut watchers = Vec::new();
+        let cfg_cell = Arc::new(ArcSwap::new(cfg.clone()));
+        let mut reloadable = crate::reload::Watchers::default();
         if let Some(path) = &cfg.backends_file {
-            watchers.push(watch_backends_file(path, cfg.clone(), backends.clone())?);
+            reloadable.backends_file = Some(watch_backends_file(
+                path,
+                cfg_cell.clone(),
+                backends.clone(),
+            )?);
         }
         if let StrategySource::File(_) = strategy.spec().source {
-            watchers.push(reload::watch(strategy.clone(), |_, _| {})?);
+            reloadable.strategy = Some(reload::watch(strategy.clone(), |_, _| {})?);
         }
+        let mut watchers = Vec::new();
+        let tokens = shutdown.tokens();
+        let workers = Arc::new(supervisor::WorkerSet::new(
+            workers,
+            Arc::new(cfg.workers.clone()),
+            backends.clone(),
+            tokens.stop.clone(),
+            tokens.force.clone(),
+        ));
         let certs = match (cfg.tls.is_empty(), cfg.h3) {
             (true, None) => None,
             _ => Some(crate::tls::Certs::new(cfg.tls.clone())?),
@@ -191,16 +255,25 @@ impl BalancerBuilder {
                 })?);
             }
         }
-        let udp = match cfg.h3 {
-            Some(addr) => {
+        let udp = match (cfg.h3, inherited_udp) {
+            (Some(_), Some(u)) => Some(u),
+            (Some(addr), None) => {
                 Some(std::net::UdpSocket::bind(addr).map_err(|e| BuildError::Listen(addr, e))?)
             }
+            (None, _) => None,
+        };
+        let handover_udp = match &udp {
+            Some(u) => Some(
+                u.try_clone()
+                    .map(std::os::fd::OwnedFd::from)
+                    .map_err(|e| BuildError::Listen(cfg.listen, e))?,
+            ),
             None => None,
         };
         Ok(Balancer {
+            handover: (handover.0, handover.1, handover_udp),
+            inherited: self.inherited,
             access,
-            control: Arc::new(control),
-            reloads,
             admin,
             certs,
             udp,
@@ -209,7 +282,11 @@ impl BalancerBuilder {
             strategy,
             backends,
             workers,
-            shutdown: ShutdownHandle::new(),
+            shutdown,
+            tokens,
+            cfg_cell,
+            ctx_cell: Arc::new(ArcSwapOption::empty()),
+            reloadable: Arc::new(std::sync::Mutex::new(reloadable)),
             _watchers: watchers,
         })
     }
@@ -232,7 +309,10 @@ fn in_process_workers(n: u32) -> std::io::Result<Vec<Worker>> {
 }
 
 /// The configured static backends plus the backends file's.
-fn static_backends(cfg: &Config, file: Option<&Path>) -> Result<Vec<BackendSpec>, ListError> {
+pub(crate) fn static_backends(
+    cfg: &Config,
+    file: Option<&Path>,
+) -> Result<Vec<BackendSpec>, ListError> {
     let mut all = cfg.backends.clone();
     if let Some(path) = file {
         all.extend(spec::read_file(path)?);
@@ -241,14 +321,15 @@ fn static_backends(cfg: &Config, file: Option<&Path>) -> Result<Vec<BackendSpec>
     Ok(all)
 }
 
-/// Reloads the backends file on every change; a bad file is logged and the
-/// previous list kept.
-fn watch_backends_file(
+/// Reloads the backends file on every change, with the static backends of
+/// the configuration in force; a bad file is logged and the previous list
+/// kept.
+pub(crate) fn watch_backends_file(
     path: &Path,
-    cfg: Arc<Config>,
+    cfg: Arc<ArcSwap<Config>>,
     backends: Arc<Backends>,
 ) -> Result<WatchGuard, WatchError> {
-    crate::watch::watch_file(path, move |p| match static_backends(&cfg, Some(p)) {
+    crate::watch::watch_file(path, move |p| match static_backends(&cfg.load(), Some(p)) {
         Ok(list) => {
             backends.set_static(&list);
             tracing::info!(file = %p.display(), backends = list.len(), "backends file reloaded");
@@ -266,13 +347,28 @@ pub struct Balancer {
     listeners: Vec<std::net::TcpListener>,
     strategy: Arc<Strategy>,
     backends: Arc<Backends>,
-    workers: Vec<Worker>,
+    workers: Arc<supervisor::WorkerSet>,
     /// The access log, if kept.
     access: Option<Arc<crate::access::AccessLog>>,
-    /// Rolling reloads: the control, and each worker slot's end.
-    control: Arc<supervisor::WorkerControl>,
-    reloads: Vec<tokio::sync::mpsc::UnboundedReceiver<supervisor::ReloadRequest>>,
+    /// Duplicates of the listening sockets (serving threads', admin's), for
+    /// the next binary.
+    handover: (
+        Vec<std::os::fd::OwnedFd>,
+        Option<std::os::fd::OwnedFd>,
+        Option<std::os::fd::OwnedFd>,
+    ),
+    /// The balancer this one took over from, to tell once serving.
+    inherited: Option<crate::upgrade::Inherited>,
     shutdown: ShutdownHandle,
+    /// The run's tokens, made with the workers' (each `tokens()` call makes
+    /// a new `stop`).
+    tokens: crate::shutdown::Tokens,
+    /// The configuration in force (a reload replaces it).
+    cfg_cell: Arc<ArcSwap<Config>>,
+    /// The request path's context, once serving (a reload replaces it).
+    ctx_cell: Arc<ArcSwapOption<Context>>,
+    /// The watchers a reload replaces.
+    reloadable: Arc<std::sync::Mutex<crate::reload::Watchers>>,
     /// Certificates, when TLS is terminated or HTTP/3 listens.
     certs: Option<Arc<crate::tls::Certs>>,
     /// HTTP/3's socket.
@@ -314,10 +410,24 @@ impl Balancer {
         self.backends.clone()
     }
 
-    /// Rolling reloads of the workers (see
-    /// [`WorkerControl::reload`](supervisor::WorkerControl::reload)).
-    pub fn workers(&self) -> Arc<supervisor::WorkerControl> {
-        self.control.clone()
+    /// The workers: rolling reloads, resizing (see
+    /// [`WorkerSet`](supervisor::WorkerSet)).
+    pub fn workers(&self) -> Arc<supervisor::WorkerSet> {
+        self.workers.clone()
+    }
+
+    /// Applies changed configurations to this balancer while it runs
+    /// (what SIGHUP does in `switchyard serve`).
+    pub fn reloader(&self) -> crate::reload::Reloader {
+        crate::reload::Reloader {
+            cfg: self.cfg_cell.clone(),
+            ctx: self.ctx_cell.clone(),
+            strategy: self.strategy.clone(),
+            backends: self.backends.clone(),
+            workers: self.workers.clone(),
+            watchers: self.reloadable.clone(),
+            busy: Arc::new(tokio::sync::Mutex::new(())),
+        }
     }
 
     /// Stops the balancer from another task.
@@ -338,25 +448,16 @@ impl Balancer {
             certs,
             udp,
             admin,
-            control,
-            reloads,
             access,
+            handover,
+            inherited,
+            cfg_cell: _,
+            tokens,
+            ctx_cell,
+            reloadable: _reloadable,
             _watchers,
         } = self;
-        let tokens = shutdown.tokens();
-        let opts = Arc::new(cfg.workers.clone());
-        let mut supervisors = tokio::task::JoinSet::new();
-        for (w, rx) in workers.into_iter().zip(reloads) {
-            let (stop, force) = (tokens.stop.clone(), tokens.force.clone());
-            supervisors.spawn(supervisor::supervise(
-                w,
-                opts.clone(),
-                backends.clone(),
-                rx,
-                stop,
-                force,
-            ));
-        }
+        workers.start();
         tokio::spawn(health::run(
             backends.clone(),
             cfg.health.clone(),
@@ -373,7 +474,7 @@ impl Balancer {
             let state = Arc::new(crate::admin::Admin {
                 strategy: strategy.clone(),
                 backends: backends.clone(),
-                workers: control.clone(),
+                workers: workers.clone(),
                 config: cfg.raw().to_json_redacted(),
                 token: cfg.admin.token.clone(),
                 started: std::time::SystemTime::now(),
@@ -395,7 +496,7 @@ impl Balancer {
         wait_for_workers(&cfg, &backends, &shutdown).await;
         tracing::info!(
             listen = %listeners[0].local_addr()?,
-            workers = cfg.worker_count().max(supervisors.len()),
+            workers = workers.len(),
             threads = listeners.len(),
             backends = backends.load().len(),
             strategy = %strategy.spec().source,
@@ -428,12 +529,40 @@ impl Balancer {
             }
             _ => None,
         };
+        ctx_cell.store(Some(ctx));
         let serving = Arc::new(Serving {
-            ctx,
+            ctx: ctx_cell,
             limit: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
             tokens: tokens.clone(),
             graceful_timeout: cfg.graceful_timeout,
         });
+        // The next binary takes over from this socket (SIGUSR2, or `serve
+        // --upgrade`); then this one drains and exits.
+        let path = crate::upgrade::socket_path(listeners[0].local_addr()?.port());
+        let graceful = shutdown.clone();
+        let _handover = match crate::upgrade::offer(
+            &path,
+            handover.0,
+            handover.1,
+            handover.2,
+            inherited.is_some(),
+            cfg.workers.ready_timeout + Duration::from_secs(30),
+            move || graceful.graceful(),
+        ) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(socket = %path.display(), error = %e, "binary upgrades are not available");
+                None
+            }
+        };
+        if let Some(old) = inherited {
+            match old.serving() {
+                Ok(()) => tracing::info!("took over from the running switchyard, which now drains"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot tell the previous switchyard to drain")
+                }
+            }
+        }
         listener::serve(listeners, serving).await?;
         if let Some(h3) = h3 {
             // It drains within the graceful timeout too.
@@ -441,7 +570,7 @@ impl Balancer {
         }
         // Connections are done: stop workers and background tasks.
         tokens.stop.cancel();
-        while supervisors.join_next().await.is_some() {}
+        workers.join().await;
         if let Some(provider) = otel {
             // The last figures go out before the process does; the SDK's
             // shutdown blocks on its export thread.

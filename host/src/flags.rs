@@ -144,6 +144,12 @@ pub struct ServeArgs {
     /// pipelines).
     #[arg(long, value_enum, default_value_t = switchyard::telemetry::LogFormat::Text)]
     pub log_format: switchyard::telemetry::LogFormat,
+    /// Take over from the switchyard running on the same port: its
+    /// listening sockets are handed over, this one starts its workers and
+    /// serves, and the old one drains and exits. (SIGUSR2 to a running
+    /// switchyard starts one like this from its binary's path.)
+    #[arg(long)]
+    pub upgrade: bool,
     /// The options.
     #[command(flatten)]
     pub options: switchyard::RawConfig,

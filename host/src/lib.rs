@@ -21,6 +21,7 @@
 //! - [`telemetry`]: the log and its rate limits.
 //! - [`metrics`]: counters and histograms (per-thread shards), rendered as
 //!   Prometheus text.
+//! - [`upgrade`]: handing the listening sockets to a new binary.
 //! - [`access`]: the access log, written off the byte path.
 //! - [`otel`]: the same figures over OTLP when `OTEL_EXPORTER_OTLP_*` asks.
 //! - [`admin`]: the admin API (`/status`, `/metrics`, `PUT /strategy`,
@@ -56,12 +57,14 @@ pub mod listener;
 pub mod metrics;
 pub mod otel;
 pub mod proxy;
+pub mod reload;
 pub mod shutdown;
 pub mod sniff;
 pub mod strategy;
 pub mod sys;
 pub mod telemetry;
 pub mod tls;
+pub mod upgrade;
 mod watch;
 
 pub use balancer::{Balancer, BalancerBuilder, BuildError};

@@ -40,6 +40,26 @@ pub fn bind(addr: SocketAddr, reuseport: bool) -> std::io::Result<std::net::TcpL
     l.into_std()
 }
 
+/// Listeners taken over from a running balancer (binary upgrade): one per
+/// serving thread, set up as [`listeners`] sets up its own.
+pub fn adopt(all: Vec<std::net::TcpListener>) -> std::io::Result<Vec<std::net::TcpListener>> {
+    prepare(&all)?;
+    Ok(all)
+}
+
+fn prepare(all: &[std::net::TcpListener]) -> std::io::Result<()> {
+    for l in all {
+        l.set_nonblocking(true)?;
+        // Accepted sockets inherit both from the listener on Linux: no
+        // setsockopt per connection. Keepalive (system timings) lets the
+        // kernel end connections to clients that vanished without a FIN.
+        let s = socket2::SockRef::from(l);
+        s.set_tcp_nodelay(true)?;
+        s.set_keepalive(true)?;
+    }
+    Ok(())
+}
+
 /// One non-blocking listener per serving thread. Bound here: a group of
 /// `SO_REUSEPORT` sockets, so each thread accepts only its own share. Given
 /// by the embedder: that socket, shared (each thread polls its own
@@ -69,22 +89,15 @@ pub fn listeners(
             }
         }
     }
-    for l in &all {
-        l.set_nonblocking(true)?;
-        // Accepted sockets inherit both from the listener on Linux: no
-        // setsockopt per connection. Keepalive (system timings) lets the
-        // kernel end connections to clients that vanished without a FIN.
-        let s = socket2::SockRef::from(l);
-        s.set_tcp_nodelay(true)?;
-        s.set_keepalive(true)?;
-    }
+    prepare(&all)?;
     Ok(all)
 }
 
 /// What every accept loop shares.
 pub struct Serving {
-    /// The request path's context.
-    pub ctx: Arc<Context>,
+    /// The request path's context; a configuration reload replaces it, and
+    /// each connection keeps the one it started with.
+    pub ctx: Arc<arc_swap::ArcSwapOption<Context>>,
     /// Open client connections allowed at once, across threads.
     pub limit: Arc<Semaphore>,
     /// Shutdown.
@@ -163,7 +176,7 @@ async fn accept_loop(listener: TcpListener, s: Arc<Serving>) {
         match accepted {
             Ok((socket, peer)) => {
                 backoff = Duration::from_millis(5);
-                let ctx = s.ctx.clone();
+                let ctx = s.ctx.load_full().expect("set before serving");
                 // Boxed: a connection's future is a few KiB, and tokio moves
                 // a task's whole stage on spawn and on completion; a box makes
                 // those moves a pointer's (measured: 4% of the instructions

@@ -567,6 +567,15 @@ impl Backends {
         });
     }
 
+    /// Takes the backend with `id` out of the set (it gets no new work);
+    /// returns it.
+    pub fn remove(&self, id: BackendId) -> Option<Arc<Backend>> {
+        let found = self.get(id)?;
+        self.set
+            .rcu(|cur| BackendList::new(cur.iter().filter(|b| b.id != id).cloned().collect()));
+        Some(found)
+    }
+
     /// Makes the static backends exactly `specs`, keeping the workers. An
     /// unchanged entry (same id, address and weight) keeps its live
     /// counters; a removed one drains. Returns the removed ones.

@@ -157,34 +157,104 @@ pub struct ReloadDone {
     pub cut: u32,
 }
 
-/// Rolling reloads: one channel per worker slot, whose supervisor does
-/// the replacing.
-#[derive(Debug, Default)]
-pub struct WorkerControl {
-    slots: Vec<tokio::sync::mpsc::UnboundedSender<ReloadRequest>>,
-    /// One reload at a time.
+/// The worker slots of a running balancer: starts their supervisors,
+/// replaces workers one at a time (rolling reload), and adds or retires
+/// slots when the worker count changes.
+pub struct WorkerSet {
+    opts: Arc<WorkerOptions>,
+    backends: Arc<super::Backends>,
+    stop: CancellationToken,
+    force: CancellationToken,
+    slots: std::sync::Mutex<Vec<Slot>>,
+    /// Workers built but not started yet (before `start`).
+    pending: std::sync::Mutex<Vec<Worker>>,
+    /// One reload or resize at a time.
     busy: tokio::sync::Mutex<()>,
 }
 
-impl WorkerControl {
-    /// Channels for `n` worker slots: the control, and each slot's
-    /// receiving end for its supervisor.
+/// One running slot.
+struct Slot {
+    index: u32,
+    reloads: tokio::sync::mpsc::UnboundedSender<ReloadRequest>,
+    /// Cancelled to retire the slot (a child of the balancer's stop).
+    retire: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for WorkerSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerSet").finish_non_exhaustive()
+    }
+}
+
+impl WorkerSet {
+    /// A set of `workers`, started by [`WorkerSet::start`].
     pub fn new(
-        n: usize,
-    ) -> (
-        WorkerControl,
-        Vec<tokio::sync::mpsc::UnboundedReceiver<ReloadRequest>>,
-    ) {
-        let (slots, rx) = (0..n)
-            .map(|_| tokio::sync::mpsc::unbounded_channel())
-            .unzip();
-        (
-            WorkerControl {
-                slots,
-                busy: tokio::sync::Mutex::new(()),
-            },
+        workers: Vec<Worker>,
+        opts: Arc<WorkerOptions>,
+        backends: Arc<super::Backends>,
+        stop: CancellationToken,
+        force: CancellationToken,
+    ) -> WorkerSet {
+        WorkerSet {
+            opts,
+            backends,
+            stop,
+            force,
+            slots: std::sync::Mutex::new(Vec::new()),
+            pending: std::sync::Mutex::new(workers),
+            busy: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Starts a supervisor for every worker (on the current runtime).
+    pub fn start(&self) {
+        let workers = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        for w in workers {
+            self.spawn(w);
+        }
+    }
+
+    fn spawn(&self, w: Worker) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let retire = self.stop.child_token();
+        let index = w.index;
+        let task = tokio::spawn(supervise(
+            w,
+            self.opts.clone(),
+            self.backends.clone(),
             rx,
-        )
+            retire.clone(),
+            self.force.clone(),
+        ));
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Slot {
+                index,
+                reloads: tx,
+                retire,
+                task,
+            });
+    }
+
+    /// Number of worker slots.
+    pub fn len(&self) -> usize {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner()).len()
+            + self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits until every supervisor returned (after the balancer's stop).
+    pub async fn join(&self) {
+        let slots = std::mem::take(&mut *self.slots.lock().unwrap_or_else(|e| e.into_inner()));
+        for s in slots {
+            let _ = s.task.await;
+        }
     }
 
     /// Replaces every worker, one at a time: start the replacement, wait
@@ -193,8 +263,15 @@ impl WorkerControl {
     /// the reload stops there with the reason.
     pub async fn reload(&self) -> Result<Vec<ReloadDone>, (Vec<ReloadDone>, String)> {
         let _one = self.busy.lock().await;
+        let slots: Vec<_> = self
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|s| (s.index, s.reloads.clone()))
+            .collect();
         let mut done = Vec::new();
-        for (i, slot) in self.slots.iter().enumerate() {
+        for (i, slot) in slots {
             let (tx, rx) = tokio::sync::oneshot::channel();
             if slot.send(tx).is_err() {
                 return Err((
@@ -211,14 +288,51 @@ impl WorkerControl {
         Ok(done)
     }
 
-    /// Number of worker slots.
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// True if there are none.
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+    /// Makes the worker count `n`: new slots start on free loopback ports
+    /// (their workers join the backends once ready); the highest-numbered
+    /// slots beyond `n` leave the backends, drain (up to the drain
+    /// timeout) and stop.
+    pub async fn resize(&self, n: usize) -> Result<(), String> {
+        let _one = self.busy.lock().await;
+        let have = self.slots.lock().unwrap_or_else(|e| e.into_inner()).len();
+        for index in have..n {
+            let index = index as u32;
+            let listener = std::net::TcpListener::bind((self.opts.host.as_str(), 0))
+                .map_err(|e| format!("a port for worker {index}: {e}"))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            let listener = match self.opts.command {
+                WorkerCommand::InProcess(_) => Some(listener),
+                // A process binds it itself: a free port, let go.
+                _ => None,
+            };
+            let backend = Arc::new(Backend::worker(index, addr));
+            self.backends.add(backend.clone());
+            tracing::info!(worker = index, %addr, "worker added");
+            self.spawn(Worker {
+                index,
+                backend,
+                listener,
+                other_addr: None,
+            });
+        }
+        loop {
+            let slot = {
+                let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                if slots.len() <= n {
+                    break;
+                }
+                slots.pop().expect("more than n")
+            };
+            let id = super::BackendId::worker(slot.index);
+            if let Some(b) = self.backends.remove(id) {
+                b.drain();
+                let _ = tokio::time::timeout(self.opts.drain_timeout, b.drained()).await;
+            }
+            slot.retire.cancel();
+            let _ = slot.task.await;
+            tracing::info!(worker = slot.index, "worker retired");
+        }
+        Ok(())
     }
 }
 

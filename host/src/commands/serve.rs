@@ -25,11 +25,11 @@ pub fn serve(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> 
     let mut layered = Layered::load(args.config.as_deref(), &env, Some(flags))?;
     // Static backends on the command line and no explicit worker count mean
     // "balance these", not "these plus a demo worker per core".
-    if given("backends")
+    let static_only = given("backends")
         && !given("workers")
         && args.config.is_none()
-        && layered.raw.worker_command.is_empty()
-    {
+        && layered.raw.worker_command.is_empty();
+    if static_only {
         layered.raw.workers = Count::Fixed(0);
     }
     // Before the config is resolved: `max_connections = "auto"` follows it.
@@ -40,8 +40,25 @@ pub fn serve(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> 
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    // The path, not /proc/self/exe: after a new binary replaced the file,
+    // SIGUSR2 must start the new one.
+    let exe = std::env::current_exe().ok();
+    let inherited = match args.upgrade {
+        true => {
+            let path = switchyard::upgrade::socket_path(layered.raw.port);
+            Some(
+                switchyard::upgrade::take_over(&path)
+                    .context("taking over from the running switchyard")?,
+            )
+        }
+        false => None,
+    };
     runtime.block_on(async move {
-        let balancer = match Balancer::builder().config(layered.raw.clone()).build() {
+        let mut builder = Balancer::builder().config(layered.raw.clone());
+        if let Some(i) = inherited {
+            builder = builder.inherit(i);
+        }
+        let balancer = match builder.build() {
             Ok(b) => b,
             Err(BuildError::Config(e)) => return Err(layered.locate(e).into()),
             Err(e) => return Err(e.into()),
@@ -55,8 +72,56 @@ pub fn serve(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> 
             );
         }
         tokio::spawn(switchyard::shutdown::on_signals(balancer.shutdown_handle()));
-        balancer.run().await?;
-        Ok(ExitCode::SUCCESS)
+        let reloader = balancer.reloader();
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("listening for SIGHUP")?;
+        let mut usr2 =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())
+                .context("listening for SIGUSR2")?;
+        let run = balancer.run();
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                r = &mut run => {
+                    r?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                _ = usr2.recv() => start_upgrade(exe.as_deref()),
+                _ = hangup.recv() => {
+                    // The same layers as at start: the file again, then the
+                    // environment, then the flags given.
+                    let raw = Layered::load(args.config.as_deref(), &env, Some(Flags {
+                        values: &args.options,
+                        given: &given,
+                    }))
+                    .map(|mut l| {
+                        if static_only {
+                            l.raw.workers = Count::Fixed(0);
+                        }
+                        l.raw
+                    });
+                    let outcome = match raw {
+                        Ok(raw) => reloader.apply(raw).await,
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match outcome {
+                        Ok(r) if r.applied.is_empty() && r.need_restart.is_empty() => {
+                            tracing::info!("configuration reloaded: nothing changed")
+                        }
+                        Ok(r) => tracing::info!(
+                            applied = ?r.applied,
+                            need_restart = ?r.need_restart,
+                            "configuration reloaded"
+                        ),
+                        Err(e) => tracing::error!(
+                            error = %e,
+                            "configuration rejected; the running one stays"
+                        ),
+                    }
+                }
+            }
+        }
     })
 }
 
@@ -67,4 +132,36 @@ pub fn demo_worker() -> anyhow::Result<ExitCode> {
         .context("starting the runtime")?;
     runtime.block_on(switchyard::demo::main_from_env())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGUSR2: starts the binary at this one's path with the same arguments
+/// and `--upgrade`, in a process group of its own (a signal to this one's
+/// group must not reach it); it takes the listening sockets over.
+fn start_upgrade(exe: Option<&std::path::Path>) {
+    use std::os::unix::process::CommandExt;
+    let Some(exe) = exe else {
+        return tracing::error!(
+            "SIGUSR2: the path of this binary is unknown; run `switchyard serve --upgrade` by hand"
+        );
+    };
+    let args: Vec<std::ffi::OsString> = std::env::args_os()
+        .skip(1)
+        .filter(|a| a != "--upgrade")
+        .chain([std::ffi::OsString::from("--upgrade")])
+        .collect();
+    match std::process::Command::new(exe)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+    {
+        Ok(child) => tracing::info!(
+            pid = child.id(),
+            binary = %exe.display(),
+            "SIGUSR2: started a new switchyard to take over"
+        ),
+        Err(e) => {
+            tracing::error!(binary = %exe.display(), error = %e, "SIGUSR2: cannot start a new switchyard")
+        }
+    }
 }

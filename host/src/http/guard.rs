@@ -44,6 +44,8 @@ pub struct ConnState {
     /// The answer to an upgrade or CONNECT request, which the guard holds
     /// the connection's next bytes for: 0 not yet, 1 switched (101), 2 not.
     upgrade: std::sync::atomic::AtomicU8,
+    /// A request has begun on this connection.
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl ConnState {
@@ -63,6 +65,11 @@ impl ConnState {
             .store(if switched { 1 } else { 2 }, Ordering::Release);
     }
 
+    /// Whether any request has begun on this connection.
+    pub fn started(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
+    }
+
     /// How long the connection has had no request in flight, or `None`
     /// while one is.
     pub fn idle_for(&self) -> Option<Duration> {
@@ -77,6 +84,9 @@ impl ConnState {
 
     /// Counts a request until the token drops (its response body ended).
     pub fn begin(self: &Arc<Self>) -> Busy {
+        if !self.started.load(Ordering::Relaxed) {
+            self.started.store(true, Ordering::Relaxed);
+        }
         self.busy.fetch_add(1, Ordering::Relaxed);
         Busy(self.clone())
     }

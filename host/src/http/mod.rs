@@ -331,8 +331,30 @@ async fn serve_io<S>(
         tokio::select! {
             r = conn.as_mut() => r,
             _ = graceful.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
+                // A connection accepted just before the stop may not have
+                // sent its first request yet (a binary upgrade hands the
+                // queue to the next process from this moment): closing it
+                // now would lose that request. It gets the head timeout.
+                let ended = if idle_state.started() {
+                    None
+                } else {
+                    let first = async {
+                        while !idle_state.started() {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    };
+                    tokio::select! {
+                        r = conn.as_mut() => Some(r),
+                        _ = tokio::time::timeout(limits.head_timeout, first) => None,
+                    }
+                };
+                match ended {
+                    Some(r) => r,
+                    None => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                }
             }
         }
     };

@@ -225,6 +225,16 @@ pub struct Strategy {
     has_shadow: AtomicBool,
 }
 
+/// A module loaded and validated, not yet serving: see
+/// [`Strategy::prepare`].
+pub struct Prepared(Generation);
+
+impl fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Prepared").field(&self.0.name).finish()
+    }
+}
+
 /// A shadow module and how often it agreed.
 struct Shadow {
     generation: Generation,
@@ -299,6 +309,12 @@ impl Strategy {
             return Ok(None);
         };
         let generation = self.engine.prepare(spec)?;
+        let report = generation.report.clone();
+        self.set_shadow_generation(generation, fuel);
+        Ok(Some(report))
+    }
+
+    fn set_shadow_generation(&self, generation: Generation, fuel: u64) {
         let budget = match (fuel, self.engine.options().metering) {
             (0, _) | (_, Metering::Epoch) => self.engine.budget(),
             (f, Metering::Fuel) => f,
@@ -314,7 +330,6 @@ impl Strategy {
             latency: Histogram::new(&crate::metrics::DECISION_BOUNDS_NS),
         })));
         self.has_shadow.store(true, Ordering::Relaxed);
-        Ok(Some(report))
     }
 
     /// The shadow module's counts, if one is set.
@@ -376,11 +391,29 @@ impl Strategy {
         }
     }
 
+    /// Loads and validates `spec` without swapping it in (blocking), for
+    /// [`Strategy::install`]: a configuration reload validates everything
+    /// before it applies anything.
+    pub fn prepare(&self, spec: &StrategySpec) -> Result<Prepared, LoadError> {
+        self.engine.prepare(spec).map(Prepared)
+    }
+
+    /// Swaps in a module [`Strategy::prepare`] validated.
+    pub fn install(&self, prepared: Prepared) -> LoadReport {
+        self.swap_in(prepared.0)
+    }
+
+    /// Makes a module [`Strategy::prepare`] validated the shadow, with its
+    /// own `fuel` budget (0: the real one's).
+    pub fn install_shadow(&self, prepared: Prepared, fuel: u64) {
+        self.set_shadow_generation(prepared.0, fuel);
+    }
+
     /// Loads, validates and swaps in a new module; blocking, so call it from
     /// `spawn_blocking` or a plain thread. On error the current one keeps
     /// serving.
     pub fn replace(&self, spec: &StrategySpec) -> Result<LoadReport, LoadError> {
-        let mut generation = match self.engine.prepare(spec) {
+        let generation = match self.engine.prepare(spec) {
             Ok(g) => g,
             Err(e) => {
                 self.counters.rejections.fetch_add(1, Ordering::Relaxed);
@@ -393,6 +426,10 @@ impl Strategy {
                 return Err(e);
             }
         };
+        Ok(self.swap_in(generation))
+    }
+
+    fn swap_in(&self, mut generation: Generation) -> LoadReport {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         generation.id = id;
         let report = generation.report.clone();
@@ -410,7 +447,7 @@ impl Strategy {
             previous = %old.name,
             "strategy swapped in"
         );
-        Ok(report)
+        report
     }
 
     fn record(&self, event: SwapEvent) {
