@@ -67,6 +67,34 @@ fn sum(m: &HashMap<String, f64>, prefix: &str) -> f64 {
         .sum()
 }
 
+/// Requests `GET /` on a fresh connection each time until the flag is set
+/// (at most 120 s), each of which must get `200`; returns the flag and the
+/// loop, which gives the count made and the worker pids that answered.
+fn request_loop(
+    port: u16,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<(u64, std::collections::BTreeSet<u32>)>,
+) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let load = std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut pids = std::collections::BTreeSet::new();
+        let mut made = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed)
+            && started.elapsed() < Duration::from_secs(120)
+        {
+            let (status, body) = get(port, "/");
+            assert_eq!(status, 200, "request {made}: {body}");
+            pids.insert(worker_of(&body).1);
+            made += 1;
+        }
+        (made, pids)
+    });
+    (stop, load)
+}
+
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
@@ -276,21 +304,7 @@ fn a_broken_strategy_is_refused_with_its_reason_and_the_old_one_keeps_serving() 
 #[test]
 fn a_hundred_swaps_during_a_request_loop_fail_no_request() {
     let (s, admin) = serve_with_admin(2, &["--mode", "http"]);
-    let port = s.port;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
-    let load = std::thread::spawn(move || {
-        let started = Instant::now();
-        let mut made = 0;
-        while !flag.load(std::sync::atomic::Ordering::Relaxed)
-            && started.elapsed() < Duration::from_secs(120)
-        {
-            let (status, body) = get(port, "/");
-            assert_eq!(status, 200, "request {made}: {body}");
-            made += 1;
-        }
-        made
-    });
+    let (stop, load) = request_loop(s.port);
     let names = ["round-robin", "least-connections", "random", "power-of-two"];
     for k in 0..100 {
         let path = format!("/strategy?builtin={}", names[k % names.len()]);
@@ -298,7 +312,7 @@ fn a_hundred_swaps_during_a_request_loop_fail_no_request() {
         assert_eq!(status, 200, "swap {k}: {body}");
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let made = load.join().unwrap();
+    let (made, _) = load.join().unwrap();
     assert!(made > 0);
     let st = json(&call(admin, "GET", "/status", None, b"").1);
     assert_eq!(st["strategy"]["swaps"], 100);
@@ -756,20 +770,7 @@ fn sighup_applies_a_good_file_without_a_failed_request_and_keeps_the_old_one_for
     };
     std::fs::write(&file, config("workers = 2")).unwrap();
     let mut s = Serve::start_config(&file, port, base, admin);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
-    let load = std::thread::spawn(move || {
-        let started = Instant::now();
-        let mut made = 0;
-        while !flag.load(std::sync::atomic::Ordering::Relaxed)
-            && started.elapsed() < Duration::from_secs(120)
-        {
-            let (status, body) = get(port, "/");
-            assert_eq!(status, 200, "request {made}: {body}");
-            made += 1;
-        }
-        made
-    });
+    let (stop, load) = request_loop(port);
     // A good file: a third worker, a strategy that wants it, a smaller
     // head limit.
     std::fs::write(
@@ -815,7 +816,7 @@ fn sighup_applies_a_good_file_without_a_failed_request_and_keeps_the_old_one_for
             == 2
     });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let made = load.join().unwrap();
+    let (made, _) = load.join().unwrap();
     assert!(made > 0);
     assert_eq!(get(port, "/").0, 200);
     s.signal(libc::SIGTERM);
@@ -828,24 +829,9 @@ fn a_binary_upgrade_during_a_request_loop_fails_no_request() {
     let old = Serve::start(2, &["--mode", "http", "--h3"]);
     let old_pid = old.child.id();
     let port = old.port;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
-    let load = std::thread::spawn(move || {
-        let started = Instant::now();
-        let mut pids = std::collections::BTreeSet::new();
-        let mut made = 0;
-        while !flag.load(std::sync::atomic::Ordering::Relaxed)
-            && started.elapsed() < Duration::from_secs(120)
-        {
-            // A fresh connection each time: any of them could land in the
-            // accept queue the two processes share.
-            let (status, body) = get(port, "/");
-            assert_eq!(status, 200, "request {made}: {body}");
-            pids.insert(worker_of(&body).1);
-            made += 1;
-        }
-        (made, pids)
-    });
+    // A fresh connection each time: any of them could land in the accept
+    // queue the two processes share.
+    let (stop, load) = request_loop(port);
     std::thread::sleep(Duration::from_millis(200));
     // The new binary, started as an operator would: the same arguments
     // plus --upgrade.

@@ -414,37 +414,29 @@ pub(crate) async fn forward(
     info: &ConnInfo,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<ResBody> {
+    // What the access log needs from the head, taken before the head
+    // goes upstream; nothing when no log is kept.
+    let logged = ctx.access.as_ref().map(|log| {
+        let mode = match parts.version {
+            Version::HTTP_2 => "http2",
+            Version::HTTP_3 => "http3",
+            _ => "http1",
+        };
+        let method: Box<str> = parts.method.as_str().into();
+        let path: Box<str> = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .into();
+        let bytes_in = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        let now = (std::time::SystemTime::now(), std::time::Instant::now());
+        (log.clone(), now, mode, method, path, bytes_in)
+    });
     let mut trace = Trace::default();
-    let Some(log) = &ctx.access else {
-        return forward_inner(
-            ctx,
-            parts,
-            body,
-            peer,
-            busy,
-            info,
-            client_upgrade,
-            &mut trace,
-        )
-        .await;
-    };
-    let (start, started) = (std::time::SystemTime::now(), std::time::Instant::now());
-    let mode = match parts.version {
-        Version::HTTP_2 => "http2",
-        Version::HTTP_3 => "http3",
-        _ => "http1",
-    };
-    let method: Box<str> = parts.method.as_str().into();
-    let path: Box<str> = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .into();
-    let bytes_in = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse().ok())
-        .unwrap_or(0);
     let resp = forward_inner(
         ctx,
         parts,
@@ -456,6 +448,9 @@ pub(crate) async fn forward(
         &mut trace,
     )
     .await;
+    let Some((log, (start, started), mode, method, path, bytes_in)) = logged else {
+        return resp;
+    };
     let entry = crate::access::Entry {
         start,
         mode,
@@ -472,7 +467,7 @@ pub(crate) async fn forward(
         error: None,
     };
     let pending = Box::new(body::Pending {
-        log: log.clone(),
+        log,
         entry,
         started,
     });

@@ -55,48 +55,20 @@ pub trait CandidateSource {
     }
 }
 
-impl CandidateSource for [CandidateStats] {
+/// Stats already gathered (a slice, a vector, an array): no versions, so
+/// every record is written, as one copy.
+impl<T: AsRef<[CandidateStats]> + ?Sized> CandidateSource for T {
     fn len(&self) -> usize {
-        <[CandidateStats]>::len(self)
+        self.as_ref().len()
     }
     fn stats(&self, i: usize, _now_ms: u64) -> CandidateStats {
-        self[i]
+        self.as_ref()[i]
     }
     fn usable(&self, i: usize) -> bool {
-        self[i].usable()
+        self.as_ref()[i].usable()
     }
     fn as_slice(&self) -> Option<&[CandidateStats]> {
-        Some(self)
-    }
-}
-
-impl CandidateSource for Vec<CandidateStats> {
-    fn len(&self) -> usize {
-        Vec::len(self)
-    }
-    fn stats(&self, i: usize, _now_ms: u64) -> CandidateStats {
-        self[i]
-    }
-    fn usable(&self, i: usize) -> bool {
-        self[i].usable()
-    }
-    fn as_slice(&self) -> Option<&[CandidateStats]> {
-        Some(&self[..])
-    }
-}
-
-impl<const N: usize> CandidateSource for [CandidateStats; N] {
-    fn len(&self) -> usize {
-        N
-    }
-    fn stats(&self, i: usize, _now_ms: u64) -> CandidateStats {
-        self[i]
-    }
-    fn usable(&self, i: usize) -> bool {
-        self[i].usable()
-    }
-    fn as_slice(&self) -> Option<&[CandidateStats]> {
-        Some(&self[..])
+        Some(self.as_ref())
     }
 }
 
