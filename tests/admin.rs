@@ -243,9 +243,15 @@ fn a_broken_strategy_is_refused_with_its_reason_and_the_old_one_keeps_serving() 
     );
     let (status, body) = call(admin, "PUT", "/strategy", None, b"");
     assert_eq!(status, 400, "{body}");
+    // One that passes the load-time dry run but not `check`'s audit (its
+    // memory grows with every decision).
+    let leak = std::fs::read(support::wat("leak")).unwrap();
+    let (status, body) = call(admin, "PUT", "/strategy", None, &leak);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("memory"), "{body}");
     let st = json(&call(admin, "GET", "/status", None, b"").1);
     assert_eq!(st["strategy"]["name"], "builtin:round-robin");
-    assert_eq!(st["strategy"]["rejections"], 1);
+    assert_eq!(st["strategy"]["rejections"], 2);
     assert_eq!(st["strategy"]["recent"][0]["outcome"], "rejected");
     for _ in 0..4 {
         assert_eq!(get(s.port, "/").0, 200);

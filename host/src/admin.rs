@@ -6,7 +6,7 @@
 //! | `GET /` | the status page (self-contained HTML that refreshes itself) |
 //! | `GET /status` | workers, backends, strategy, traffic and the effective config, as JSON |
 //! | `GET /metrics` | every figure in the Prometheus text format |
-//! | `PUT /strategy` | a `.wasm`, `.wat` or `.cwasm` body (or `?builtin=NAME`) validated, then swapped in |
+//! | `PUT /strategy` | a `.wasm`, `.wat` or `.cwasm` body (or `?builtin=NAME`) checked as `strategy check` does (the audit included), then swapped in |
 //! | `PUT /shadow`, `DELETE /shadow` | the same for the shadow module, which is run on every decision's inputs and never routes |
 //! | `POST /reload` | a rolling restart of the workers, one at a time |
 //! | `POST /backends/{id}/drain`, `/undrain` | a backend by id, name or address |
@@ -313,8 +313,10 @@ impl Admin {
         let spec = StrategySpec { source, config };
         let strategy = self.strategy.clone();
         let fuel = param("fuel").and_then(|f| f.parse().ok()).unwrap_or(0);
+        // Checked as `switchyard strategy check` checks: the load-time dry
+        // run, then the audit (a few milliseconds for a small module).
         let outcome = tokio::task::spawn_blocking(move || match shadow {
-            false => strategy.replace(&spec).map(|_| ()),
+            false => strategy.replace_checked(&spec, true).map(|_| ()),
             true => strategy.set_shadow(Some(&spec), fuel).map(|_| ()),
         })
         .await;

@@ -364,12 +364,17 @@ impl StrategyEngine {
     /// with memory watched. See `audit.rs`.
     pub fn audit(&self, spec: &StrategySpec) -> Result<(LoadReport, Audit), LoadError> {
         let generation = self.prepare(spec)?;
-        let audit = super::audit::audit(
-            || self.fresh_slot(&generation),
+        let audit = self.audit_generation(&generation)?;
+        Ok((generation.report.clone(), audit))
+    }
+
+    /// The audit of [`StrategyEngine::audit`] on a module already prepared.
+    pub(crate) fn audit_generation(&self, generation: &Generation) -> Result<Audit, LoadError> {
+        super::audit::audit(
+            || self.fresh_slot(generation),
             self.budget(),
             self.options.max_memory,
-        )?;
-        Ok((generation.report.clone(), audit))
+        )
     }
 }
 

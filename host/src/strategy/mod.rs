@@ -413,7 +413,22 @@ impl Strategy {
     /// `spawn_blocking` or a plain thread. On error the current one keeps
     /// serving.
     pub fn replace(&self, spec: &StrategySpec) -> Result<LoadReport, LoadError> {
-        let generation = match self.engine.prepare(spec) {
+        self.replace_checked(spec, false).map(|(r, _)| r)
+    }
+
+    /// [`Strategy::replace`], with `strategy check`'s audit first when
+    /// `audit` (varied inputs, a later-v1 layout, 10,000 decisions with
+    /// memory watched): what the admin API does with an uploaded module.
+    pub fn replace_checked(
+        &self,
+        spec: &StrategySpec,
+        audit: bool,
+    ) -> Result<(LoadReport, Option<Audit>), LoadError> {
+        let checked = self.engine.prepare(spec).and_then(|g| match audit {
+            true => self.engine.audit_generation(&g).map(|a| (g, Some(a))),
+            false => Ok((g, None)),
+        });
+        let (generation, audited) = match checked {
             Ok(g) => g,
             Err(e) => {
                 self.counters.rejections.fetch_add(1, Ordering::Relaxed);
@@ -426,7 +441,7 @@ impl Strategy {
                 return Err(e);
             }
         };
-        Ok(self.swap_in(generation))
+        Ok((self.swap_in(generation), audited))
     }
 
     fn swap_in(&self, mut generation: Generation) -> LoadReport {
