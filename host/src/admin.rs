@@ -78,8 +78,8 @@ pub struct Admin {
     pub backends: Arc<Backends>,
     /// The workers, to reload.
     pub workers: Arc<crate::backends::supervisor::WorkerSet>,
-    /// The effective configuration as JSON, secrets redacted.
-    pub config: serde_json::Value,
+    /// The configuration in force (a SIGHUP reload replaces it).
+    pub config: Arc<arc_swap::ArcSwap<crate::config::Config>>,
     /// The token, if one is required.
     pub token: Option<Arc<str>>,
     /// When the balancer started.
@@ -323,6 +323,8 @@ impl Admin {
         match outcome {
             Ok(Ok(())) => json(StatusCode::OK, &strategy_status(&self.strategy)),
             Ok(Err(e)) => {
+                let e = e.to_string();
+                let e = crate::strategy::shorten(&e, 2048);
                 tracing::error!(error = %e, "strategy from the admin API rejected; the previous one keeps serving");
                 error(StatusCode::UNPROCESSABLE_ENTITY, format!("rejected: {e}"))
             }
@@ -375,7 +377,7 @@ impl Admin {
                     .filter(|(_, n)| *n > 0)
                     .collect(),
             },
-            config: self.config.clone(),
+            config: self.config.load().raw().to_json_redacted(),
         }
     }
 }
@@ -573,9 +575,12 @@ fn authorized(headers: &hyper::HeaderMap, token: &str) -> bool {
     else {
         return false;
     };
-    let given = if let Some(t) = value.strip_prefix("Bearer ") {
-        t.trim().as_bytes().to_vec()
-    } else if let Some(b) = value.strip_prefix("Basic ") {
+    // The scheme is case-insensitive (RFC 9110 11.1).
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let given = if scheme.eq_ignore_ascii_case("bearer") {
+        rest.trim().as_bytes().to_vec()
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        let b = rest;
         match base64_decode(b.trim()) {
             Some(pair) => match pair.iter().position(|&c| c == b':') {
                 Some(k) => pair[k + 1..].to_vec(),
@@ -719,6 +724,8 @@ mod tests {
         assert!(authorized(&h, "s3cret"));
         h.insert(header::AUTHORIZATION, "Bearer s3cre".parse().unwrap());
         assert!(!authorized(&h, "s3cret"));
+        h.insert(header::AUTHORIZATION, "bearer s3cret".parse().unwrap());
+        assert!(authorized(&h, "s3cret"), "the scheme is case-insensitive");
         // "admin:s3cret"
         h.insert(
             header::AUTHORIZATION,

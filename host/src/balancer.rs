@@ -170,6 +170,15 @@ impl BalancerBuilder {
                 .map_err(|e| BuildError::Listen(cfg.listen, e))?,
             None::<std::os::fd::OwnedFd>,
         );
+        // The old process's admin socket only where the admin API stays:
+        // a new address is bound anew (the old one goes with that process).
+        let inherited_admin = inherited_admin.filter(|l| {
+            l.local_addr().is_ok_and(|a| {
+                cfg.admin
+                    .listen
+                    .is_some_and(|want| want == a || want.port() == 0)
+            })
+        });
         let admin = match (cfg.admin.listen, inherited_admin) {
             (_, Some(l)) => Some(l),
             (None, None) => None,
@@ -451,7 +460,7 @@ impl Balancer {
             access,
             handover,
             inherited,
-            cfg_cell: _,
+            cfg_cell,
             tokens,
             ctx_cell,
             reloadable: _reloadable,
@@ -475,7 +484,7 @@ impl Balancer {
                 strategy: strategy.clone(),
                 backends: backends.clone(),
                 workers: workers.clone(),
-                config: cfg.raw().to_json_redacted(),
+                config: cfg_cell.clone(),
                 token: cfg.admin.token.clone(),
                 started: std::time::SystemTime::now(),
                 listen: listeners[0].local_addr()?,

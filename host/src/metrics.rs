@@ -638,6 +638,21 @@ pub fn render(out: &mut String, strategy: &StrategyStatus, backends: &BackendLis
         .iter()
         .filter(|b| b.worker_index().is_some())
         .collect();
+    family(
+        out,
+        "switchyard_worker_info",
+        "gauge",
+        "A worker slot and the pid of its process (value 1); the other worker series carry no pid, so that a restart does not start a new series.",
+    );
+    for b in &workers {
+        let _ = writeln!(
+            out,
+            "switchyard_worker_info{{worker=\"{}\",pid=\"{}\",addr=\"{}\"}} 1",
+            b.worker_index().unwrap_or(0),
+            b.pid(),
+            b.addr()
+        );
+    }
     let per_worker: [(&str, &str, &str, Field); 4] = [
         (
             "switchyard_worker_cpu_ratio",
@@ -654,7 +669,7 @@ pub fn render(out: &mut String, strategy: &StrategyStatus, backends: &BackendLis
         (
             "switchyard_worker_restarts_total",
             "counter",
-            "Times the worker process was started again after it exited.",
+            "Times the worker process was started again after it exited (a rolling reload's replacement is not a restart).",
             |b, _| b.restarts().to_string(),
         ),
         (
@@ -669,9 +684,8 @@ pub fn render(out: &mut String, strategy: &StrategyStatus, backends: &BackendLis
         for b in &workers {
             let _ = writeln!(
                 out,
-                "{name}{{worker=\"{}\",pid=\"{}\"}} {}",
+                "{name}{{worker=\"{}\"}} {}",
                 b.worker_index().unwrap_or(0),
-                b.pid(),
                 value(b, now)
             );
         }

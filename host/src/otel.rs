@@ -311,12 +311,7 @@ fn instruments(meter: &Meter, strategy: Arc<Strategy>, backends: Arc<Backends>) 
             o.observe(n as u64, &[]);
         })
         .build();
-    let worker_attrs = |b: &Backend| {
-        [
-            kv("worker", b.worker_index().unwrap_or(0) as i64),
-            kv("pid", b.pid() as i64),
-        ]
-    };
+    let worker_attrs = |b: &Backend| [kv("worker", b.worker_index().unwrap_or(0) as i64)];
     let list = backends.clone();
     meter
         .f64_observable_gauge("switchyard.worker.cpu")
@@ -338,6 +333,16 @@ fn instruments(meter: &Meter, strategy: Arc<Strategy>, backends: Arc<Backends>) 
             let now = crate::clock::now_ms();
             for b in list.load().iter().filter(|b| b.worker_index().is_some()) {
                 o.observe(b.stats(now).rss_bytes, &worker_attrs(b));
+            }
+        })
+        .build();
+    let list = backends.clone();
+    meter
+        .u64_observable_gauge("switchyard.worker.up")
+        .with_description("1 if the worker process runs and accepts connections.")
+        .with_callback(move |o| {
+            for b in list.load().iter().filter(|b| b.worker_index().is_some()) {
+                o.observe(b.is_alive() as u64, &worker_attrs(b));
             }
         })
         .build();

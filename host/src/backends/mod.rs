@@ -372,8 +372,12 @@ impl Backend {
     /// Takes over the counts that belong to the worker slot rather than to
     /// one process (a rolling reload's replacement of `old`).
     pub fn carry_over(&self, old: &Backend) {
-        self.starts
-            .store(old.starts.load(Ordering::Relaxed), Ordering::Relaxed);
+        // The replacement's own start is a deploy, not a restart: it
+        // counts once `process_started` adds it.
+        self.starts.store(
+            old.starts.load(Ordering::Relaxed).saturating_sub(1),
+            Ordering::Relaxed,
+        );
         self.failures_total.store(
             old.failures_total.load(Ordering::Relaxed),
             Ordering::Relaxed,

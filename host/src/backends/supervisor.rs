@@ -457,7 +457,15 @@ fn start_at(
             return Ok(Running::Task(tokio::spawn(serve(index, l))));
         }
         WorkerCommand::Demo => {
-            let mut c = Command::new(std::env::current_exe()?);
+            // This very binary, even after a new one replaced its file
+            // (a deploy before a binary upgrade): the path would name the
+            // new file, or nothing while it is being swapped.
+            let exe = std::path::Path::new("/proc/self/exe");
+            let mut c = if exe.exists() {
+                Command::new(exe)
+            } else {
+                Command::new(std::env::current_exe()?)
+            };
             c.arg("demo-worker");
             c
         }

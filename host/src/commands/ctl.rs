@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
@@ -143,10 +143,14 @@ impl Client {
         let bytes = resp.into_body().collect().await?.to_bytes();
         let value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).trim().to_string()));
-        if status == StatusCode::UNAUTHORIZED && self.token.is_none() {
-            bail!(
-                "the admin API wants a token: give --token-file FILE or set SWITCHYARD_ADMIN_TOKEN"
-            );
+        if status == StatusCode::UNAUTHORIZED {
+            let why = match self.token {
+                None => {
+                    "the admin API wants a token: give --token-file FILE or set SWITCHYARD_ADMIN_TOKEN"
+                }
+                Some(_) => "the admin API refused the token",
+            };
+            return Ok((status, serde_json::json!({ "error": why })));
         }
         Ok((status, value))
     }
@@ -323,7 +327,9 @@ fn print_reloaded(v: &Value) {
             ]
         })
         .collect();
-    table(&["WORKER", "PID", "ADDR", "CUT"], &rows);
+    if !rows.is_empty() {
+        table(&["WORKER", "PID", "ADDR", "CUT"], &rows);
+    }
 }
 
 fn print_status(v: &Value) {

@@ -82,12 +82,16 @@ pub(crate) async fn checkout(
     if let Some(s) = idle {
         return Ok(s);
     }
+    let started = Instant::now();
     let stream =
         match tokio::time::timeout(connect_timeout, TcpStream::connect(backend.addr())).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(ConnectError::Io(e)),
             Err(_) => return Err(ConnectError::Timeout),
         };
+    // The connect latency strategies and metrics see (only new
+    // connections have one).
+    backend.connected(started.elapsed().as_micros() as u64);
     let _ = stream.set_nodelay(true);
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))

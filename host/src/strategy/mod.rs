@@ -225,6 +225,29 @@ pub struct Strategy {
     has_shadow: AtomicBool,
 }
 
+/// `text` cut to at most `max` bytes (at a character boundary), with the
+/// length left out said, and control characters but newlines and tabs
+/// shown as `?`: a rejected upload's parse error can quote a whole line of
+/// the upload, binary or not.
+pub fn shorten(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out: String = text[..end]
+        .chars()
+        .map(|c| match c {
+            '\n' | '\t' => c,
+            c if c.is_control() => '?',
+            c => c,
+        })
+        .collect();
+    if end < text.len() {
+        out.push_str(&format!("... ({} more bytes)", text.len() - end));
+    }
+    out
+}
+
 /// A module loaded and validated, not yet serving: see
 /// [`Strategy::prepare`].
 pub struct Prepared(Generation);
@@ -436,7 +459,7 @@ impl Strategy {
                     at: SystemTime::now(),
                     name: spec.source.to_string(),
                     sha256: spec.source.sha256().unwrap_or_default(),
-                    error: Some(e.to_string()),
+                    error: Some(shorten(&e.to_string(), 2048)),
                 });
                 return Err(e);
             }
