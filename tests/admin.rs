@@ -763,6 +763,21 @@ fn the_access_log_has_a_line_per_request_and_per_spliced_connection() {
     assert_eq!(tcp.len(), 1, "{lines:?}");
     assert_eq!(tcp[0]["bytes_in"], 13, "{}", tcp[0]);
     assert_eq!(tcp[0]["attempts"], 1, "{}", tcp[0]);
+    // A second head on a kept-alive connection that the head guard refuses
+    // (two Content-Lengths): its 400 gets a line too.
+    let (status, text) = exchange(
+        s.port,
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("HTTP/1.1 400"), "{text}");
+    support::eventually("the refusal's line", 10, || {
+        std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .lines()
+            .map(json)
+            .any(|l| l["status"] == 400 && l["error"] == "head_malformed" && l["mode"] == "http1")
+    });
 }
 
 #[test]

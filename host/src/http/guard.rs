@@ -46,6 +46,9 @@ pub struct ConnState {
     upgrade: std::sync::atomic::AtomicU8,
     /// A request has begun on this connection.
     started: std::sync::atomic::AtomicBool,
+    /// The access log and the client, when a log is kept: a head the guard
+    /// refuses gets its line here.
+    access: std::sync::OnceLock<(Arc<crate::access::AccessLog>, std::net::SocketAddr)>,
 }
 
 impl ConnState {
@@ -63,6 +66,11 @@ impl ConnState {
     pub fn upgrade_answered(&self, switched: bool) {
         self.upgrade
             .store(if switched { 1 } else { 2 }, Ordering::Release);
+    }
+
+    /// Writes this connection's refused heads to `log`.
+    pub fn log_to(&self, log: Arc<crate::access::AccessLog>, client: std::net::SocketAddr) {
+        let _ = self.access.set((log, client));
     }
 
     /// Whether any request has begun on this connection.
@@ -813,6 +821,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for ClientIo<S> {
         let Some(answer) = crate::proxy::answer::for_kind(kind) else {
             return;
         };
+        if let Some((log, client)) = self.conn.access.get() {
+            log.log(crate::access::Entry {
+                start: std::time::SystemTime::now(),
+                mode: "http1",
+                client: *client,
+                method: None,
+                path: None,
+                status: match kind {
+                    Kind::HeadTimeout => Some(408),
+                    Kind::HeadTooLarge => Some(431),
+                    _ => Some(400),
+                },
+                backend: None,
+                attempts: 0,
+                fallback: None,
+                bytes_in: 0,
+                bytes_out: answer.len() as u64,
+                duration: Duration::ZERO,
+                error: Some(kind.as_str()),
+            });
+        }
         // hyper is done with the connection: answer, then read what the
         // client still sends for a moment, so closing with unread bytes
         // does not reset the connection before the answer arrives.

@@ -253,6 +253,9 @@ async fn serve_io<S>(
 {
     let graceful = ctx.graceful.clone();
     let conn = ConnState::new();
+    if let Some(log) = &ctx.access {
+        conn.log_to(log.clone(), peer);
+    }
     let idle_state = conn.clone();
     let keepalive = ctx.http.keepalive_timeout;
     let limits = HeadLimits {
