@@ -175,7 +175,7 @@ impl Admin {
                 }
             }
             (Method::POST, ["backends", id, action]) => {
-                let id = percent_decode(id);
+                let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
                 let list = self.backends.load();
                 let found = list.iter().find(|b| {
                     b.id().to_string() == id || b.name() == id || b.addr().to_string() == id
@@ -274,12 +274,7 @@ impl Admin {
     /// its configuration; for a shadow, `?fuel=N` its own budget.
     async fn put_strategy(&self, req: Request<Incoming>, shadow: bool) -> Response<Body> {
         let query = req.uri().query().unwrap_or("").to_string();
-        let param = |name: &str| {
-            query.split('&').find_map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                (k == name).then(|| percent_decode(v))
-            })
-        };
+        let param = |name: &str| query_param(&query, name);
         let config = param("config").unwrap_or_default().into_bytes();
         let source = match param("builtin") {
             Some(name) => StrategySource::Builtin(name),
@@ -580,12 +575,8 @@ fn authorized(headers: &hyper::HeaderMap, token: &str) -> bool {
     let given = if scheme.eq_ignore_ascii_case("bearer") {
         rest.trim().as_bytes().to_vec()
     } else if scheme.eq_ignore_ascii_case("basic") {
-        let b = rest;
-        match base64_decode(b.trim()) {
-            Some(pair) => match pair.iter().position(|&c| c == b':') {
-                Some(k) => pair[k + 1..].to_vec(),
-                None => return false,
-            },
+        match basic_password(rest.trim()) {
+            Some(p) => p,
             None => return false,
         }
     } else {
@@ -595,53 +586,21 @@ fn authorized(headers: &hyper::HeaderMap, token: &str) -> bool {
     given.len() == token.len() && bool::from(given.ct_eq(token.as_bytes()))
 }
 
-/// Standard base64 with padding (HTTP Basic's credentials).
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let s = s.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    for chunk in s.chunks(4) {
-        let mut acc = 0u32;
-        for (k, &c) in chunk.iter().enumerate() {
-            acc |= value(c)? << (18 - 6 * k);
-        }
-        let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    Some(out)
+/// The password of HTTP Basic credentials (`user:password`, base64).
+fn basic_password(credentials: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let pair = base64::engine::general_purpose::STANDARD
+        .decode(credentials)
+        .ok()?;
+    let k = pair.iter().position(|&c| c == b':')?;
+    Some(pair[k + 1..].to_vec())
 }
 
-/// `%XX` escapes and `+` as a space, as in a query string.
-fn percent_decode(s: &str) -> String {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut k = 0;
-    while k < b.len() {
-        match b[k] {
-            b'%' if k + 2 < b.len() => match (hex(b[k + 1]), hex(b[k + 2])) {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
-                    k += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        k += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The value of `name` in a query string, decoded.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
@@ -741,8 +700,11 @@ mod tests {
 
     #[test]
     fn query_values_are_decoded() {
-        assert_eq!(percent_decode("header%3Ax-user-id"), "header:x-user-id");
-        assert_eq!(percent_decode("a+b%2"), "a b%2");
-        assert_eq!(base64_decode("YWRtaW46czNjcmV0").unwrap(), b"admin:s3cret");
+        assert_eq!(
+            query_param("builtin=x&config=header%3Ax-user-id", "config").as_deref(),
+            Some("header:x-user-id")
+        );
+        assert_eq!(query_param("x=a+b%2", "x").as_deref(), Some("a b%2"));
+        assert_eq!(basic_password("YWRtaW46czNjcmV0").unwrap(), b"s3cret");
     }
 }

@@ -183,8 +183,8 @@ impl Reloader {
             done.applied.push("workers");
         }
         if let Some(cur) = self.ctx.load_full() {
-            let limits_changed = format!("{:?}{:?}{:?}", old.sniff, old.proxy, old.http)
-                != format!("{:?}{:?}{:?}", new.sniff, new.proxy, new.http);
+            let limits_changed =
+                (&old.sniff, &old.proxy, &old.http) != (&new.sniff, &new.proxy, &new.http);
             if limits_changed {
                 self.ctx.store(Some(Arc::new(Context {
                     sniff: new.sniff.clone(),

@@ -83,7 +83,7 @@ pub enum BackendProtocol {
 }
 
 /// HTTP mode's settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpOptions {
     /// How bytes are routed.
     pub mode: Mode,

@@ -41,7 +41,7 @@ use crate::telemetry::RateLimit;
 pub use forward::{Buffer, Forward};
 
 /// How connections are proxied once sniffed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyOptions {
     /// Backend connect timeout.
     pub connect_timeout: Duration,

@@ -49,7 +49,7 @@ pub enum OpaquePolicy {
 }
 
 /// Limits on reading a head.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// First bytes and the whole head (or ClientHello) must arrive within this.
     pub head_timeout: Duration,
