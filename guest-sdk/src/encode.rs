@@ -194,6 +194,18 @@ impl RequestHead<'_> {
 
     /// Bytes the request section takes.
     pub fn encoded_len(&self) -> usize {
+        let fixed =
+            REQUEST_FIXED_LEN + self.headers.len() * HEADER_ENTRY_LEN + self.failed.len() * 4;
+        if self.raw.is_empty() && self.headers.is_empty() {
+            // No raw block to point into (a module that reads no headers):
+            // every string is copied.
+            return fixed
+                + self.method.len()
+                + self.path.len()
+                + self.authority.len()
+                + self.sni.len()
+                + self.alpn.len();
+        }
         let strings = self.raw.len()
             + self.extra(self.method)
             + self.extra(self.path)
@@ -205,7 +217,7 @@ impl RequestHead<'_> {
                 .iter()
                 .map(|(n, v)| self.extra(n) + self.extra(v))
                 .sum::<usize>();
-        REQUEST_FIXED_LEN + self.headers.len() * HEADER_ENTRY_LEN + self.failed.len() * 4 + strings
+        fixed + strings
     }
 }
 
@@ -274,50 +286,64 @@ fn put_u64(buf: &mut [u8], off: usize, v: u64) {
 pub fn encode_header(buf: &mut [u8], n: usize, request_len: usize, meta: &Meta) -> usize {
     let request_offset = HEADER_LEN + n * CANDIDATE_LEN;
     let total = request_offset + request_len;
-    let h = &mut buf[..HEADER_LEN];
-    h.fill(0);
-    put_u16(h, H_VERSION, ABI_VERSION as u16);
-    put_u16(h, H_HEADER_LEN, HEADER_LEN as u16);
-    put_u32(h, H_TOTAL_LEN, total as u32);
-    put_u32(h, H_CANDIDATE_COUNT, n as u32);
-    put_u16(h, H_CANDIDATE_STRIDE, CANDIDATE_LEN as u16);
-    put_u32(h, H_CANDIDATES_OFFSET, HEADER_LEN as u32);
-    put_u32(h, H_REQUEST_OFFSET, request_offset as u32);
-    put_u64(h, H_SEQUENCE, meta.sequence);
-    put_u64(h, H_RANDOM, meta.random);
-    put_u64(h, H_NOW_MS, meta.now_ms);
+    // Built on the stack and written in one copy, as the request's fixed block.
+    let mut h = [0u8; HEADER_LEN];
+    put_u16(&mut h, H_VERSION, ABI_VERSION as u16);
+    put_u16(&mut h, H_HEADER_LEN, HEADER_LEN as u16);
+    put_u32(&mut h, H_TOTAL_LEN, total as u32);
+    put_u32(&mut h, H_CANDIDATE_COUNT, n as u32);
+    put_u16(&mut h, H_CANDIDATE_STRIDE, CANDIDATE_LEN as u16);
+    put_u32(&mut h, H_CANDIDATES_OFFSET, HEADER_LEN as u32);
+    put_u32(&mut h, H_REQUEST_OFFSET, request_offset as u32);
+    put_u64(&mut h, H_SEQUENCE, meta.sequence);
+    put_u64(&mut h, H_RANDOM, meta.random);
+    put_u64(&mut h, H_NOW_MS, meta.now_ms);
+    buf[..HEADER_LEN].copy_from_slice(&h);
     total
 }
 
 /// Writes the request section at absolute offset `at`; returns its length.
 pub fn encode_request(buf: &mut [u8], at: usize, req: &RequestHead<'_>) -> usize {
-    let fixed = at;
-    let headers_at = fixed + REQUEST_FIXED_LEN;
+    let headers_at = at + REQUEST_FIXED_LEN;
     let failed_at = headers_at + req.headers.len() * HEADER_ENTRY_LEN;
     let mut cursor = failed_at + req.failed.len() * 4;
-    buf[fixed..fixed + REQUEST_FIXED_LEN].fill(0);
-    buf[fixed + R_PROTOCOL] = req.protocol as u8;
+    // The fixed block is built on the stack and written in one copy: its
+    // stores need no bounds checks there, and this runs on every decision.
+    let mut fixed = [0u8; REQUEST_FIXED_LEN];
+    fixed[R_PROTOCOL] = req.protocol as u8;
     match req.client {
         Some(core::net::SocketAddr::V4(a)) => {
-            buf[fixed + R_CLIENT_FAMILY] = 4;
-            buf[fixed + R_CLIENT_ADDR..fixed + R_CLIENT_ADDR + 4].copy_from_slice(&a.ip().octets());
-            put_u16(buf, fixed + R_CLIENT_PORT, a.port());
+            fixed[R_CLIENT_FAMILY] = 4;
+            fixed[R_CLIENT_ADDR..R_CLIENT_ADDR + 4].copy_from_slice(&a.ip().octets());
+            put_u16(&mut fixed, R_CLIENT_PORT, a.port());
         }
         Some(core::net::SocketAddr::V6(a)) => {
-            buf[fixed + R_CLIENT_FAMILY] = 6;
-            buf[fixed + R_CLIENT_ADDR..fixed + R_CLIENT_ADDR + 16]
-                .copy_from_slice(&a.ip().octets());
-            put_u16(buf, fixed + R_CLIENT_PORT, a.port());
+            fixed[R_CLIENT_FAMILY] = 6;
+            fixed[R_CLIENT_ADDR..R_CLIENT_ADDR + 16].copy_from_slice(&a.ip().octets());
+            put_u16(&mut fixed, R_CLIENT_PORT, a.port());
         }
         None => {}
     }
-    put_u32(buf, fixed + R_ATTEMPT, req.attempt);
-    put_u32(buf, fixed + R_HEADER_COUNT, req.headers.len() as u32);
-    put_u32(buf, fixed + R_HEADERS_OFFSET, headers_at as u32);
-    put_u32(buf, fixed + R_FAILED_COUNT, req.failed.len() as u32);
-    put_u32(buf, fixed + R_FAILED_OFFSET, failed_at as u32);
+    put_u32(&mut fixed, R_ATTEMPT, req.attempt);
+    put_u32(&mut fixed, R_HEADER_COUNT, req.headers.len() as u32);
+    put_u32(&mut fixed, R_HEADERS_OFFSET, headers_at as u32);
+    put_u32(&mut fixed, R_FAILED_COUNT, req.failed.len() as u32);
+    put_u32(&mut fixed, R_FAILED_OFFSET, failed_at as u32);
     for (k, f) in req.failed.iter().enumerate() {
         put_u32(buf, failed_at + 4 * k, *f);
+    }
+    let no_strings = req.raw.is_empty()
+        && req.headers.is_empty()
+        && req.method.is_empty()
+        && req.path.is_empty()
+        && req.authority.is_empty()
+        && req.sni.is_empty()
+        && req.alpn.is_empty();
+    if no_strings {
+        // A module that reads no request strings (most built-ins): every
+        // string is (0, 0), as the zeroed block already says.
+        buf[at..at + REQUEST_FIXED_LEN].copy_from_slice(&fixed);
+        return cursor - at;
     }
     // The raw head first, in one copy; strings inside it are pointed at.
     let raw_at = cursor;
@@ -343,16 +369,18 @@ pub fn encode_request(buf: &mut [u8], at: usize, req: &RequestHead<'_>) -> usize
         }
         (off as u32, s.len() as u32)
     };
-    let mut put_str = |buf: &mut [u8], field: usize, s: &[u8]| {
+    for (field, s) in [
+        (R_METHOD, req.method),
+        (R_PATH, req.path),
+        (R_AUTHORITY, req.authority),
+        (R_SNI, req.sni),
+        (R_ALPN, req.alpn),
+    ] {
         let (off, len) = place(buf, s, false);
-        put_u32(buf, field, off);
-        put_u32(buf, field + 4, len);
-    };
-    put_str(buf, fixed + R_METHOD, req.method);
-    put_str(buf, fixed + R_PATH, req.path);
-    put_str(buf, fixed + R_AUTHORITY, req.authority);
-    put_str(buf, fixed + R_SNI, req.sni);
-    put_str(buf, fixed + R_ALPN, req.alpn);
+        put_u32(&mut fixed, field, off);
+        put_u32(&mut fixed, field + 4, len);
+    }
+    buf[at..at + REQUEST_FIXED_LEN].copy_from_slice(&fixed);
     let lower = !req.names_lowercase;
     for (k, (name, value)) in req.headers.iter().enumerate() {
         let (no, nl) = place(buf, name, lower);

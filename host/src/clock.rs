@@ -14,8 +14,35 @@ pub fn origin() -> Instant {
     *START.get_or_init(Instant::now)
 }
 
-/// Milliseconds on the process-wide monotonic clock.
+/// Milliseconds on the process-wide monotonic clock, read from the kernel's
+/// coarse clock: it moves at the scheduler tick (1 to 4 ms), which every
+/// reader of milliseconds here (heartbeat ages, idle and body timeouts, the
+/// circuit breaker, a strategy's `now_ms`) is well within, and it costs about
+/// 8 ns against about 28 ns for the precise clock on this machine kind. It is
+/// read on every decision, where 20 ns is a tenth of the whole.
 pub fn now_ms() -> u64 {
+    static ORIGIN: OnceLock<u64> = OnceLock::new();
+    let now = coarse_ms();
+    now.saturating_sub(*ORIGIN.get_or_init(|| now))
+}
+
+#[cfg(target_os = "linux")]
+fn coarse_ms() -> u64 {
+    // libc's, not rustix's: glibc's vDSO call is what valgrind knows how to
+    // follow (rustix parses the vDSO itself, which crashes under callgrind,
+    // and callgrind is how this project counts a decision's instructions).
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec to write; the clock id is a constant
+    // every Linux since 2.6.32 has.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut t) };
+    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
+}
+
+#[cfg(not(target_os = "linux"))]
+fn coarse_ms() -> u64 {
     origin().elapsed().as_millis() as u64
 }
 

@@ -137,33 +137,32 @@ impl Strategy for ConsistentHash {
             return LeastConnections.decide(input);
         };
         let kh = hash_bytes(key);
-        let cands = input.candidates();
         let (mut m, mut load) = (0u64, 0u64);
-        for (i, c) in cands.iter() {
-            if input.eligible_with(i, &c) {
-                m += 1;
-                load += c.active() as u64;
-            }
-        }
+        input.scan_eligible_from(0, |_, c| {
+            m += 1;
+            load += c.active() as u64;
+        });
         if m == 0 {
             return None;
         }
         // Bounded load: ceil(L% of the mean, counting this connection).
         let bound = ((load + 1) * self.load_percent).div_ceil(100 * m).max(1);
-        let mut best: Option<(usize, u64)> = None;
-        let mut best_any: Option<(usize, u64)> = None;
-        for (i, c) in cands.iter() {
-            if !input.eligible_with(i, &c) {
-                continue;
-            }
+        // (index, score) of the top scorer under the bound and of the top
+        // scorer overall. No "none yet" flags: every score is at least 0, and
+        // two candidates never tie (distinct ids give distinct scores, as
+        // `mix64` is a bijection), so `>=` takes the first one seen and then
+        // only a higher one.
+        let (mut best, mut best_s) = (usize::MAX, 0u64);
+        let (mut any, mut any_s) = (usize::MAX, 0u64);
+        input.scan_eligible_from(0, |i, c| {
             let score = mix64(kh ^ mix64(c.id() as u64));
-            if best_any.is_none_or(|(_, s)| score > s) {
-                best_any = Some((i, score));
+            if score >= any_s {
+                (any, any_s) = (i, score);
             }
-            if (c.active() as u64) < bound && best.is_none_or(|(_, s)| score > s) {
-                best = Some((i, score));
+            if score >= best_s && (c.active() as u64) < bound {
+                (best, best_s) = (i, score);
             }
-        }
-        best.or(best_any).map(|(i, _)| i)
+        });
+        if best != usize::MAX { Some(best) } else { (any != usize::MAX).then_some(any) }
     }
 }

@@ -3,8 +3,6 @@
 
 use switchyard_guest::{Input, Strategy};
 
-use crate::lighter;
-
 /// Fewest open connections per unit of weight.
 ///
 /// The scan starts at a random index so that ties do not always go to the
@@ -25,18 +23,16 @@ impl Strategy for LeastConnections {
             return None;
         }
         let start = (input.random() % n as u64) as usize;
-        // (index, active, weight) of the lightest so far.
-        let mut best: Option<(usize, u32, u32)> = None;
-        cands.scan_from(start, |i, c| {
-            if !c.usable() || input.has_failed(i) {
-                return;
-            }
-            let (a, w) = (c.active(), c.weight());
-            match best {
-                Some((_, ba, bw)) if !lighter(a, w, ba, bw) => {}
-                _ => best = Some((i, a, w)),
+        // The lightest so far as (index, active, weight), starting from a
+        // load above any u32 count, so the scan needs no "none yet" test:
+        // `a / w < ba / bw`, cross-multiplied in 64 bits.
+        let (mut best, mut ba, mut bw) = (usize::MAX, 1u64 << 32, 1u64);
+        input.scan_eligible_from(start, |i, c| {
+            let (a, w) = (c.active() as u64, c.weight() as u64);
+            if a * bw < ba * w {
+                (best, ba, bw) = (i, a, w);
             }
         });
-        best.map(|(i, _, _)| i)
+        (best != usize::MAX).then_some(best)
     }
 }

@@ -125,11 +125,9 @@ impl BuiltinKind {
 
 /// Number of eligible candidates.
 pub(crate) fn eligible_count(input: &Input<'_>) -> usize {
-    input
-        .candidates()
-        .iter()
-        .filter(|(i, c)| input.eligible_with(*i, c))
-        .count()
+    let mut m = 0;
+    input.scan_eligible_from(0, |_, _| m += 1);
+    m
 }
 
 /// The `k`-th eligible candidate (0-based).

@@ -14,11 +14,8 @@ impl Strategy for Random {
 
     fn decide(&mut self, input: &Input<'_>) -> Option<usize> {
         let cands = input.candidates();
-        let total: u64 = cands
-            .iter()
-            .filter(|(i, c)| input.eligible_with(*i, c))
-            .map(|(_, c)| c.weight() as u64)
-            .sum();
+        let mut total = 0u64;
+        input.scan_eligible_from(0, |_, c| total += c.weight() as u64);
         if total == 0 {
             return None;
         }

@@ -52,13 +52,11 @@ impl Strategy for ResourceAware {
         let cands = input.candidates();
         let n = cands.len();
         let (mut max_cpu, mut max_rss, mut max_conn) = (1u64, 1u64, 1u64);
-        for (i, c) in cands.iter() {
-            if input.eligible_with(i, &c) {
-                max_cpu = max_cpu.max(c.cpu_permille() as u64);
-                max_rss = max_rss.max(c.rss_bytes());
-                max_conn = max_conn.max(c.active() as u64);
-            }
-        }
+        input.scan_eligible_from(0, |_, c| {
+            max_cpu = max_cpu.max(c.cpu_permille() as u64);
+            max_rss = max_rss.max(c.rss_bytes());
+            max_conn = max_conn.max(c.active() as u64);
+        });
         // Scores in 1/1000ths so that integer math keeps resolution.
         let score = |c: &Candidate<'_>| {
             self.cpu * (c.cpu_permille() as u64 * 1000 / max_cpu)
@@ -71,17 +69,12 @@ impl Strategy for ResourceAware {
             (input.random() % n as u64) as usize
         };
         let mut best: Option<(usize, u64)> = None;
-        for k in 0..n {
-            let i = if start + k < n { start + k } else { start + k - n };
-            let Some(c) = cands.get(i) else { continue };
-            if !input.eligible_with(i, &c) {
-                continue;
-            }
+        input.scan_eligible_from(start, |i, c| {
             let s = score(&c) * 1000 / c.weight().max(1) as u64;
             if best.is_none_or(|(_, b)| s < b) {
                 best = Some((i, s));
             }
-        }
+        });
         best.map(|(i, _)| i)
     }
 }

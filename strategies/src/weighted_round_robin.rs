@@ -50,17 +50,15 @@ impl Strategy for WeightedRoundRobin {
         }
         let mut total: i64 = 0;
         let mut best: Option<usize> = None;
-        for (i, c) in cands.iter() {
-            if !input.eligible_with(i, &c) {
-                continue;
-            }
+        let current = &mut self.current;
+        input.scan_eligible_from(0, |i, c| {
             let w = c.weight() as i64;
-            self.current[i] += w;
+            current[i] += w;
             total += w;
-            if best.is_none_or(|b| self.current[i] > self.current[b]) {
+            if best.is_none_or(|b| current[i] > current[b]) {
                 best = Some(i);
             }
-        }
+        });
         let b = best?;
         self.current[b] -= total;
         Some(b)

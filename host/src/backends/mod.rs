@@ -211,18 +211,22 @@ impl Backend {
         self.alive.load(Ordering::Relaxed)
     }
     /// Alive and healthy.
+    #[inline]
     pub fn is_up(&self) -> bool {
         self.is_alive() && self.healthy.load(Ordering::Relaxed)
     }
     /// Taking no new work.
+    #[inline]
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
     /// Open client connections.
+    #[inline]
     pub fn active(&self) -> u32 {
         self.active.load(Ordering::Relaxed)
     }
     /// Connections or requests routed here in total.
+    #[inline]
     pub fn total(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
     }
@@ -246,11 +250,13 @@ impl Backend {
     /// The version of what [`Backend::stats`] returns, but for the
     /// heartbeat age. Load it before the stats: a change made meanwhile
     /// moves it again, so the next reader rewrites.
+    #[inline]
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
     }
 
     /// Milliseconds since the last heartbeat, at clock `now_ms`.
+    #[inline]
     pub fn heartbeat_age_ms(&self, now_ms: u64) -> u32 {
         now_ms
             .saturating_sub(self.last_heartbeat_ms.load(Ordering::Relaxed))
@@ -264,6 +270,7 @@ impl Backend {
     }
 
     /// The stats a strategy sees, at clock `now_ms`.
+    #[inline]
     pub fn stats(&self, now_ms: u64) -> CandidateStats {
         let mut flags = 0;
         if self.is_up() {

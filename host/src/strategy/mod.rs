@@ -595,9 +595,9 @@ impl Strategy {
         if candidates.is_empty() {
             return self.fall_back(FallbackReason::NoCandidates.into(), req, candidates, 0);
         }
-        if !(0..candidates.len()).any(|i| candidates.usable(i)) {
-            return self.fall_back(FallbackReason::NoHealthy.into(), req, candidates, 0);
-        }
+        // Whether any candidate is usable is asked only when the answer is
+        // not one (below): asking first cost a walk over every backend's
+        // state on every decision, to find what the strategy finds anyway.
         let generation = self.current.load();
         if generation.open_until_ms.load(Ordering::Relaxed) > now_ms {
             return self.fall_back(FallbackReason::CircuitOpen.into(), req, candidates, 0);
@@ -650,6 +650,14 @@ impl Strategy {
                     index: Some(i as usize),
                     fallback: None,
                 };
+            }
+            _ if !(0..n).any(|i| candidates.usable(i)) => {
+                return self.fall_back(
+                    FallbackReason::NoHealthy.into(),
+                    req,
+                    candidates,
+                    meta.sequence,
+                );
             }
             Ok(i) if i < 0 => FallbackReason::NoOpinion.into(),
             Ok(i) if (i as usize) < n && !candidates.usable(i as usize) => CallError {

@@ -1,0 +1,89 @@
+//! One column of `switchyard strategy bench`, alone, for a fixed number of
+//! decisions: what `perf stat`, `perf record` and callgrind need to say where
+//! one decision's cycles and instructions go, without the other columns
+//! mixed in.
+//!
+//! Run: `cargo build --profile profiling -p switchyard-benches --example
+//! decide_loop`, then for example `perf stat -e cycles,instructions
+//! target/profiling/examples/decide_loop least-connections 16 1000000 kept`.
+//! Columns: `kept` (the live backend list, one backend changed per
+//! decision), `floor` (the empty module on the same number of bytes),
+//! `native` (the built-in run natively on the encoded input).
+//! Guest code shows in `perf report` as `[JIT]`.
+
+use std::hint::black_box;
+
+use switchyard::backends::{BackendSpec, Backends};
+use switchyard::strategy::{
+    Strategy, StrategyEngine, StrategyOptions, StrategySpec, sample_candidates, sample_request,
+};
+use switchyard_guest::encode::{encode_parts, encoded_len};
+use switchyard_guest::{Input, Meta, Strategy as _};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let name = args.first().map_or("least-connections", String::as_str);
+    let n: usize = args.get(1).map_or(16, |s| s.parse().expect("a count"));
+    let iters: u64 = args
+        .get(2)
+        .map_or(1_000_000, |s| s.parse().expect("a count"));
+    let column = args.get(3).map_or("kept", String::as_str);
+
+    let engine = StrategyEngine::new(StrategyOptions::default()).expect("an engine");
+    let spec = StrategySpec::builtin(name);
+    let strategy = Strategy::load(engine.clone(), &spec).expect("a built-in");
+    let reads = strategy.status().report.reads;
+    let request = sample_request();
+    let candidates = sample_candidates(n);
+
+    let backends = Backends::new();
+    let specs: Vec<BackendSpec> = (0..n)
+        .map(|i| {
+            format!("127.0.{}.{}:8080", i / 250, 1 + i % 250)
+                .parse()
+                .expect("a backend line")
+        })
+        .collect();
+    backends.set_static(&specs);
+    let mut open = Vec::new();
+    for (i, b) in backends.load().iter().enumerate() {
+        b.sampled((i as u32 * 37) % 1000, (64 + (i as u64 * 13) % 200) << 20);
+        b.connected(100 + i as u64);
+        open.extend((0..(i * 7) % 13).map(|_| b.open_connection()));
+    }
+    let list = backends.load();
+
+    let filtered = request.only(reads);
+    let bytes = encoded_len(&filtered, n);
+    let mut input = vec![0u8; bytes];
+    let meta = Meta::default();
+    encode_parts(&mut input, &meta, &filtered, &candidates, reads);
+
+    match column {
+        "kept" => {
+            for turn in 0..iters as usize {
+                list[turn % n].connected(100);
+                black_box(strategy.decide(black_box(&request), &*list));
+            }
+        }
+        "floor" => {
+            let mut floor = engine.floor().expect("the floor module");
+            for _ in 0..iters {
+                black_box(floor.call(black_box(&input)));
+            }
+        }
+        "native" => {
+            let kind = switchyard_strategies::BuiltinKind::from_name(name).expect("a built-in");
+            let mut s = kind.instantiate();
+            for _ in 0..iters {
+                let req = black_box(&request).only(reads);
+                encode_parts(&mut input, &meta, &req, &candidates, reads);
+                if let Ok(parsed) = Input::parse(&input) {
+                    black_box(s.decide(&parsed));
+                }
+            }
+        }
+        other => panic!("unknown column {other}: kept, floor or native"),
+    }
+    drop(open);
+}
