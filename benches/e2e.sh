@@ -22,6 +22,7 @@
 #   CLOSE=1 bash benches/e2e.sh                 # a connection (and a decision) per request
 #   FORWARD=copy bash benches/e2e.sh            # Switchyard's forwarding mode
 #   BASELINE=/path/to/old/switchyard bash benches/e2e.sh   # an older build, same rounds
+#   BASELINE="/a/switchyard /b/switchyard" ...          # several (switchyard-base, -base2)
 #   HAPROXY_SPLICE=response URLPATH=/huge bash benches/e2e.sh   # HAProxy always splicing responses
 #   NATIVE=1 CLOSE=1 bash benches/e2e.sh       # adds the same strategy run natively
 #                                               # (`native:NAME`): what the sandbox costs
@@ -223,17 +224,23 @@ if [ "$NATIVE" = 1 ]; then
   STRATEGY=$wasm_strategy
   TARGETS+=(switchyard-native:9202:$!)
 fi
-if [ -n "$BASELINE" ]; then
-  [ -x "$BASELINE" ] || fail "BASELINE=$BASELINE is not an executable"
+# BASELINE may name several builds, separated by spaces: switchyard-base,
+# switchyard-base2, ... in that order, all in the same rounds.
+k=0
+for base in $BASELINE; do
+  k=$((k + 1))
+  [ -x "$base" ] || fail "BASELINE=$base is not an executable"
+  port=$((9201 + (k > 1 ? k + 1 : 0)))
+  name=switchyard-base; [ $k -gt 1 ] && name=switchyard-base$k
   # Builds from before HTTP mode have no --mode (and are TCP only).
-  if "$BASELINE" serve --help | grep -q -- "--mode"; then
-    start_switchyard "$BASELINE" 9201 "$WORK/baseline.log" --mode "$MODE"
+  if "$base" serve --help | grep -q -- "--mode"; then
+    start_switchyard "$base" $port "$WORK/baseline$k.log" --mode "$MODE"
   else
-    [ "$MODE" = tcp ] || fail "BASELINE has no HTTP mode"
-    start_switchyard "$BASELINE" 9201 "$WORK/baseline.log"
+    [ "$MODE" = tcp ] || fail "BASELINE $base has no HTTP mode"
+    start_switchyard "$base" $port "$WORK/baseline$k.log"
   fi
-  TARGETS+=(switchyard-base:9201:$!)
-fi
+  TARGETS+=($name:$port:$!)
+done
 sleep 1.5
 
 # ---- measuring -------------------------------------------------------------

@@ -285,6 +285,13 @@ impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A killed balancer leaves its upgrade handover socket behind (a
+        // graceful exit removes it). Remove it if nobody listens on it any
+        // more: a test that upgraded may have a successor serving there.
+        let path = switchyard::upgrade::socket_path(self.port);
+        if std::os::unix::net::UnixStream::connect(&path).is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
     }
 }
 

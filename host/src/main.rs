@@ -8,6 +8,10 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
 
+// See the workspace Cargo.toml: measured in `benches/e2e.sh`, HTTP mode.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // The matches are kept: `serve` asks them which flags were given, so that
     // only those override the config file.

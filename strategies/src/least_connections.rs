@@ -22,7 +22,7 @@ impl Strategy for LeastConnections {
         if n == 0 {
             return None;
         }
-        let start = (input.random() % n as u64) as usize;
+        let start = crate::below(input.random() as u32, n);
         // The lightest so far as (index, active, weight), starting from a
         // load above any u32 count, so the scan needs no "none yet" test:
         // `a / w < ba / bw`, cross-multiplied in 64 bits.

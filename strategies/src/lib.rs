@@ -140,6 +140,15 @@ pub(crate) fn nth_eligible(input: &Input<'_>, k: usize) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+/// A uniform index below `n` from 32 random bits, by multiplying instead of
+/// dividing (Lemire's reduction; the bias is below `n / 2^32`). A 64-bit
+/// remainder is one of the slowest WebAssembly instructions, and it ran on
+/// every decision.
+#[inline]
+pub(crate) fn below(random32: u32, n: usize) -> usize {
+    ((random32 as u64 * n as u64) >> 32) as usize
+}
+
 /// `a/wa < b/wb` without division.
 #[inline]
 pub(crate) fn lighter(a: u32, wa: u32, b: u32, wb: u32) -> bool {
@@ -149,8 +158,9 @@ pub(crate) fn lighter(a: u32, wa: u32, b: u32, wb: u32) -> bool {
 /// The eligible candidate at or after `from`, wrapping.
 pub(crate) fn eligible_from(input: &Input<'_>, from: usize, skip: Option<usize>) -> Option<usize> {
     let n = input.candidates().len();
+    // `from < n`: wrap by a compare, not a remainder per step.
     (0..n)
-        .map(|k| (from + k) % n)
+        .map(|k| if from + k < n { from + k } else { from + k - n })
         .find(|&i| Some(i) != skip && input.eligible(i))
 }
 

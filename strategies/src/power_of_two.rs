@@ -24,8 +24,8 @@ impl Strategy for PowerOfTwo {
             return None;
         }
         let r = input.random();
-        let a = eligible_from(input, (r % n as u64) as usize, None)?;
-        let Some(b) = eligible_from(input, ((r >> 32) % n as u64) as usize, Some(a)) else {
+        let a = eligible_from(input, crate::below(r as u32, n), None)?;
+        let Some(b) = eligible_from(input, crate::below((r >> 32) as u32, n), Some(a)) else {
             return Some(a);
         };
         let (ca, cb) = (cands.get(a)?, cands.get(b)?);

@@ -66,7 +66,7 @@ impl Strategy for ResourceAware {
         let start = if n == 0 {
             0
         } else {
-            (input.random() % n as u64) as usize
+            crate::below(input.random() as u32, n)
         };
         let mut best: Option<(usize, u64)> = None;
         input.scan_eligible_from(start, |i, c| {

@@ -543,9 +543,9 @@ impl Slot {
 /// Sets the per-call budget: fuel units, or epoch ticks when epochs meter.
 fn set_budget(store: &mut Store<HostState>, budget: u64) {
     let mut ctx = store.as_context_mut();
-    if ctx.get_fuel().is_ok() {
-        let _ = ctx.set_fuel(budget);
-    } else {
+    // `set_fuel` fails only when fuel is off, so it is its own test (asking
+    // `get_fuel` first was a second walk into the store on every decision).
+    if ctx.set_fuel(budget).is_err() {
         ctx.set_epoch_deadline(budget.max(1));
     }
 }
