@@ -120,7 +120,9 @@ impl<'a> Input<'a> {
         if version != ABI_VERSION as u16 {
             return Err(InputError::Version(version));
         }
-        let Some(buf) = buf.get(..h32(H_TOTAL_LEN) as usize) else {
+        let total = h32(H_TOTAL_LEN) as usize;
+        // The header itself must lie inside the length it gives.
+        let Some(buf) = buf.get(..total).filter(|_| total >= HEADER_LEN) else {
             return Err(InputError::Truncated);
         };
         let count = h32(H_CANDIDATE_COUNT) as usize;
@@ -242,7 +244,8 @@ impl<'a> Input<'a> {
     }
 
     /// True if candidate `i` already failed for this request (the same as
-    /// [`Request::has_failed`], faster).
+    /// [`Request::has_failed`] on any input whose request block is whole,
+    /// which every host writes; faster).
     #[inline]
     pub fn has_failed(&self, i: usize) -> bool {
         self.failed

@@ -8,10 +8,16 @@ use std::cell::Cell;
 use std::sync::OnceLock;
 use std::time::Instant;
 
+/// The origin as an `Instant` and as nanoseconds of `CLOCK_MONOTONIC` (the
+/// clock `Instant` reads on Linux), taken together.
+fn origins() -> &'static (Instant, u64) {
+    static START: OnceLock<(Instant, u64)> = OnceLock::new();
+    START.get_or_init(|| (Instant::now(), clock_ns(Clock::Precise)))
+}
+
 /// The process-wide monotonic clock origin.
 pub fn origin() -> Instant {
-    static START: OnceLock<Instant> = OnceLock::new();
-    *START.get_or_init(Instant::now)
+    origins().0
 }
 
 /// Milliseconds on the process-wide monotonic clock, read from the kernel's
@@ -20,35 +26,47 @@ pub fn origin() -> Instant {
 /// circuit breaker, a strategy's `now_ms`) is well within, and it costs about
 /// 8 ns against about 28 ns for the precise clock on this machine kind. It is
 /// read on every decision, where 20 ns is a tenth of the whole.
+///
+/// The coarse clock is the precise one as of the last tick, so counted from
+/// the same origin it is never ahead of [`now_ns`].
 pub fn now_ms() -> u64 {
-    static ORIGIN: OnceLock<u64> = OnceLock::new();
-    let now = coarse_ms();
-    now.saturating_sub(*ORIGIN.get_or_init(|| now))
-}
-
-#[cfg(target_os = "linux")]
-fn coarse_ms() -> u64 {
-    // libc's, not rustix's: glibc's vDSO call is what valgrind knows how to
-    // follow (rustix parses the vDSO itself, which crashes under callgrind,
-    // and callgrind is how this project counts a decision's instructions).
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid timespec to write; the clock id is a constant
-    // every Linux since 2.6.32 has.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut t) };
-    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
-}
-
-#[cfg(not(target_os = "linux"))]
-fn coarse_ms() -> u64 {
-    origin().elapsed().as_millis() as u64
+    clock_ns(Clock::Coarse).saturating_sub(origins().1) / 1_000_000
 }
 
 /// Nanoseconds on the process-wide monotonic clock.
 pub fn now_ns() -> u64 {
-    origin().elapsed().as_nanos() as u64
+    clock_ns(Clock::Precise).saturating_sub(origins().1)
+}
+
+#[derive(Clone, Copy)]
+enum Clock {
+    Precise,
+    Coarse,
+}
+
+#[cfg(target_os = "linux")]
+fn clock_ns(clock: Clock) -> u64 {
+    // libc's, not rustix's: glibc's vDSO call is what valgrind knows how to
+    // follow (rustix parses the vDSO itself, which crashes under callgrind,
+    // and callgrind is how this project counts a decision's instructions).
+    let id = match clock {
+        Clock::Precise => libc::CLOCK_MONOTONIC,
+        Clock::Coarse => libc::CLOCK_MONOTONIC_COARSE,
+    };
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec to write; both clock ids exist on
+    // every Linux since 2.6.32.
+    unsafe { libc::clock_gettime(id, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+#[cfg(not(target_os = "linux"))]
+fn clock_ns(_: Clock) -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
 /// Fast per-thread random numbers (wyrand). Not for secrets: strategies get

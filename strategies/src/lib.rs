@@ -159,6 +159,7 @@ pub(crate) fn lighter(a: u32, wa: u32, b: u32, wb: u32) -> bool {
 pub(crate) fn eligible_from(input: &Input<'_>, from: usize, skip: Option<usize>) -> Option<usize> {
     let n = input.candidates().len();
     // `from < n`: wrap by a compare, not a remainder per step.
+    debug_assert!(from < n, "eligible_from({from}) over {n} candidates");
     (0..n)
         .map(|k| if from + k < n { from + k } else { from + k - n })
         .find(|&i| Some(i) != skip && input.eligible(i))

@@ -598,9 +598,18 @@ impl Strategy {
         // Whether any candidate is usable is asked only when the answer is
         // not one (below): asking first cost a walk over every backend's
         // state on every decision, to find what the strategy finds anyway.
+        // So with every backend down the module still runs; a well-made one
+        // answers -1 at once, and one that fails is counted as failing (and
+        // its circuit opens) as at any other time.
+        let none_usable = || !(0..candidates.len()).any(|i| candidates.usable(i));
         let generation = self.current.load();
         if generation.open_until_ms.load(Ordering::Relaxed) > now_ms {
-            return self.fall_back(FallbackReason::CircuitOpen.into(), req, candidates, 0);
+            let reason = if none_usable() {
+                FallbackReason::NoHealthy
+            } else {
+                FallbackReason::CircuitOpen
+            };
+            return self.fall_back(reason.into(), req, candidates, 0);
         }
         // The shared sequence is a cache line every deciding thread
         // writes: only strategies that read it pay for it.
@@ -651,7 +660,11 @@ impl Strategy {
                     fallback: None,
                 };
             }
-            _ if !(0..n).any(|i| candidates.usable(i)) => {
+            Err(e) => e,
+            // Not the module's fault: there was nothing to pick. No shadow
+            // comparison either, as before the module ran in this case.
+            _ if none_usable() => {
+                *meta_out = None;
                 return self.fall_back(
                     FallbackReason::NoHealthy.into(),
                     req,
@@ -668,7 +681,6 @@ impl Strategy {
                 reason: FallbackReason::BadIndex,
                 message: Some(format!("returned {i} for {n} candidates").into()),
             },
-            Err(e) => e,
         };
         if error.reason.is_failure() {
             let streak = generation
