@@ -883,14 +883,16 @@ fn a_binary_upgrade_during_a_request_loop_fails_no_request() {
     .stdout(std::process::Stdio::null())
     .stderr(std::process::Stdio::null());
     // Killed if the test fails before it ends on its own.
-    struct Reaped(std::process::Child);
+    // Its upgrade handover socket goes with it (killed, it cannot remove it).
+    struct Reaped(std::process::Child, u16);
     impl Drop for Reaped {
         fn drop(&mut self) {
             let _ = self.0.kill();
             let _ = self.0.wait();
+            let _ = std::fs::remove_file(switchyard::upgrade::socket_path(self.1));
         }
     }
-    let mut new = Reaped(new.spawn().unwrap());
+    let mut new = Reaped(new.spawn().unwrap(), port);
     let mut old = old;
     let status = old.wait_exit(60);
     assert!(

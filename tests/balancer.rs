@@ -698,6 +698,9 @@ fn the_open_file_limit_is_raised_and_a_short_one_is_reported() {
     eventually("the warning", 10, || {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains("open-file limit is below"))
     });
+    // Killed, so its upgrade handover socket is left behind: not in /tmp.
+    drop(child);
+    let _ = std::fs::remove_file(switchyard::upgrade::socket_path(port));
 }
 
 /// Resident memory of a process, in KiB.
