@@ -99,6 +99,16 @@ fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
+/// The worker pids a `/status` answer lists, in order.
+fn worker_pids(status: &serde_json::Value) -> Vec<u64> {
+    status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["pid"].as_u64().unwrap())
+        .collect()
+}
+
 #[test]
 fn status_and_metrics_add_up_to_the_requests_made() {
     let (s, admin) = serve_with_admin(2, &["--mode", "http"]);
@@ -489,12 +499,7 @@ fn keepalive_get(conn: &mut std::net::TcpStream) -> (u16, String) {
 fn a_rolling_reload_during_request_loops_fails_no_request() {
     let (s, admin) = serve_with_admin(2, &["--mode", "http"]);
     let before = json(&call(admin, "GET", "/status", None, b"").1);
-    let pids: Vec<u64> = before["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["pid"].as_u64().unwrap())
-        .collect();
+    let pids = worker_pids(&before);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let port = s.port;
     // One loop with a connection per request, one on a single keep-alive
@@ -912,12 +917,7 @@ fn a_binary_upgrade_during_a_request_loop_fails_no_request() {
     // and admin port.
     let st = json(&call(old.admin, "GET", "/status", None, b"").1);
     assert_ne!(st["pid"].as_u64().unwrap(), old_pid as u64, "{st}");
-    let new_workers: Vec<u64> = st["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["pid"].as_u64().unwrap())
-        .collect();
+    let new_workers = worker_pids(&st);
     let (status, body) = get(port, "/");
     assert_eq!(status, 200);
     assert!(new_workers.contains(&(worker_of(&body).1 as u64)), "{body}");

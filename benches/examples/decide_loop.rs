@@ -13,9 +13,9 @@
 
 use std::hint::black_box;
 
-use switchyard::backends::{BackendSpec, Backends};
 use switchyard::strategy::{
-    Strategy, StrategyEngine, StrategyOptions, StrategySpec, sample_candidates, sample_request,
+    Strategy, StrategyEngine, StrategyOptions, StrategySpec, sample_backends, sample_candidates,
+    sample_request,
 };
 use switchyard_guest::encode::{encode_parts, encoded_len};
 use switchyard_guest::{Input, Meta, Strategy as _};
@@ -36,21 +36,7 @@ fn main() {
     let request = sample_request();
     let candidates = sample_candidates(n);
 
-    let backends = Backends::new();
-    let specs: Vec<BackendSpec> = (0..n)
-        .map(|i| {
-            format!("127.0.{}.{}:8080", i / 250, 1 + i % 250)
-                .parse()
-                .expect("a backend line")
-        })
-        .collect();
-    backends.set_static(&specs);
-    let mut open = Vec::new();
-    for (i, b) in backends.load().iter().enumerate() {
-        b.sampled((i as u32 * 37) % 1000, (64 + (i as u64 * 13) % 200) << 20);
-        b.connected(100 + i as u64);
-        open.extend((0..(i * 7) % 13).map(|_| b.open_connection()));
-    }
+    let (backends, open) = sample_backends(n);
     let list = backends.load();
 
     let filtered = request.only(reads);

@@ -17,11 +17,13 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use switchyard::strategy::{Strategy, StrategyEngine, sample_candidates, sample_request};
+use switchyard::strategy::{
+    Strategy, StrategyEngine, sample_backends, sample_candidates, sample_request,
+};
 use switchyard_guest::encode::{encode_parts, encoded_len};
 use switchyard_guest::{Input, Meta, RequestHead, Strategy as _};
 
-use switchyard::backends::{BackendSpec, Backends, ConnectionGuard};
+use switchyard::backends::Backends;
 
 use crate::flags::BenchArgs;
 
@@ -131,7 +133,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         // The balancer's own backend list, as it decides: each instance
         // keeps its candidate table and rewrites only the records that
         // changed, here one per decision (a connect's latency sample).
-        let (backends, _open) = backend_list(n.max(1));
+        let (backends, _open) = sample_backends(n.max(1));
         let list = backends.load();
         let decide = |turn: &mut usize| {
             *turn = turn.wrapping_add(1);
@@ -202,25 +204,4 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `n` static backends with varied load, as the balancer holds them; the
-/// guards keep their connections open.
-fn backend_list(n: usize) -> (Backends, Vec<ConnectionGuard>) {
-    let backends = Backends::new();
-    let specs: Vec<BackendSpec> = (0..n)
-        .map(|i| {
-            format!("127.0.{}.{}:8080", i / 250, 1 + i % 250)
-                .parse()
-                .expect("a valid backend line")
-        })
-        .collect();
-    backends.set_static(&specs);
-    let mut open = Vec::new();
-    for (i, b) in backends.load().iter().enumerate() {
-        b.sampled((i as u32 * 37) % 1000, (64 + (i as u64 * 13) % 200) << 20);
-        b.connected(100 + i as u64);
-        open.extend((0..(i * 7) % 13).map(|_| b.open_connection()));
-    }
-    (backends, open)
 }

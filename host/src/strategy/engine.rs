@@ -450,6 +450,35 @@ pub fn sample_candidates(n: usize) -> Vec<CandidateStats> {
         .collect()
 }
 
+/// `n` static backends loaded much as [`sample_candidates`] (connections,
+/// CPU, memory, connect latency), held as the balancer holds them (a live,
+/// versioned backend list); the guards keep their connections open. For
+/// `strategy bench` and the decision benchmarks.
+pub fn sample_backends(
+    n: usize,
+) -> (
+    crate::backends::Backends,
+    Vec<crate::backends::ConnectionGuard>,
+) {
+    use crate::backends::{BackendSpec, Backends};
+    let backends = Backends::new();
+    let specs: Vec<BackendSpec> = (0..n)
+        .map(|i| {
+            format!("127.0.{}.{}:8080", i / 250, 1 + i % 250)
+                .parse()
+                .expect("a valid backend line")
+        })
+        .collect();
+    backends.set_static(&specs);
+    let mut open = Vec::new();
+    for (i, b) in backends.load().iter().enumerate() {
+        b.sampled((i as u32 * 37) % 1000, (64 + (i as u64 * 13) % 200) << 20);
+        b.connected(100 + i as u64);
+        open.extend((0..(i * 7) % 13).map(|_| b.open_connection()));
+    }
+    (backends, open)
+}
+
 fn dry_run(slot: &mut Slot, n: usize, budget: u64) -> Result<Option<u64>, LoadError> {
     let candidates = sample_candidates(n);
     let meta = Meta {
