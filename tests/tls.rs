@@ -77,20 +77,23 @@ fn tls_is_routed_by_sni_and_passed_through_untouched() {
             "--strategy",
             "builtin:consistent-hash",
             "--strategy-config",
-            "sni",
+            // A loose load bound: a connection still closing must not move
+            // a name, this test is about the SNI key.
+            "sni,load=1000",
         ],
     );
-    let names: Vec<String> = (0..8).map(|i| format!("tenant{i}.example.com")).collect();
+    // Backend ids hash their addresses, and the ports are random, so which
+    // names share a backend changes from run to run: 32 names all landing
+    // on one of two backends has odds of 2^-31 (8 names failed once in CI).
+    let names: Vec<String> = (0..32).map(|i| format!("tenant{i}.example.com")).collect();
     let mut seen = std::collections::HashSet::new();
     for name in &names {
         let first = handshake(s.port, name).expect("a complete handshake through the balancer");
-        for _ in 0..2 {
-            assert_eq!(
-                handshake(s.port, name).as_deref(),
-                Some(first.as_str()),
-                "{name} moved"
-            );
-        }
+        assert_eq!(
+            handshake(s.port, name).as_deref(),
+            Some(first.as_str()),
+            "{name} moved"
+        );
         seen.insert(first);
     }
     assert_eq!(
