@@ -72,6 +72,47 @@ fn a_backend_that_accepts_and_closes_is_ejected_and_safe_requests_are_replayed()
     );
 }
 
+/// In TCP mode the balancer does not check a chunked body's framing, and a
+/// backend may close on a broken one without answering: that close is not
+/// counted against the backend, so broken uploads from one client cannot
+/// eject healthy backends.
+#[test]
+fn broken_chunked_uploads_do_not_eject_healthy_backends() {
+    let closer = FakeBackend::start("127.0.0.1:0", |s| {
+        // Reads the head and the start of the body, then gives up on it.
+        let mut buf = [0u8; 4096];
+        let _ = (&s).read(&mut buf);
+    });
+    let s = Serve::start(
+        0,
+        &[
+            "--backend",
+            &closer.arg(),
+            "--health-check",
+            "none",
+            "--eject-after-failures",
+            "2",
+        ],
+    );
+    for _ in 0..6 {
+        let (status, text) = exchange(
+            s.port,
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        );
+        assert_eq!(status, 502, "{text}");
+    }
+    let (code, body) = get(s.admin, "/status");
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["backends"][0]["up"], true, "{body}");
+    assert!(!s.log().contains("backend ejected"), "{}", s.log());
+    // A GET that meets the same close is the backend's failure.
+    for _ in 0..2 {
+        assert_eq!(get(s.port, "/").0, 502);
+    }
+    s.wait_for_log("backend ejected after failures in a row", 5);
+}
+
 #[test]
 fn requests_that_cannot_be_replayed_get_502_from_a_backend_that_closes() {
     let closer = FakeBackend::closer();

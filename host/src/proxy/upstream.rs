@@ -44,13 +44,18 @@ pub(super) struct Sent {
     /// The bytes are an HTTP/1 request (its response is waited for at most
     /// the upstream header timeout).
     http: bool,
+    /// An HTTP/1 request whose body is framed by the client (chunked), which
+    /// nothing here checks: a backend that closes on it may be refusing
+    /// bad framing, so the close is not blamed on the backend (else a
+    /// client could eject healthy backends with a few broken uploads).
+    unchecked_body: bool,
 }
 
 impl Sent {
     /// What was read while sniffing; replayable if it is one safe request,
     /// whole or in part, within `cap` bytes.
     pub(super) fn new(sniffed: &Sniffed, buf: Buffer, cap: usize) -> Sent {
-        let (expected, safe) = match sniffed {
+        let (expected, safe, unchecked_body) = match sniffed {
             Sniffed::Http1(h) => {
                 let end = match h.body(&buf) {
                     Body::None => Some(h.len),
@@ -59,9 +64,9 @@ impl Sent {
                     }
                     Body::Other => None,
                 };
-                (end, h.is_safe(&buf))
+                (end, h.is_safe(&buf), end.is_none())
             }
-            _ => (None, false),
+            _ => (None, false, false),
         };
         let replay = safe && expected.is_some_and(|end| end <= cap && buf.len() <= end);
         Sent {
@@ -71,6 +76,7 @@ impl Sent {
             replay,
             expected,
             client_done: false,
+            unchecked_body,
         }
     }
 
@@ -201,10 +207,11 @@ pub(super) async fn attempt(
             // Only a backend that had the whole request and the client
             // still there failed: a client that left, or that never sent
             // the body it announced, is not the backend's fault (and must
-            // not get its request replayed on every backend).
+            // not get its request replayed on every backend). Nor is a
+            // close after a chunked body, which may have been malformed.
             let whole = sent.complete();
             let e = e.at(addr).retryable(sent.replay && whole);
-            Err(if sent.client_done || !whole {
+            Err(if sent.client_done || !whole || sent.unchecked_body {
                 e
             } else {
                 blame(e)
