@@ -95,6 +95,31 @@ fn no_backends_gives_503_and_the_balancer_stays_up() {
     assert!(s.wait_exit(15).success());
 }
 
+/// A worker port another process listens on (say, a second switchyard
+/// with the default ports): the start fails and names the port, rather
+/// than pass the worker's readiness check on the other process's port and
+/// route traffic there.
+#[test]
+fn a_worker_port_taken_by_another_process_stops_the_start() {
+    let port = support::free_ports(1);
+    let stranger = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let mut s = Serve::start_no_wait(1, &["--base-worker-port", &port.to_string()]);
+    let status = s.wait_exit(15);
+    assert!(!status.success(), "{status}");
+    let log = s.log();
+    assert!(
+        log.contains(&format!(
+            "worker port 127.0.0.1:{port} is already in use by another process"
+        )),
+        "{log}"
+    );
+    stranger.set_nonblocking(true).unwrap();
+    assert!(
+        stranger.accept().is_err(),
+        "a connection reached the stranger"
+    );
+}
+
 #[test]
 fn oversized_malformed_and_slow_heads_get_clear_errors() {
     let s = Serve::start(1, &["--head-timeout-ms", "300"]);

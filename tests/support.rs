@@ -187,8 +187,10 @@ impl Serve {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
         cmd.args(["serve", "--host", host, "--log", "info,switchyard=debug"])
             .args(["--port", &port.to_string()])
-            .args(["--base-worker-port", &base.to_string()])
             .args(["--workers", &workers.to_string()]);
+        if !args.contains(&"--base-worker-port") {
+            cmd.args(["--base-worker-port", &base.to_string()]);
+        }
         // #4's tests pin TCP mode (which #9 keeps exactly as it was); HTTP
         // and auto mode have their own tests.
         if !args.contains(&"--mode") {

@@ -38,6 +38,11 @@ pub enum BuildError {
     /// An in-process worker's port could not be bound.
     #[error("cannot bind an in-process worker's port: {0}")]
     Worker(std::io::Error),
+    /// Another process listens on a worker's port.
+    #[error(
+        "worker port {0} is already in use by another process (another switchyard?); set --base-worker-port to move the workers"
+    )]
+    WorkerPortTaken(SocketAddr),
     /// The backends file is unreadable or wrong.
     #[error(transparent)]
     Backends(#[from] ListError),
@@ -127,10 +132,13 @@ impl BalancerBuilder {
                                 .map_err(BuildError::Worker)?;
                             (l.local_addr().map_err(BuildError::Worker)?, None)
                         } else {
-                            (
-                                cfg.worker_addrs[i as usize],
-                                cfg.worker_reload_addrs.get(i as usize).copied(),
-                            )
+                            let addr = cfg.worker_addrs[i as usize];
+                            // Its readiness check would pass on the other
+                            // process's port and route traffic there.
+                            if crate::backends::supervisor::port_taken(addr) {
+                                return Err(BuildError::WorkerPortTaken(addr));
+                            }
+                            (addr, cfg.worker_reload_addrs.get(i as usize).copied())
                         };
                         Ok(Worker {
                             index: i,

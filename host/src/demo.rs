@@ -197,7 +197,8 @@ pub async fn main_from_env() -> std::io::Result<()> {
         .await?
         .next()
         .ok_or_else(|| std::io::Error::other(format!("cannot resolve {host}")))?;
-    let listener = crate::listener::bind(addr, false)?;
+    let listener = crate::listener::bind(addr, false)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
     let (tx, rx) = watch::channel(false);

@@ -471,6 +471,18 @@ fn start_at(
         }
         WorkerCommand::Program(argv) => argv_command(argv),
     };
+    // Another process listening on this port would pass the readiness check
+    // (it accepts connections) and be sent this worker's traffic: refuse to
+    // start the worker instead, and say which port.
+    if port_taken(backend.addr()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!(
+                "worker port {} is already in use by another process (set --base-worker-port to move the workers)",
+                backend.addr()
+            ),
+        ));
+    }
     c.env("PORT", backend.addr().port().to_string())
         .env("HOST", &opts.host)
         .env("SWITCHYARD_WORKER_INDEX", index.to_string())
@@ -492,6 +504,11 @@ fn start_at(
         });
     }
     c.spawn().map(Running::Process)
+}
+
+/// Some other socket listens on `addr` (a worker could not bind it).
+pub(crate) fn port_taken(addr: SocketAddr) -> bool {
+    std::net::TcpListener::bind(addr).is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
 }
 
 /// Runs worker slot `w` until `stop`, then terminates it (SIGKILL without
