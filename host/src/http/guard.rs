@@ -566,11 +566,11 @@ fn check(buf: &[u8], max_bytes: usize) -> Checked {
 
 /// The checks a proxy owes the servers behind it (RFC 9112 6.1, 6.3, 3.2),
 /// and where the message's body ends.
-fn framing(
+fn framing<'a>(
     method: &[u8],
-    target: &[u8],
+    target: &'a [u8],
     minor_version: u8,
-    headers: &[httparse::Header<'_>],
+    headers: &[httparse::Header<'a>],
 ) -> Result<State, &'static str> {
     let mut lengths = 0;
     let mut length = 0u64;
@@ -620,11 +620,23 @@ fn framing(
         // RFC 9112 3.2: the backend would otherwise learn its own address.
         return Err("HTTP/1.1 request without Host");
     }
-    if let Some(authority) = absolute_form_authority(target)
-        && hosts == 1
-        && !authority.eq_ignore_ascii_case(host)
-    {
-        return Err("the target's host differs from Host");
+    if hosts == 1 && !valid_host(host) {
+        return Err("Host is not a valid host[:port]");
+    }
+    match absolute_form_authority(target) {
+        Some((authority, default_port)) => {
+            // `http://x:80/` names the same host as `Host: x`.
+            let bare = |a: &'a [u8]| -> &'a [u8] { a.strip_suffix(default_port).unwrap_or(a) };
+            if hosts == 1 && !bare(authority).eq_ignore_ascii_case(bare(host)) {
+                return Err("the target's host differs from Host");
+            }
+        }
+        // RFC 9112 3.2: origin-form, or `*` for OPTIONS, or authority-form
+        // for CONNECT; anything else would reach the backend as `/`.
+        None if target.first() == Some(&b'/') => {}
+        None if target == b"*" && method == b"OPTIONS" => {}
+        None if method == b"CONNECT" => {}
+        None => return Err("the request target is not a path or an absolute URI"),
     }
     let chunked = match codings {
         None => false,
@@ -638,6 +650,11 @@ fn framing(
             }
             if !last.eq_ignore_ascii_case(b"chunked") {
                 return Err("Transfer-Encoding does not end in chunked");
+            }
+            // hyper takes the chunks off and the upstream request is chunked
+            // again: any other coding would be lost on the way.
+            if v.split(|&b| b == b',').count() > 1 {
+                return Err(UNSUPPORTED_CODING);
             }
             true
         }
@@ -668,13 +685,49 @@ fn framing(
     })
 }
 
-/// The `host[:port]` of an absolute-form target (`http://host/path`).
-fn absolute_form_authority(target: &[u8]) -> Option<&[u8]> {
+/// Why a request with a transfer coding besides `chunked` is refused: it
+/// gets `501`, as RFC 9112 6.1 asks of a coding the recipient cannot pass on.
+pub(crate) const UNSUPPORTED_CODING: &str = "a transfer coding other than chunked";
+
+/// A `Host` value is a host and an optional port (RFC 9110 7.2, RFC 3986
+/// 3.2.2): letters, digits, `-._~`, `%`-escapes, sub-delimiters but the
+/// comma (which would split the list-valued `X-Forwarded-Host`), `:` and
+/// the brackets of an IPv6 literal. Empty is allowed (a target with no
+/// authority).
+pub(crate) fn valid_host(v: &[u8]) -> bool {
+    v.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b':'
+                    | b'['
+                    | b']'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b';'
+                    | b'='
+            )
+    })
+}
+
+/// The `host[:port]` of an absolute-form target (`http://host/path`), and
+/// its scheme's default port as a `:port` suffix.
+fn absolute_form_authority(target: &[u8]) -> Option<(&[u8], &'static [u8])> {
     let lower = |n: usize| target.get(..n).map(<[u8]>::to_ascii_lowercase);
-    let rest = if lower(7).as_deref() == Some(b"http://") {
-        &target[7..]
+    let (rest, default_port): (&[u8], &'static [u8]) = if lower(7).as_deref() == Some(b"http://") {
+        (&target[7..], b":80")
     } else if lower(8).as_deref() == Some(b"https://") {
-        &target[8..]
+        (&target[8..], b":443")
     } else {
         return None;
     };
@@ -684,10 +737,11 @@ fn absolute_form_authority(target: &[u8]) -> Option<&[u8]> {
         .unwrap_or(rest.len());
     let authority = &rest[..end];
     // Userinfo is not part of the host.
-    Some(match authority.iter().rposition(|&b| b == b'@') {
+    let host = match authority.iter().rposition(|&b| b == b'@') {
         Some(at) => &authority[at + 1..],
         None => authority,
-    })
+    };
+    Some((host, default_port))
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for ClientIo<S> {
@@ -818,8 +872,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for ClientIo<S> {
             // The request handler answered it already.
             return;
         }
-        let Some(answer) = crate::proxy::answer::for_kind(kind) else {
-            return;
+        let answer = if why == UNSUPPORTED_CODING {
+            crate::proxy::answer::unsupported_coding()
+        } else {
+            match crate::proxy::answer::for_kind(kind) {
+                Some(a) => a,
+                None => return,
+            }
         };
         if let Some((log, client)) = self.conn.access.get() {
             log.log(crate::access::Entry {
@@ -831,6 +890,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for ClientIo<S> {
                 status: match kind {
                     Kind::HeadTimeout => Some(408),
                     Kind::HeadTooLarge => Some(431),
+                    _ if why == UNSUPPORTED_CODING => Some(501),
                     _ => Some(400),
                 },
                 backend: None,
@@ -904,10 +964,38 @@ mod tests {
             Ok(State::Idle)
         );
         assert_eq!(
-            check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+            check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Err(UNSUPPORTED_CODING)
+        );
+        assert_eq!(
+            check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n")
                 .map(|s| matches!(s, State::Chunked(..))),
             Ok(true)
         );
+        // Targets: a path, `*` for OPTIONS, an absolute URI whose host is
+        // Host's (the default port or not); nothing else.
+        for head in [
+            "GET abc HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET example.com:80 HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET http://b/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\\\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x,for=6.6.6.6\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\"y\r\n\r\n",
+        ] {
+            assert!(check(head).is_err(), "{head:?}");
+        }
+        for head in [
+            "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET https://x:443/abs HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET http://x/abs HTTP/1.1\r\nHost: x:80\r\n\r\n",
+            "GET http://[::1]:8080/ HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+            "GET /?q HTTP/1.1\r\nHost: a-b.example_1.com:8080\r\n\r\n",
+            "GET / HTTP/1.0\r\n\r\n",
+        ] {
+            assert_eq!(check(head), Ok(State::Idle), "{head:?}");
+        }
         assert_eq!(
             check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n"),
             Ok(State::Body(12))

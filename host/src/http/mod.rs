@@ -503,6 +503,18 @@ async fn forward_inner(
     {
         parts.headers.insert(header::HOST, a);
     }
+    // HTTP/1 heads were checked by the guard; HTTP/2 and HTTP/3 are here.
+    if parts
+        .headers
+        .get(header::HOST)
+        .is_some_and(|h| !guard::valid_host(h.as_bytes()))
+    {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            "Host is not a valid host[:port]\n",
+            busy,
+        );
+    }
     headers::strip_hop_by_hop(&mut parts.headers);
     info.forwarded
         .apply(&mut parts.headers, ctx.http.trust_forwarded);
@@ -533,7 +545,7 @@ async fn forward_inner(
     let list = ctx.backends.load();
     let mut failed: Vec<u32> = Vec::new();
     let mut last = Error::new(Kind::NoBackend);
-    for attempt in 0..=ctx.proxy.retries {
+    'attempts: for attempt in 0..=ctx.proxy.retries {
         let decision = pick(
             &ctx.strategy,
             info,
@@ -557,154 +569,200 @@ async fn forward_inner(
         // (`upstream.rs`); upgrades (whose connection must be handed over)
         // and HTTP/2 backends through hyper-util's client.
         let local = ctx.http.backend_protocol == BackendProtocol::Http1 && client_upgrade.is_none();
-        let mut via = if local {
-            match upstream::checkout(&list, backend, &ctx.http, ctx.proxy.connect_timeout).await {
-                Ok(c) => Via::Own(c),
-                Err(e) => {
-                    let (kind, cause) = match e {
-                        upstream::ConnectError::Io(e) => (Kind::Connect, e),
-                        upstream::ConnectError::Timeout => (
-                            Kind::ConnectTimeout,
-                            std::io::Error::from(std::io::ErrorKind::TimedOut),
-                        ),
-                    };
-                    let err = Error::new(kind)
-                        .at(backend.addr())
-                        .because(cause)
-                        .retryable(true);
-                    health::failed(ctx.proxy.eject_after_failures, backend, &err);
-                    tracing::debug!(client = %peer, attempt, error = %err, "backend attempt failed");
-                    failed.push(i as u32);
-                    last = err;
-                    continue;
-                }
-            }
-        } else {
-            let (c, authority) = client(&ctx.http, ctx.proxy.connect_timeout, &list, backend);
-            Via::Pooled(c, authority)
-        };
-        let mut uri = hyper::http::uri::Parts::default();
-        if let Via::Pooled(_, authority) = &via {
-            uri.scheme = Some(hyper::http::uri::Scheme::HTTP);
-            uri.authority = Some(authority.clone());
-        }
-        uri.path_and_query = Some(path_and_query.clone());
-        let Ok(uri) = Uri::from_parts(uri) else {
-            return answer(StatusCode::BAD_REQUEST, "bad request target\n", busy);
-        };
-        let out_body = match body.take() {
-            Some(b) => Either::Left(body::Watched::new(
-                b,
-                upload.clone().expect("made with the body"),
-                unsent.clone(),
-            )),
-            None => Either::Right(Empty::new()),
-        };
-        let mut out = Request::new(out_body);
-        *out.method_mut() = parts.method.clone();
-        *out.uri_mut() = uri;
-        // Any request may go again (one with a body after a refused
-        // connect), so the head is kept for the next attempt.
-        *out.headers_mut() = if attempt < ctx.proxy.retries {
-            parts.headers.clone()
-        } else {
-            std::mem::take(&mut parts.headers)
-        };
-        let sent = match &mut via {
-            Via::Pooled(client, _) => wait_for_head(ctx, client.request(out), upload.as_deref())
+        // Set when a pooled connection failed before answering and the
+        // request goes to the same backend again on a new one (below).
+        let mut fresh = false;
+        loop {
+            let mut reused = false;
+            let mut via = if local {
+                match upstream::checkout(
+                    &list,
+                    backend,
+                    &ctx.http,
+                    ctx.proxy.connect_timeout,
+                    fresh,
+                )
                 .await
-                .map(|r| r.map_err(UpstreamError::Pooled)),
-            Via::Own(c) => wait_for_head(ctx, c.send_request(out), upload.as_deref())
-                .await
-                .map(|r| r.map_err(UpstreamError::Local)),
-        };
-        match sent {
-            Err(Late::Backend) => {
-                METRICS.error(Kind::ResponseTimeout);
-                tracing::debug!(client = %peer, backend = %backend.addr(), "no response head in time");
-                return answer(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "the backend did not answer in time\n",
-                    busy,
-                );
+                {
+                    Ok(c) => {
+                        reused = c.reused;
+                        Via::Own(c.sender)
+                    }
+                    Err(e) => {
+                        let (kind, cause) = match e {
+                            upstream::ConnectError::Io(e) => (Kind::Connect, e),
+                            upstream::ConnectError::Timeout => (
+                                Kind::ConnectTimeout,
+                                std::io::Error::from(std::io::ErrorKind::TimedOut),
+                            ),
+                        };
+                        let err = Error::new(kind)
+                            .at(backend.addr())
+                            .because(cause)
+                            .retryable(true);
+                        health::failed(ctx.proxy.eject_after_failures, backend, &err);
+                        tracing::debug!(client = %peer, attempt, error = %err, "backend attempt failed");
+                        failed.push(i as u32);
+                        last = err;
+                        continue 'attempts;
+                    }
+                }
+            } else {
+                let (c, authority) = client(&ctx.http, ctx.proxy.connect_timeout, &list, backend);
+                Via::Pooled(c, authority)
+            };
+            let mut uri = hyper::http::uri::Parts::default();
+            if let Via::Pooled(_, authority) = &via {
+                uri.scheme = Some(hyper::http::uri::Scheme::HTTP);
+                uri.authority = Some(authority.clone());
             }
-            Err(Late::Client) => {
-                METRICS.error(Kind::ClientIo);
-                tracing::debug!(client = %peer, "request body stalled");
-                let mut r = answer(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "the request body did not arrive in time\n",
-                    busy,
-                );
-                r.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                return r;
+            uri.path_and_query = Some(path_and_query.clone());
+            let Ok(uri) = Uri::from_parts(uri) else {
+                return answer(StatusCode::BAD_REQUEST, "bad request target\n", busy);
+            };
+            let out_body = match body.take() {
+                Some(b) => Either::Left(body::Watched::new(
+                    b,
+                    upload.clone().expect("made with the body"),
+                    unsent.clone(),
+                )),
+                None => Either::Right(Empty::new()),
+            };
+            let mut out = Request::new(out_body);
+            *out.method_mut() = parts.method.clone();
+            *out.uri_mut() = uri;
+            // Any request may go again (one with a body after a refused
+            // connect, or on a new connection after a reused one failed), so
+            // the head is kept for the next attempt.
+            *out.headers_mut() = if attempt < ctx.proxy.retries || reused {
+                parts.headers.clone()
+            } else {
+                std::mem::take(&mut parts.headers)
+            };
+            if !out.headers().contains_key(header::HOST)
+                && let Ok(v) = HeaderValue::from_str(&backend.addr().to_string())
+            {
+                // An HTTP/1.0 request may have no Host, but it goes upstream
+                // as HTTP/1.1, which must: the backend's own address, as
+                // nginx sends by default.
+                out.headers_mut().insert(header::HOST, v);
             }
-            Ok(Err(_)) if upload.as_ref().is_some_and(|u| u.failed()) => {
-                // The client's body broke (cut short, bad chunk framing):
-                // the client's fault, not the backend's.
-                tracing::debug!(client = %peer, "request body failed");
-                if let Some(b) = &busy {
-                    b.answered_refusal();
+            let sent = match &mut via {
+                Via::Pooled(client, _) => {
+                    wait_for_head(ctx, client.request(out), upload.as_deref())
+                        .await
+                        .map(|r| r.map_err(UpstreamError::Pooled))
                 }
-                let mut r = answer(
-                    StatusCode::BAD_REQUEST,
-                    "malformed or incomplete request body\n",
-                    busy,
-                );
-                r.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                return r;
-            }
-            Ok(Ok(resp)) => {
-                backend.responded();
-                let body_timeout = ctx.http.upstream_body_timeout;
-                if let Via::Own(c) = via {
-                    // Ready again once this response is read.
-                    upstream::checkin(backend, c, ctx.http.pool_max_idle);
-                }
-                let mut resp = respond(resp, guard, client_upgrade, busy, body_timeout);
-                if let Some(alt) = &info.alt_svc {
-                    resp.headers_mut().insert(header::ALT_SVC, alt.clone());
-                }
-                return resp;
-            }
-            Ok(Err(e)) => {
-                // Nothing reached a backend that refused the connect; a
-                // reused connection that failed before answering may have
-                // taken the request, so only idempotent ones go again.
-                // A pooled connection the backend closed (its keep-alive
-                // ran out) before the request was written: nothing was
-                // sent and the backend did nothing wrong, so it may take
-                // the request again on a new connection.
-                let unsent_request = e.never_sent();
-                let retry =
-                    e.is_connect() || unsent_request || (resendable && idempotent(&parts.method));
-                let kind = if e.is_connect() {
-                    Kind::Connect
-                } else {
-                    Kind::ClosedBeforeResponse
-                };
-                let err = Error::new(kind)
-                    .at(backend.addr())
-                    .because(e.into_io())
-                    .retryable(retry);
-                if !unsent_request {
-                    health::failed(ctx.proxy.eject_after_failures, backend, &err);
-                    failed.push(i as u32);
-                }
-                tracing::debug!(client = %peer, attempt, error = %err, "backend attempt failed");
-                if body.is_none() {
-                    body = unsent.lock().unwrap_or_else(|e| e.into_inner()).take();
-                }
-                if !(retry && (resendable || body.is_some())) {
+                Via::Own(c) => wait_for_head(ctx, c.send_request(out), upload.as_deref())
+                    .await
+                    .map(|r| r.map_err(UpstreamError::Local)),
+            };
+            match sent {
+                Err(Late::Backend) => {
+                    METRICS.error(Kind::ResponseTimeout);
+                    tracing::debug!(client = %peer, backend = %backend.addr(), "no response head in time");
                     return answer(
-                        StatusCode::BAD_GATEWAY,
-                        "the backend failed to answer\n",
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "the backend did not answer in time\n",
                         busy,
                     );
                 }
-                last = err;
+                Err(Late::Client) => {
+                    METRICS.error(Kind::ClientIo);
+                    tracing::debug!(client = %peer, "request body stalled");
+                    let mut r = answer(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "the request body did not arrive in time\n",
+                        busy,
+                    );
+                    r.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return r;
+                }
+                Ok(Err(_)) if upload.as_ref().is_some_and(|u| u.failed()) => {
+                    // The client's body broke (cut short, bad chunk framing):
+                    // the client's fault, not the backend's.
+                    tracing::debug!(client = %peer, "request body failed");
+                    if let Some(b) = &busy {
+                        b.answered_refusal();
+                    }
+                    let mut r = answer(
+                        StatusCode::BAD_REQUEST,
+                        "malformed or incomplete request body\n",
+                        busy,
+                    );
+                    r.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return r;
+                }
+                Ok(Ok(resp)) => {
+                    backend.responded();
+                    let body_timeout = ctx.http.upstream_body_timeout;
+                    if let Via::Own(c) = via {
+                        // Ready again once this response is read.
+                        upstream::checkin(backend, c, ctx.http.pool_max_idle);
+                    }
+                    let mut resp = respond(resp, guard, client_upgrade, busy, body_timeout);
+                    if let Some(alt) = &info.alt_svc {
+                        resp.headers_mut().insert(header::ALT_SVC, alt.clone());
+                    }
+                    return resp;
+                }
+                Ok(Err(e)) => {
+                    let unsent_request = e.never_sent();
+                    if reused && (unsent_request || (resendable && idempotent(&parts.method))) {
+                        // A connection that sat idle in the pool failed before
+                        // any response byte: most likely the backend closed it
+                        // (its keep-alive timeout) as the request went out. That
+                        // says nothing about the backend, so it is not counted
+                        // against it; the request goes to the same backend once
+                        // more, on a new connection, whose failure would count.
+                        tracing::debug!(client = %peer, backend = %backend.addr(), error = %e.describe(), "a pooled connection failed before answering; sending again on a new one");
+                        if body.is_none() {
+                            body = unsent.lock().unwrap_or_else(|e| e.into_inner()).take();
+                        }
+                        if resendable || body.is_some() {
+                            fresh = true;
+                            continue;
+                        }
+                    }
+                    // Nothing reached a backend that refused the connect; a
+                    // reused connection that failed before answering may have
+                    // taken the request, so only idempotent ones go again.
+                    // A pooled connection the backend closed (its keep-alive
+                    // ran out) before the request was written: nothing was
+                    // sent and the backend did nothing wrong, so it may take
+                    // the request again on a new connection.
+                    let retry = e.is_connect()
+                        || unsent_request
+                        || (resendable && idempotent(&parts.method));
+                    let kind = if e.is_connect() {
+                        Kind::Connect
+                    } else {
+                        Kind::ClosedBeforeResponse
+                    };
+                    let err = Error::new(kind)
+                        .at(backend.addr())
+                        .because(e.into_io())
+                        .retryable(retry);
+                    if !unsent_request {
+                        health::failed(ctx.proxy.eject_after_failures, backend, &err);
+                        failed.push(i as u32);
+                    }
+                    tracing::debug!(client = %peer, attempt, error = %err, "backend attempt failed");
+                    if body.is_none() {
+                        body = unsent.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    }
+                    if !(retry && (resendable || body.is_some())) {
+                        return answer(
+                            StatusCode::BAD_GATEWAY,
+                            "the backend failed to answer\n",
+                            busy,
+                        );
+                    }
+                    last = err;
+                    break;
+                }
             }
         }
     }
@@ -749,6 +807,13 @@ enum UpstreamError {
 impl UpstreamError {
     fn is_connect(&self) -> bool {
         matches!(self, UpstreamError::Pooled(e) if e.is_connect())
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            UpstreamError::Pooled(e) => e.to_string(),
+            UpstreamError::Local(e) => e.to_string(),
+        }
     }
 
     /// The request was never written (hyper-util retries these itself).

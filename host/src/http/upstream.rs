@@ -51,36 +51,45 @@ pub(crate) enum ConnectError {
     Timeout,
 }
 
-/// A sender to `backend` ready for a request: an idle one of this thread's,
-/// else a new connection (its dispatcher spawned on this thread's runtime).
+/// A sender to `backend` ready for a request: an idle one of this thread's
+/// (unless `fresh`), else a new connection (its dispatcher spawned on this
+/// thread's runtime).
 pub(crate) async fn checkout(
     list: &BackendList,
     backend: &Arc<Backend>,
     opts: &super::HttpOptions,
     connect_timeout: Duration,
-) -> Result<SendRequest<ReqBody>, ConnectError> {
-    let idle = POOLS.with(|p| {
-        let mut p = p.borrow_mut();
-        let key = list.id();
-        if p.list != key {
-            p.list = key;
-            p.senders.retain(|s| {
-                !s.backend.is_draining() && list.iter().any(|l| Arc::ptr_eq(l, &s.backend))
-            });
-        }
-        let pool = p
-            .senders
-            .iter_mut()
-            .find(|s| Arc::ptr_eq(&s.backend, backend))?;
-        // Closed and expired ones go; a busy one stays for later.
-        pool.list.retain(|(s, since)| {
-            !s.is_closed() && (!s.is_ready() || since.elapsed() <= opts.pool_idle_timeout)
+    fresh: bool,
+) -> Result<Checkout, ConnectError> {
+    let idle = (!fresh)
+        .then(|| {
+            POOLS.with(|p| {
+                let mut p = p.borrow_mut();
+                let key = list.id();
+                if p.list != key {
+                    p.list = key;
+                    p.senders.retain(|s| {
+                        !s.backend.is_draining() && list.iter().any(|l| Arc::ptr_eq(l, &s.backend))
+                    });
+                }
+                let pool = p
+                    .senders
+                    .iter_mut()
+                    .find(|s| Arc::ptr_eq(&s.backend, backend))?;
+                // Closed and expired ones go; a busy one stays for later.
+                pool.list.retain(|(s, since)| {
+                    !s.is_closed() && (!s.is_ready() || since.elapsed() <= opts.pool_idle_timeout)
+                });
+                let k = pool.list.iter().rposition(|(s, _)| s.is_ready())?;
+                Some(pool.list.swap_remove(k).0)
+            })
+        })
+        .flatten();
+    if let Some(sender) = idle {
+        return Ok(Checkout {
+            sender,
+            reused: true,
         });
-        let k = pool.list.iter().rposition(|(s, _)| s.is_ready())?;
-        Some(pool.list.swap_remove(k).0)
-    });
-    if let Some(s) = idle {
-        return Ok(s);
     }
     let started = Instant::now();
     let stream =
@@ -100,7 +109,19 @@ pub(crate) async fn checkout(
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    Ok(sender)
+    Ok(Checkout {
+        sender,
+        reused: false,
+    })
+}
+
+/// A connection to send one request on.
+pub(crate) struct Checkout {
+    pub sender: SendRequest<ReqBody>,
+    /// It served earlier requests and sat idle in the pool: a failure before
+    /// any response byte may be the backend closing it at that moment (its
+    /// keep-alive timeout), not the backend failing.
+    pub reused: bool,
 }
 
 /// Keeps `sender` for later requests to `backend` (its connection is still

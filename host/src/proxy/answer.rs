@@ -40,6 +40,18 @@ static GATEWAY_TIMEOUT: LazyLock<Vec<u8>> = LazyLock::new(|| {
 static UNAVAILABLE: LazyLock<Vec<u8>> =
     LazyLock::new(|| response("503 Service Unavailable", "no backend available\n"));
 
+static NOT_IMPLEMENTED: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    response(
+        "501 Not Implemented",
+        "only the chunked transfer coding is supported\n",
+    )
+});
+
+/// The answer to a request whose transfer codings cannot be passed on.
+pub fn unsupported_coding() -> &'static [u8] {
+    NOT_IMPLEMENTED.as_slice()
+}
+
 /// The answer to an HTTP client for an error of `kind`, if there is one.
 pub fn for_kind(kind: Kind) -> Option<&'static [u8]> {
     let r: &LazyLock<Vec<u8>> = match kind {
