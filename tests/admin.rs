@@ -319,6 +319,14 @@ fn a_broken_strategy_is_refused_with_its_reason_and_the_old_one_keeps_serving() 
     assert_eq!(status, 404);
     let (status, _) = call(admin, "DELETE", "/strategy", None, b"");
     assert_eq!(status, 405);
+    // A built-in by its bare name, as `serve --strategy` takes it.
+    let (code, out, err) = ctl(&["--admin", &addr, "strategy", "set", "round-robin"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("round-robin"), "{out}");
+    // The balancer's port by mistake: said so.
+    let (code, _, err) = ctl(&["--admin", &format!("127.0.0.1:{}", s.port), "status"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not its --port"), "{err}");
 }
 
 #[test]

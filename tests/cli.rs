@@ -46,7 +46,23 @@ fn strategy_check_reports_fuel_and_rejects_with_reasons() {
     assert!(out.contains("fuel per decision at   4 candidates"), "{out}");
     assert!(out.contains("fuel per decision at  64 candidates"), "{out}");
     let wat = |n: &str| support::wat(n).to_str().unwrap().to_string();
+    // Bytes that are neither binary WebAssembly nor text.
+    let dir = support::TempDir::new("check");
+    let garbage = dir.0.join("garbage.wasm");
+    std::fs::write(&garbage, [0xff, 0xfe, 0x00, 0x9c, 0x01, 0x80, 0x7f]).unwrap();
+    let empty = dir.0.join("empty.wasm");
+    std::fs::write(&empty, b"").unwrap();
+    let (garbage, empty) = (
+        garbage.to_str().unwrap().to_string(),
+        empty.to_str().unwrap().to_string(),
+    );
     for (file, config, reason) in [
+        (
+            garbage,
+            None,
+            "neither a binary module (which starts with the bytes \\0asm) nor WAT text",
+        ),
+        (empty, None, "the module is empty"),
         (wat("loop"), Some("always"), "ran out of fuel"),
         (wat("unreachable"), Some("always"), "unreachable"),
         (wat("grow_bomb"), Some("always"), "memory cap"),
@@ -101,6 +117,10 @@ fn config_check_prints_the_effective_config_or_names_the_bad_key() {
         "port = 8080\nworkers = 3\nstrategy = \"builtin:least-connections\"\n",
     )
     .unwrap();
+    // A bad flag is named as it is spelled.
+    let (code, _, err) = run(&["serve", "--backend", "nonsense", "--port", "1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with("switchyard: --backend: "), "{err}");
     let (code, out, err) = run(&["config", "check", good.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(

@@ -90,6 +90,13 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
         eprintln!("switchyard ctl: {status}: {why}");
+        if !value.is_object() {
+            // Every answer of the admin API is a JSON object.
+            eprintln!(
+                "switchyard ctl: {} does not answer like switchyard's admin API; is it the balancer's --admin address (default 127.0.0.1:9901), not its --port?",
+                client.addr
+            );
+        }
         return Ok(ExitCode::FAILURE);
     }
     if args.json {
@@ -164,14 +171,22 @@ fn upload(
     fuel: Option<u64>,
 ) -> anyhow::Result<(String, Vec<u8>)> {
     let mut query = Vec::new();
-    let body = match module.strip_prefix("builtin:") {
+    // Read as `serve --strategy` reads it: `builtin:NAME`, or a bare
+    // built-in name, else a file.
+    let builtin = match module.parse::<switchyard::strategy::StrategySource>() {
+        Ok(switchyard::strategy::StrategySource::Builtin(name)) => Some(name),
+        _ => None,
+    };
+    let body = match builtin {
         Some(name) => {
-            query.push(format!("builtin={}", encode(name)));
+            query.push(format!("builtin={}", encode(&name)));
             Vec::new()
         }
         None => {
             query.push(format!("name={}", encode(module)));
-            std::fs::read(module).with_context(|| format!("reading {module}"))?
+            std::fs::read(module).with_context(|| {
+                format!("ctl: reading the module {module} (a file, or builtin:NAME)")
+            })?
         }
     };
     if let Some(c) = config {

@@ -217,7 +217,11 @@ impl Layered {
                 None => return error,
             },
             Origin::Env(var) => format!("${var}"),
-            Origin::Flag => format!("--{}", key.replace('_', "-")),
+            // As spelled on the command line (`backends` is `--backend`).
+            Origin::Flag => super::RawConfig::options()
+                .into_iter()
+                .find_map(|(k, flag)| (k == *key).then_some(flag).flatten())
+                .unwrap_or_else(|| format!("--{}", key.replace('_', "-"))),
         };
         ConfigError::At {
             place,

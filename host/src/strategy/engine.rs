@@ -236,7 +236,19 @@ impl StrategyEngine {
     }
 
     fn compile(&self, bytes: &[u8]) -> Result<Module, LoadError> {
-        // `Module::new` also accepts the text format (the `wat` feature).
+        // `Module::new` also accepts the text format (the `wat` feature),
+        // so bytes that are neither would be reported as bad text ("not
+        // valid utf-8", "expected a module field"): say what is wrong first.
+        if bytes.trim_ascii().is_empty() {
+            return Err(LoadError::Compile(wasmtime::Error::msg(
+                "the module is empty",
+            )));
+        }
+        if !bytes.starts_with(b"\0asm") && std::str::from_utf8(bytes).is_err() {
+            return Err(LoadError::Compile(wasmtime::Error::msg(
+                "neither a binary module (which starts with the bytes \\0asm) nor WAT text",
+            )));
+        }
         Module::new(&self.engine, bytes).map_err(LoadError::Compile)
     }
 
