@@ -41,7 +41,14 @@ fn websocket_echo_through_the_balancer() {
         ws.send(Message::text(format!("ping {i}"))).unwrap();
         assert_eq!(ws.read().unwrap(), Message::text(format!("ping {i}")));
     }
+    // The closing handshake: the worker answers Close with Close.
     ws.close(None).unwrap();
+    let reply = (0..10).find_map(|_| match ws.read() {
+        Ok(Message::Close(_)) => Some(true),
+        Ok(_) => None,
+        Err(_) => Some(false),
+    });
+    assert_eq!(reply, Some(true), "no Close frame came back");
 }
 
 #[test]

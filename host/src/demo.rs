@@ -115,10 +115,10 @@ fn websocket(mut req: Request<Incoming>) -> Response<Body> {
             None,
         )
         .await;
+        // A Close from the client is answered by tungstenite on the next
+        // poll, which then ends the stream: not breaking here is what sends
+        // the closing handshake's reply.
         while let Some(Ok(msg)) = ws.next().await {
-            if msg.is_close() {
-                break;
-            }
             if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
                 break;
             }
