@@ -138,7 +138,13 @@ fn a_removed_backend_drains_its_open_connections() {
     let s = Serve::start(0, &["--backends-file", file.to_str().unwrap()]);
     let port = s.port;
     let slow = std::thread::spawn(move || get(port, "/slow?ms=1500"));
-    std::thread::sleep(Duration::from_millis(300));
+    // The slow request is routed before the file changes.
+    let admin = s.admin;
+    eventually("the slow request to be open", 10, || {
+        let (_, body) = get(admin, "/status");
+        serde_json::from_str::<serde_json::Value>(&body)
+            .is_ok_and(|v| v["backends"][0]["active"].as_u64() == Some(1))
+    });
     let tmp = dir.0.join("backends.new");
     std::fs::write(&tmp, format!("127.0.0.1:{}\n", base + 1)).unwrap();
     std::fs::rename(&tmp, &file).unwrap();

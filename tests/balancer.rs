@@ -147,6 +147,19 @@ fn oversized_malformed_and_slow_heads_get_clear_errors() {
     assert_eq!(get(s.port, "/").0, 200);
 }
 
+/// Waits until the balancer counts `n` open connections over its backends
+/// (requests sent from other threads have been routed), bounded.
+fn wait_open(s: &Serve, n: u64) {
+    eventually(&format!("{n} connections to be open"), 10, || {
+        let (_, body) = get(s.admin, "/status");
+        serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| {
+            v["backends"]
+                .as_array()
+                .is_some_and(|b| b.iter().filter_map(|b| b["active"].as_u64()).sum::<u64>() >= n)
+        })
+    });
+}
+
 #[test]
 fn graceful_shutdown_lets_in_flight_requests_finish_and_stops_workers() {
     let mut s = Serve::start(1, &[]);
@@ -154,7 +167,7 @@ fn graceful_shutdown_lets_in_flight_requests_finish_and_stops_workers() {
     let (_, worker_pid) = worker_of(&body);
     let port = s.port;
     let slow = std::thread::spawn(move || get(port, "/slow?ms=1500"));
-    std::thread::sleep(Duration::from_millis(300));
+    wait_open(&s, 1);
     s.signal(libc::SIGTERM);
     let (status, body) = slow.join().unwrap();
     assert_eq!(status, 200, "{body}");
@@ -330,7 +343,7 @@ fn a_second_signal_forces_an_immediate_exit() {
     let mut s = Serve::start(1, &[]);
     let port = s.port;
     let slow = std::thread::spawn(move || get(port, "/slow?ms=20000"));
-    std::thread::sleep(Duration::from_millis(300));
+    wait_open(&s, 1);
     let started = Instant::now();
     s.signal(libc::SIGTERM);
     s.wait_for_log("shutting down gracefully", 5);
@@ -655,9 +668,9 @@ fn serving_threads_share_the_port_and_all_drain_on_shutdown() {
     // after SIGTERM, whichever thread serves it.
     let port = s.port;
     let slow: Vec<_> = (0..12)
-        .map(|_| std::thread::spawn(move || get(port, "/slow?ms=800")))
+        .map(|_| std::thread::spawn(move || get(port, "/slow?ms=2000")))
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_open(&s, 12);
     s.signal(libc::SIGTERM);
     for t in slow {
         let (status, body) = t.join().unwrap();
@@ -668,23 +681,24 @@ fn serving_threads_share_the_port_and_all_drain_on_shutdown() {
 
 #[test]
 fn idle_routed_connections_are_closed_after_the_idle_timeout() {
-    let s = Serve::start(1, &["--idle-timeout-ms", "400"]);
+    let s = Serve::start(1, &["--idle-timeout-ms", "1500"]);
     let request = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
     let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut buf = [0u8; 4096];
-    // Busy: a request every 150 ms for well over the timeout keeps it open.
-    for _ in 0..8 {
+    // Busy: a request every 100 ms for well over the timeout keeps it open
+    // (gaps of 1.4 s to spare on a loaded machine).
+    for _ in 0..20 {
         c.write_all(request).unwrap();
         let n = c.read(&mut buf).unwrap();
         assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
-        std::thread::sleep(Duration::from_millis(150));
+        std::thread::sleep(Duration::from_millis(100));
     }
-    // Idle: the balancer closes it (EOF, not our 5 s read timeout).
+    // Idle: the balancer closes it (EOF, not our 10 s read timeout).
     let started = Instant::now();
     let n = c.read(&mut buf).unwrap();
     assert_eq!(n, 0);
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(started.elapsed() < Duration::from_secs(5));
     s.wait_for_log("closed after the idle timeout", 5);
 }
 

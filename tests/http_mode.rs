@@ -831,8 +831,9 @@ fn client_faults_are_the_clients_and_odd_requests_get_clear_answers() {
             &reader.arg(),
             "--upstream-header-timeout-ms",
             "1500",
+            // Gaps of 400 ms below, with room for a loaded machine.
             "--head-timeout-ms",
-            "1000",
+            "3000",
         ],
     );
     // An upload longer than the upstream header timeout is no backend
