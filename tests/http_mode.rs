@@ -673,6 +673,56 @@ fn a_100_mib_download_to_a_slow_reader_keeps_memory_bounded() {
     );
 }
 
+/// Established TCP connections (IPv4) whose remote port is `port`, from
+/// /proc/net/tcp.
+fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3
+                && f[3] == "01"
+                && f[2]
+                    .rsplit(':')
+                    .next()
+                    .is_some_and(|p| u16::from_str_radix(p, 16) == Ok(port))
+        })
+        .count()
+}
+
+/// A client that streams a large upload to an echoing backend without
+/// reading the echo, then leaves: the upstream connection is closed, not
+/// left waiting on a backend that waits on it.
+#[test]
+fn a_client_leaving_mid_upload_frees_the_upstream_connection() {
+    let s = Serve::start(1, &["--mode", "http"]);
+    let worker = s.base;
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    c.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 40000000\r\n\r\n")
+        .unwrap();
+    // Two seconds of writing, never reading: the echo fills this client's
+    // buffers, then the balancer's, then the backend's.
+    let chunk = vec![b'u'; 64 * 1024];
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        let _ = c.write(&chunk);
+    }
+    assert!(
+        connections_to(worker) >= 1,
+        "the upload goes through an upstream connection"
+    );
+    drop(c);
+    support::eventually("the upstream connection to close", 10, || {
+        connections_to(worker) == 0
+    });
+    // And the balancer goes on serving.
+    assert_eq!(support::get(s.port, "/").0, 200);
+}
+
 /// A gRPC server (grpcio) on `port`, answering as `name`; killed on drop.
 struct GrpcPeer(std::process::Child);
 

@@ -32,6 +32,11 @@ pub struct Tracked {
     /// (or is dropped), with the bytes it carried.
     access: Option<Box<Pending>>,
     sent: u64,
+    /// Ends the upstream connection's task if this body is dropped before
+    /// its end (the client left): see `upstream::Checkout::abort`.
+    abort: Option<tokio::task::AbortHandle>,
+    /// The body was read to its end.
+    ended: bool,
 }
 
 /// An access log line waiting for its response body to end.
@@ -43,6 +48,12 @@ pub(crate) struct Pending {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
+        if !self.ended
+            && !self.inner.is_end_stream()
+            && let Some(abort) = self.abort.take()
+        {
+            abort.abort();
+        }
         if let Some(p) = self.access.take() {
             let Pending {
                 log,
@@ -63,6 +74,7 @@ impl Tracked {
         busy: Option<Busy>,
         backend: ConnectionGuard,
         idle: Option<Duration>,
+        abort: Option<tokio::task::AbortHandle>,
     ) -> Self {
         Tracked {
             inner: Either::Left(body),
@@ -71,6 +83,8 @@ impl Tracked {
             idle: idle.map(|d| (d, None)),
             access: None,
             sent: 0,
+            abort,
+            ended: false,
         }
     }
 
@@ -83,6 +97,8 @@ impl Tracked {
             idle: None,
             access: None,
             sent: 0,
+            abort: None,
+            ended: false,
         }
     }
 
@@ -104,6 +120,9 @@ impl Body for Tracked {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
+                if frame.is_none() {
+                    this.ended = true;
+                }
                 if let Some((d, Some(sleep))) = &mut this.idle {
                     sleep.as_mut().reset(Instant::now() + *d);
                 }

@@ -586,7 +586,7 @@ async fn forward_inner(
                 {
                     Ok(c) => {
                         reused = c.reused;
-                        Via::Own(c.sender)
+                        Via::Own(c.sender, c.abort)
                     }
                     Err(e) => {
                         let (kind, cause) = match e {
@@ -653,7 +653,7 @@ async fn forward_inner(
                         .await
                         .map(|r| r.map_err(UpstreamError::Pooled))
                 }
-                Via::Own(c) => wait_for_head(ctx, c.send_request(out), upload.as_deref())
+                Via::Own(c, _) => wait_for_head(ctx, c.send_request(out), upload.as_deref())
                     .await
                     .map(|r| r.map_err(UpstreamError::Local)),
             };
@@ -698,11 +698,15 @@ async fn forward_inner(
                 Ok(Ok(resp)) => {
                     backend.responded();
                     let body_timeout = ctx.http.upstream_body_timeout;
-                    if let Via::Own(c) = via {
-                        // Ready again once this response is read.
-                        upstream::checkin(backend, c, ctx.http.pool_max_idle);
-                    }
-                    let mut resp = respond(resp, guard, client_upgrade, busy, body_timeout);
+                    let abort = match via {
+                        Via::Own(c, abort) => {
+                            // Ready again once this response is read.
+                            upstream::checkin(backend, c, abort.clone(), ctx.http.pool_max_idle);
+                            Some(abort)
+                        }
+                        Via::Pooled(..) => None,
+                    };
+                    let mut resp = respond(resp, guard, client_upgrade, busy, body_timeout, abort);
                     if let Some(alt) = &info.alt_svc {
                         resp.headers_mut().insert(header::ALT_SVC, alt.clone());
                     }
@@ -790,7 +794,10 @@ async fn forward_inner(
 #[allow(clippy::large_enum_variant)]
 enum Via {
     /// A sender from this thread's own HTTP/1.1 pool (`upstream.rs`).
-    Own(hyper::client::conn::http1::SendRequest<ReqBody>),
+    Own(
+        hyper::client::conn::http1::SendRequest<ReqBody>,
+        tokio::task::AbortHandle,
+    ),
     /// hyper-util's client (HTTP/2 backends, upgrades) and the backend's
     /// authority for the absolute URI it wants.
     Pooled(Upstream, hyper::http::uri::Authority),
@@ -907,6 +914,7 @@ fn respond(
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     busy: Option<Busy>,
     body_timeout: Option<Duration>,
+    abort: Option<tokio::task::AbortHandle>,
 ) -> Response<ResBody> {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS
         && let Some(client_upgrade) = client_upgrade
@@ -925,7 +933,7 @@ fn respond(
         return Response::from_parts(parts, Tracked::full(Bytes::new(), busy));
     }
     headers::strip_hop_by_hop(resp.headers_mut());
-    resp.map(|b| Tracked::upstream(b, busy, guard, body_timeout))
+    resp.map(|b| Tracked::upstream(b, busy, guard, body_timeout, abort))
 }
 
 /// One decision, from hyper's parse of the request head.
