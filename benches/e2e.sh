@@ -70,6 +70,13 @@ for tool in haproxy nginx wrk strace; do command -v "$tool" >/dev/null || need+=
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# A port taken by something else (a previous run's leftovers) would have
+# the proxies fail to start and wrk measure whatever answers there.
+for port in 9001 9002 9100 9200 9201 9202 9203 9204 9300; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    fail "port $port is in use already (a previous run's processes?): $(ss -ltnp "sport = :$port" 2>/dev/null | tail -n +2)"
+  fi
+done
 bash scripts/setup.sh
 cargo build --release --locked -p switchyard >/dev/null 2>&1 || cargo build --release --locked -p switchyard
 BIN=target/release/switchyard
@@ -324,7 +331,10 @@ syscalls() { # NAME PORT PID
   sleep 0.5
   out=$(wrk_checked "$2" 3)
   sleep 0.3
-  kill -INT "$sp" 2>/dev/null; wait "$sp" 2>/dev/null || true
+  # strace may be gone already (a traced process that exited): not a
+  # reason to abort under `set -e`, silently, as it once did.
+  kill -INT "$sp" 2>/dev/null || echo "e2e: strace for $1 ended early: $(cat "$WORK/strace.$2.err")" >&2
+  wait "$sp" 2>/dev/null || true
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   echo "syscalls $1 $reqs $(python3 benches/e2e_report.py --strace-total "$WORK/strace.$2")" >> "$WORK/results"
 }

@@ -324,8 +324,15 @@ fn a_broken_strategy_is_refused_with_its_reason_and_the_old_one_keeps_serving() 
     assert_eq!(worker_of(&get(s.port, "/").1).0, 1);
     let (status, _) = call(admin, "POST", "/backends/nope/drain", None, b"");
     assert_eq!(status, 404);
-    let (status, _) = call(admin, "DELETE", "/strategy", None, b"");
+    let (status, text) = exchange(
+        admin,
+        b"DELETE /strategy HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(status, 405);
+    assert!(
+        text.to_ascii_lowercase().contains("\r\nallow: put\r\n"),
+        "{text}"
+    );
     // A built-in by its bare name, as `serve --strategy` takes it.
     let (code, out, err) = ctl(&["--admin", &addr, "strategy", "set", "round-robin"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -860,6 +867,20 @@ fn sighup_applies_a_good_file_without_a_failed_request_and_keeps_the_old_one_for
             .len()
             == 2
     });
+    // What only a restart changes: said (a warning), not shown as in
+    // effect, and said again by the next reload.
+    let fuel = st["config"]["fuel"].clone();
+    assert!(fuel.is_u64(), "{st}");
+    std::fs::write(&file, config("workers = 2\nfuel = 123456")).unwrap();
+    for k in 1..=2 {
+        s.signal(libc::SIGHUP);
+        support::eventually("the restart notice", 30, || {
+            s.log().matches("take effect only after a restart").count() == k
+        });
+    }
+    assert!(s.log().contains("need_restart=[\"fuel\"]"), "{}", s.log());
+    let st = json(&call(admin, "GET", "/status", None, b"").1);
+    assert_eq!(st["config"]["fuel"], fuel, "the fuel in effect");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (made, _) = load.join().unwrap();
     assert!(made > 0);

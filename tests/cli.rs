@@ -141,6 +141,22 @@ fn config_check_prints_the_effective_config_or_names_the_bad_key() {
         "{err}"
     );
 
+    // What the file names must load, as `serve` would load it.
+    for (text, reason) in [
+        ("strategy = \"nope.wasm\"\n", "cannot read nope.wasm"),
+        ("backends_file = \"nope.txt\"\n", "nope.txt"),
+        (
+            "tls_cert = [\"nope.pem\"]\ntls_key = [\"nope.key\"]\n",
+            "TLS: nope.pem",
+        ),
+    ] {
+        let f = dir.0.join("names.toml");
+        std::fs::write(&f, text).unwrap();
+        let (code, out, err) = run(&["config", "check", f.to_str().unwrap()]);
+        assert_eq!(code, 1, "{text}: {out}");
+        assert!(err.contains(reason), "{text}: {err}");
+    }
+
     // A value that parses but makes no sense: key and line, from
     // `config check` and from `serve` alike.
     let bad = dir.0.join("bad.toml");

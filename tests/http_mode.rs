@@ -98,6 +98,47 @@ fn h2_bodies(port: u16, n: usize) -> Vec<String> {
     })
 }
 
+/// The status of one HTTP/2 GET whose `:authority` is `authority` and
+/// which carries `host` as a header too, if given.
+fn h2_status(port: u16, authority: &str, host: Option<&str>) -> u16 {
+    use http_body_util::Empty;
+    use hyper::body::Bytes;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .expect("h2 handshake");
+        tokio::spawn(conn);
+        let mut req = hyper::Request::get(format!("http://{authority}/"));
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        let req = req.body(Empty::<Bytes>::new()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
+            .await
+            .expect("an answer in time")
+            .expect("a response")
+            .status()
+            .as_u16()
+    })
+}
+
+#[test]
+fn http2_host_must_agree_with_authority() {
+    let s = Serve::start(1, &["--mode", "http"]);
+    assert_eq!(h2_status(s.port, "localhost", None), 200);
+    assert_eq!(h2_status(s.port, "localhost", Some("LocalHost")), 200);
+    assert_eq!(h2_status(s.port, "localhost", Some("evil.example")), 400);
+}
+
 #[test]
 fn http2_with_prior_knowledge_is_a_decision_per_request() {
     let s = Serve::start(2, &["--mode", "http"]);

@@ -277,6 +277,47 @@ fn leaf(tls: &Tls) -> Vec<u8> {
     tls.conn.peer_certificates().unwrap()[0].to_vec()
 }
 
+/// A TLS client that completes its handshake and then says nothing is
+/// closed after the head timeout, as a silent plain client is, not kept
+/// for the keep-alive timeout of a connection that was served.
+#[test]
+fn a_silent_client_after_the_tls_handshake_gets_the_head_timeout() {
+    use std::io::Read;
+    let dir = TempDir::new("tls-silent");
+    let (crt, key) = cert_pair(&dir.0, "a", "a.test");
+    let s = Serve::start(
+        1,
+        &[
+            "--mode",
+            "http",
+            "--tls-cert",
+            &crt,
+            "--tls-key",
+            &key,
+            "--head-timeout-ms",
+            "700",
+            "--keepalive-timeout-ms",
+            "30000",
+        ],
+    );
+    let mut silent = tls_connect(s.port, "a.test");
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    // The close: end of stream or an error, well before 10 s.
+    let n = silent.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "nothing but the close");
+    let waited = started.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(8),
+        "closed after {waited:?}"
+    );
+    // A client that was served waits for the keep-alive timeout instead.
+    let mut served = tls_connect(s.port, "a.test");
+    assert!(tls_get(&mut served).starts_with("HTTP/1.1 200"));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(tls_get(&mut served).starts_with("HTTP/1.1 200"));
+}
+
 #[test]
 fn a_certificate_replaced_on_disk_is_served_while_open_connections_stay() {
     let dir = TempDir::new("tls-reload");

@@ -192,11 +192,23 @@ impl Admin {
                 });
                 self.drain_action(found, action, &format!("worker `{index}`"))
             }
-            (_, ["" | "status" | "metrics" | "strategy" | "shadow" | "reload"])
-            | (_, ["backends" | "workers", _, "drain" | "undrain"]) => error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("{} is not allowed on {path}", req.method()),
-            ),
+            (_, [route @ ("" | "status" | "metrics" | "strategy" | "shadow" | "reload")])
+            | (_, ["backends" | "workers", _, route @ ("drain" | "undrain")]) => {
+                // RFC 9110 15.5.6: a 405 says what is allowed.
+                let allow = match *route {
+                    "" | "status" | "metrics" => "GET",
+                    "strategy" => "PUT",
+                    "shadow" => "PUT, DELETE",
+                    _ => "POST",
+                };
+                let mut r = error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{} is not allowed on {path}; use {allow}", req.method()),
+                );
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+                r
+            }
             _ => error(StatusCode::NOT_FOUND, format!("no admin route {path}")),
         }
     }

@@ -35,6 +35,9 @@ pub enum BuildError {
     /// The listener could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
+    /// HTTP/3's UDP socket could not be bound.
+    #[error("cannot listen for HTTP/3 on UDP {0} (`h3_port`; 0 is the TCP port): {1}")]
+    ListenUdp(SocketAddr, std::io::Error),
     /// An in-process worker's port could not be bound.
     #[error("cannot bind an in-process worker's port: {0}")]
     Worker(std::io::Error),
@@ -50,8 +53,10 @@ pub enum BuildError {
     #[error(transparent)]
     Watch(#[from] WatchError),
     /// A certificate or key is unusable.
+    // Not `#[from]`: that makes it the source too, and an error chain
+    // printed whole (`{:#}`) would say it twice.
     #[error("TLS: {0}")]
-    Tls(#[from] crate::tls::CertError),
+    Tls(crate::tls::CertError),
     /// The access log could not be opened.
     #[error("cannot open the access log {0}: {1}")]
     AccessLog(String, std::io::Error),
@@ -272,10 +277,19 @@ impl BalancerBuilder {
                 })?);
             }
         }
+        // Settings that do nothing in this combination: said, not silent.
+        if !cfg.tls.is_empty() && cfg.http.mode == crate::http::Mode::Tcp {
+            tracing::warn!(
+                "tls_cert is set but mode is tcp: TLS passes through untouched (routed by SNI); use mode http or auto to terminate it"
+            );
+        }
+        if cfg.h3.is_none() && cfg.raw().h3_port != 0 {
+            tracing::warn!("h3_port is set but h3 is off: no HTTP/3 listener");
+        }
         let udp = match (cfg.h3, inherited_udp) {
             (Some(_), Some(u)) => Some(u),
             (Some(addr), None) => {
-                Some(std::net::UdpSocket::bind(addr).map_err(|e| BuildError::Listen(addr, e))?)
+                Some(std::net::UdpSocket::bind(addr).map_err(|e| BuildError::ListenUdp(addr, e))?)
             }
             (None, _) => None,
         };
@@ -323,6 +337,32 @@ fn in_process_workers(n: u32) -> std::io::Result<Vec<Worker>> {
             })
         })
         .collect()
+}
+
+impl From<crate::tls::CertError> for BuildError {
+    fn from(e: crate::tls::CertError) -> Self {
+        BuildError::Tls(e)
+    }
+}
+
+/// Loads what `cfg` names the way `serve` would, without serving: the
+/// strategy and shadow (compiled and dry-run), the backends file, the TLS
+/// pairs and the access log's directory. `switchyard config check` runs it,
+/// so that a file it calls valid is one `serve` starts with.
+pub fn check_files(cfg: &Config) -> Result<(), BuildError> {
+    let named = |e| BuildError::Strategy(cfg.strategy.source.to_string(), e);
+    let engine = StrategyEngine::new(cfg.engine.clone()).map_err(named)?;
+    let strategy = Strategy::load(engine, &cfg.strategy).map_err(named)?;
+    if let Some((spec, fuel)) = &cfg.shadow {
+        strategy
+            .set_shadow(Some(spec), *fuel)
+            .map_err(|e| BuildError::Strategy(format!("shadow {}", spec.source), e))?;
+    }
+    static_backends(cfg, cfg.backends_file.as_deref())?;
+    if !cfg.tls.is_empty() {
+        crate::tls::Certs::new(cfg.tls.clone())?;
+    }
+    Ok(())
 }
 
 /// The configured static backends plus the backends file's.

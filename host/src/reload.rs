@@ -73,9 +73,16 @@ impl Reloader {
         let new = raw.validate().map_err(|e| e.to_string())?;
         let (o, n) = (old.raw(), new.raw());
         let mut done = Reloaded::default();
+        // What will run: the new configuration, but the old values of what
+        // only a restart changes (so `/status` shows what is in effect, and
+        // the next reload says again that they wait for a restart).
+        let mut effective = n.clone();
         macro_rules! restart_if_changed {
             ($($key:ident),*) => {
-                $(if o.$key != n.$key { done.need_restart.push(stringify!($key)); })*
+                $(if o.$key != n.$key {
+                    done.need_restart.push(stringify!($key));
+                    effective.$key = o.$key.clone();
+                })*
             };
         }
         restart_if_changed!(
@@ -177,6 +184,7 @@ impl Reloader {
             && a != b
         {
             done.need_restart.push("shadow_fuel");
+            effective.shadow_fuel = o.shadow_fuel;
         }
         if old.worker_count() != new.worker_count() {
             self.workers.resize(new.worker_count()).await?;
@@ -200,6 +208,13 @@ impl Reloader {
                 done.applied.push("limits");
             }
         }
+        // The old values were valid, and nothing validated depends on two
+        // keys of different kinds; should that change, the new one is kept.
+        let new = if done.need_restart.is_empty() {
+            new
+        } else {
+            effective.validate().unwrap_or(new)
+        };
         self.cfg.store(Arc::new(new));
         Ok(done)
     }

@@ -139,7 +139,13 @@ fn load_pair(cert: &Path, key: &Path) -> Result<Entry, CertError> {
     // Parses the key and checks that it belongs to the certificate.
     let key = CertifiedKey::from_der(chain, private, &provider()).map_err(|e| CertError::Key {
         path: key.to_path_buf(),
-        reason: e.to_string(),
+        reason: match e {
+            rustls::Error::InconsistentKeys(_) => format!(
+                "this key does not belong to the certificate in {}",
+                cert.display()
+            ),
+            e => e.to_string(),
+        },
     })?;
     Ok(Entry {
         names,

@@ -100,6 +100,21 @@ pub enum ListError {
     /// Two entries with one id: the same address twice, or a name clash.
     #[error("`{0}` and `{1}` have the same id; give one of them a different `name=`")]
     Duplicate(String, String),
+    /// Two lines of a file with one id.
+    #[error(
+        "{}:{line}: `{name}` has the same id as line {first}; give one of them a different `name=`",
+        path.display()
+    )]
+    DuplicateLine {
+        /// The file.
+        path: PathBuf,
+        /// The later line.
+        line: usize,
+        /// The earlier one.
+        first: usize,
+        /// The later line's name.
+        name: String,
+    },
 }
 
 /// Checks that no two specs share an id.
@@ -122,15 +137,26 @@ pub fn read_file(path: &Path) -> Result<Vec<BackendSpec>, ListError> {
         .map(|(i, l)| (i + 1, l.split('#').next().unwrap_or("").trim()))
         .filter(|(_, l)| !l.is_empty())
         .map(|(line, l)| {
-            l.parse().map_err(|error| ListError::Line {
-                path: path.into(),
-                line,
-                error,
-            })
+            l.parse::<BackendSpec>()
+                .map(|s| (line, s))
+                .map_err(|error| ListError::Line {
+                    path: path.into(),
+                    line,
+                    error,
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    check_unique(&specs)?;
-    Ok(specs)
+    for (i, (line, a)) in specs.iter().enumerate() {
+        if let Some((first, _)) = specs[..i].iter().find(|(_, b)| b.id == a.id) {
+            return Err(ListError::DuplicateLine {
+                path: path.into(),
+                line: *line,
+                first: *first,
+                name: a.name.clone(),
+            });
+        }
+    }
+    Ok(specs.into_iter().map(|(_, s)| s).collect())
 }
 
 #[cfg(test)]
@@ -170,7 +196,11 @@ mod tests {
             "{e}"
         );
         std::fs::write(&f, "127.0.0.1:1\n127.0.0.1:1 2\n").unwrap();
-        assert!(matches!(read_file(&f), Err(ListError::Duplicate(..))));
+        let e = read_file(&f).unwrap_err().to_string();
+        assert!(
+            e.ends_with("backends:2: `127.0.0.1:1` has the same id as line 1; give one of them a different `name=`"),
+            "{e}"
+        );
         std::fs::write(&f, "127.0.0.1:1\n127.0.0.1:1 2 name=other\n").unwrap();
         assert_eq!(read_file(&f).unwrap().len(), 2);
         let _ = std::fs::remove_dir_all(&dir);

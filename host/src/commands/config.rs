@@ -8,10 +8,17 @@ use switchyard::config::Layered;
 /// effective configuration, or the error with where the bad value was set.
 pub fn check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     let env = |v: &str| std::env::var(v).ok();
-    let checked = Layered::load(Some(file), &env, None).and_then(|l| {
-        let cfg = l.validate()?;
-        Ok((l, cfg))
-    });
+    let checked = Layered::load(Some(file), &env, None)
+        .and_then(|l| {
+            let cfg = l.validate()?;
+            Ok((l, cfg))
+        })
+        .map_err(anyhow::Error::from)
+        .and_then(|(l, cfg)| {
+            // What the file names must load too, as `serve` loads it.
+            switchyard::balancer::check_files(&cfg)?;
+            Ok((l, cfg))
+        });
     match checked {
         Ok((layered, cfg)) => {
             println!(

@@ -201,7 +201,7 @@ fn build_line(lang: Lang) -> &'static str {
         }
         Lang::Assemblyscript => "npm install && ./build.sh",
         Lang::Go => "./build.sh                 # Go 1.24 or later",
-        Lang::Wat => "(nothing to build: switchyard loads strategy.wat as it is)",
+        Lang::Wat => "# nothing to build: switchyard loads strategy.wat as it is",
         Lang::Rust => "./build.sh",
     }
 }
@@ -283,10 +283,14 @@ case by case; change both together.\n\n\
 ```sh\n{}\nswitchyard strategy check {art}\nswitchyard strategy test {art} --cases cases.toml\n\
 switchyard serve --strategy {art}\n```\n\n\
 The input layout is docs/abi.md of Switchyard; writing strategies in each\n\
-language, the pitfalls and fuel are docs/strategies.md. `sdk/` is a copy of\n\
-the SDK for this language.\n",
+language, the pitfalls and fuel are docs/strategies.md.{}\n",
         lang.name(),
         build_line(lang),
+        if files(lang, name).iter().any(|(p, _)| p.starts_with("sdk/")) {
+            " `sdk/` is a copy of\nthe SDK for this language."
+        } else {
+            ""
+        },
         art = artifact(lang)
     )
 }

@@ -109,10 +109,14 @@ pub fn serve(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> 
                         Ok(r) if r.applied.is_empty() && r.need_restart.is_empty() => {
                             tracing::info!("configuration reloaded: nothing changed")
                         }
-                        Ok(r) => tracing::info!(
+                        Ok(r) if r.need_restart.is_empty() => tracing::info!(
+                            applied = ?r.applied,
+                            "configuration reloaded"
+                        ),
+                        Ok(r) => tracing::warn!(
                             applied = ?r.applied,
                             need_restart = ?r.need_restart,
-                            "configuration reloaded"
+                            "configuration reloaded, but some changes take effect only after a restart"
                         ),
                         Err(e) => tracing::error!(
                             error = %e,

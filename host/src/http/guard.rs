@@ -207,6 +207,11 @@ pub struct ClientIo<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     armed: Armed,
     conn: Arc<ConnState>,
     refusal: Option<(Kind, &'static str)>,
+    /// Nothing was read before this guard (TLS, whose handshake the
+    /// sniffer saw, not a request): until a request begins, the wait is the
+    /// head timeout, as for a plain connection's first bytes, not the
+    /// keep-alive timeout of a connection that was served.
+    silent_start: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
@@ -243,10 +248,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
                 State::Passthrough
             },
             limits,
-            timer: Box::pin(tokio::time::sleep(limits.keepalive_timeout)),
+            timer: Box::pin(tokio::time::sleep(if prefix.is_empty() && checked {
+                limits.head_timeout
+            } else {
+                limits.keepalive_timeout
+            })),
             armed: Armed::Idle,
             conn,
             refusal: None,
+            silent_start: prefix.is_empty() && checked,
         }
     }
 
@@ -311,6 +321,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
         }
         if self.state == State::Head {
             self.refuse(Kind::HeadTimeout, "request head not received in time");
+            return true;
+        }
+        if self.silent_start && !self.conn.started() {
+            // Closed as a plain client that says nothing is.
+            crate::metrics::METRICS.error(Kind::ClientSilent);
+            self.state = State::Closed;
             return true;
         }
         let keep = self.limits.keepalive_timeout;

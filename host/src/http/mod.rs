@@ -495,13 +495,27 @@ async fn forward_inner(
     };
     METRICS.request(counted);
     // Authority before the head is rewritten: HTTP/2 carries it in the URI.
-    if !parts.headers.contains_key(header::HOST)
-        && let Some(a) = parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    {
-        parts.headers.insert(header::HOST, a);
+    match (parts.headers.get(header::HOST), parts.uri.authority()) {
+        (None, Some(a)) => {
+            if let Ok(a) = HeaderValue::from_str(a.as_str()) {
+                parts.headers.insert(header::HOST, a);
+            }
+        }
+        // RFC 9113 8.3.1 and RFC 9114 4.3.1: a `host` that differs from
+        // `:authority` makes the request malformed (the backend and the
+        // strategy would see one name, and the TLS layer another). HTTP/1's
+        // absolute form is the guard's (which allows the default port).
+        (Some(h), Some(a))
+            if protocol != Protocol::Http1
+                && !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) =>
+        {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                "host differs from :authority\n",
+                busy,
+            );
+        }
+        _ => {}
     }
     // HTTP/1 heads were checked by the guard; HTTP/2 and HTTP/3 are here.
     if parts
