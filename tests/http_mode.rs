@@ -136,6 +136,7 @@ fn http2_host_must_agree_with_authority() {
     let s = Serve::start(1, &["--mode", "http"]);
     assert_eq!(h2_status(s.port, "localhost", None), 200);
     assert_eq!(h2_status(s.port, "localhost", Some("LocalHost")), 200);
+    assert_eq!(h2_status(s.port, "localhost", Some("localhost:80")), 200);
     assert_eq!(h2_status(s.port, "localhost", Some("evil.example")), 400);
 }
 
@@ -569,6 +570,58 @@ fn odd_but_valid_heads_reach_the_backend_well_formed() {
     );
     let host = format!("host: {}\r\n", mirror.addr);
     assert!(seen.to_ascii_lowercase().contains(&host), "{seen}");
+    // Userinfo in an absolute target is no part of Host, nor sent on.
+    let seen = raw(s.port, b"GET http://u:p@h.test/x HTTP/1.0\r\n\r\n");
+    assert!(seen.contains(" 200 "), "{seen}");
+    assert!(
+        seen.to_ascii_lowercase().contains("host: h.test\r\n"),
+        "{seen}"
+    );
+    assert!(!seen.contains("u:p"), "{seen}");
+}
+
+/// A response with trailers leaves its upstream connection in the pool
+/// (hyper stops reading a body after its trailers: that is its end).
+#[test]
+fn responses_with_trailers_keep_their_upstream_connection() {
+    use std::io::BufRead;
+    let backend = FakeBackend::start("127.0.0.1:0", |s| {
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        loop {
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-t\r\n\r\n5\r\nhello\r\n0\r\nx-t: 1\r\n\r\n";
+            if (&s).write_all(answer).is_err() {
+                return;
+            }
+        }
+    });
+    let s = Serve::start(
+        0,
+        &[
+            "--mode",
+            "http",
+            "--backend",
+            &backend.arg(),
+            "--health-check",
+            "none",
+        ],
+    );
+    let url = format!("http://127.0.0.1:{}/", s.port);
+    let out = curl(&["-w", " %{http_code}\n", &url, &url, &url]);
+    assert_eq!(out.matches("hello 200").count(), 3, "{out}");
+    assert_eq!(
+        backend.accepted.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "one upstream connection"
+    );
 }
 
 #[test]

@@ -32,9 +32,10 @@ pub struct Tracked {
     /// (or is dropped), with the bytes it carried.
     access: Option<Box<Pending>>,
     sent: u64,
-    /// Ends the upstream connection's task if this body is dropped before
-    /// its end (the client left): see `upstream::Checkout::abort`.
-    abort: Option<tokio::task::AbortHandle>,
+    /// The upstream connection's use by this response, abandoned if this
+    /// body is dropped before its end (the client left): see
+    /// `upstream::Lease::abandon`.
+    lease: Option<super::upstream::Lease>,
     /// The body was read to its end.
     ended: bool,
 }
@@ -50,9 +51,9 @@ impl Drop for Tracked {
     fn drop(&mut self) {
         if !self.ended
             && !self.inner.is_end_stream()
-            && let Some(abort) = self.abort.take()
+            && let Some(lease) = self.lease.take()
         {
-            abort.abort();
+            lease.abandon();
         }
         if let Some(p) = self.access.take() {
             let Pending {
@@ -74,7 +75,7 @@ impl Tracked {
         busy: Option<Busy>,
         backend: ConnectionGuard,
         idle: Option<Duration>,
-        abort: Option<tokio::task::AbortHandle>,
+        lease: Option<super::upstream::Lease>,
     ) -> Self {
         Tracked {
             inner: Either::Left(body),
@@ -83,7 +84,7 @@ impl Tracked {
             idle: idle.map(|d| (d, None)),
             access: None,
             sent: 0,
-            abort,
+            lease,
             ended: false,
         }
     }
@@ -97,7 +98,7 @@ impl Tracked {
             idle: None,
             access: None,
             sent: 0,
-            abort: None,
+            lease: None,
             ended: false,
         }
     }
@@ -120,7 +121,12 @@ impl Body for Tracked {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                if frame.is_none() {
+                // Trailers are the last frame, and hyper's servers stop
+                // asking after them.
+                if frame
+                    .as_ref()
+                    .is_none_or(|f| f.as_ref().is_ok_and(Frame::is_trailers))
+                {
                     this.ended = true;
                 }
                 if let Some((d, Some(sleep))) = &mut this.idle {

@@ -607,12 +607,16 @@ fn framing<'a>(
                 .and_then(|v| v.parse().ok())
                 .ok_or("Content-Length is not a number")?;
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            if let Some(prev) = codings
-                && prev
+            if let Some(prev) = codings {
+                if prev
                     .split(|&b| b == b',')
                     .any(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-            {
-                return Err("chunked applied twice");
+                {
+                    return Err("chunked applied twice");
+                }
+                // Another coding on an earlier line (`gzip`, then
+                // `chunked`): a list of two, whatever the line breaks.
+                return Err(UNSUPPORTED_CODING);
             }
             codings = Some(value);
         } else if name.eq_ignore_ascii_case(b"host") {
@@ -981,6 +985,12 @@ mod tests {
         );
         assert_eq!(
             check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Err(UNSUPPORTED_CODING)
+        );
+        assert_eq!(
+            check(
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
             Err(UNSUPPORTED_CODING)
         );
         assert_eq!(

@@ -497,7 +497,13 @@ async fn forward_inner(
     // Authority before the head is rewritten: HTTP/2 carries it in the URI.
     match (parts.headers.get(header::HOST), parts.uri.authority()) {
         (None, Some(a)) => {
-            if let Ok(a) = HeaderValue::from_str(a.as_str()) {
+            // Host and port only: an absolute-form target's userinfo is no
+            // part of Host (and is not sent on).
+            let host = match a.port() {
+                Some(p) => format!("{}:{}", a.host(), p.as_str()),
+                None => a.host().to_string(),
+            };
+            if let Ok(a) = HeaderValue::from_str(&host) {
                 parts.headers.insert(header::HOST, a);
             }
         }
@@ -506,8 +512,7 @@ async fn forward_inner(
         // strategy would see one name, and the TLS layer another). HTTP/1's
         // absolute form is the guard's (which allows the default port).
         (Some(h), Some(a))
-            if protocol != Protocol::Http1
-                && !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) =>
+            if protocol != Protocol::Http1 && !same_authority(&parts.uri, h.as_bytes(), a) =>
         {
             return answer(
                 StatusCode::BAD_REQUEST,
@@ -600,7 +605,7 @@ async fn forward_inner(
                 {
                     Ok(c) => {
                         reused = c.reused;
-                        Via::Own(c.sender, c.abort)
+                        Via::Own(c.sender, c.lease)
                     }
                     Err(e) => {
                         let (kind, cause) = match e {
@@ -712,15 +717,15 @@ async fn forward_inner(
                 Ok(Ok(resp)) => {
                     backend.responded();
                     let body_timeout = ctx.http.upstream_body_timeout;
-                    let abort = match via {
-                        Via::Own(c, abort) => {
+                    let lease = match via {
+                        Via::Own(c, lease) => {
                             // Ready again once this response is read.
-                            upstream::checkin(backend, c, abort.clone(), ctx.http.pool_max_idle);
-                            Some(abort)
+                            upstream::checkin(backend, c, &lease, ctx.http.pool_max_idle);
+                            Some(lease)
                         }
                         Via::Pooled(..) => None,
                     };
-                    let mut resp = respond(resp, guard, client_upgrade, busy, body_timeout, abort);
+                    let mut resp = respond(resp, guard, client_upgrade, busy, body_timeout, lease);
                     if let Some(alt) = &info.alt_svc {
                         resp.headers_mut().insert(header::ALT_SVC, alt.clone());
                     }
@@ -810,11 +815,22 @@ enum Via {
     /// A sender from this thread's own HTTP/1.1 pool (`upstream.rs`).
     Own(
         hyper::client::conn::http1::SendRequest<ReqBody>,
-        tokio::task::AbortHandle,
+        upstream::Lease,
     ),
     /// hyper-util's client (HTTP/2 backends, upgrades) and the backend's
     /// authority for the absolute URI it wants.
     Pooled(Upstream, hyper::http::uri::Authority),
+}
+
+/// `host` names what `:authority` names: the same, but for case and the
+/// scheme's default port.
+fn same_authority(uri: &Uri, host: &[u8], authority: &hyper::http::uri::Authority) -> bool {
+    let default: &[u8] = match uri.scheme_str() {
+        Some("http") => b":80",
+        _ => b":443",
+    };
+    let bare = |a: &[u8]| -> Vec<u8> { a.strip_suffix(default).unwrap_or(a).to_ascii_lowercase() };
+    bare(host) == bare(authority.as_str().as_bytes())
 }
 
 /// Why an upstream request got no response head.
@@ -928,7 +944,7 @@ fn respond(
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     busy: Option<Busy>,
     body_timeout: Option<Duration>,
-    abort: Option<tokio::task::AbortHandle>,
+    lease: Option<upstream::Lease>,
 ) -> Response<ResBody> {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS
         && let Some(client_upgrade) = client_upgrade
@@ -947,7 +963,7 @@ fn respond(
         return Response::from_parts(parts, Tracked::full(Bytes::new(), busy));
     }
     headers::strip_hop_by_hop(resp.headers_mut());
-    resp.map(|b| Tracked::upstream(b, busy, guard, body_timeout, abort))
+    resp.map(|b| Tracked::upstream(b, busy, guard, body_timeout, lease))
 }
 
 /// One decision, from hyper's parse of the request head.

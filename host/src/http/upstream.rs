@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::TcpStream;
+
 use tokio::task::AbortHandle;
 
 use super::ReqBody;
@@ -37,8 +39,39 @@ struct Senders {
 }
 
 /// A pooled connection: its sender, its checkin time in coarse
-/// milliseconds, and a handle that ends its connection task.
-type Pooled = (SendRequest<ReqBody>, u64, AbortHandle);
+/// milliseconds, and its task.
+type Pooled = (SendRequest<ReqBody>, u64, Arc<ConnTask>);
+
+/// An upstream connection's task, and how many requests were sent on it.
+pub(crate) struct ConnTask {
+    abort: AbortHandle,
+    uses: AtomicU64,
+}
+
+/// One request's use of an upstream connection: see [`Lease::abandon`].
+pub(crate) struct Lease {
+    task: Arc<ConnTask>,
+    use_no: u64,
+}
+
+impl Lease {
+    /// The response's client left before the body's end: ends the
+    /// connection's task (and closes the connection), unless a later
+    /// request took the connection meanwhile (hyper makes it ready again
+    /// once the last chunk is in the body's channel, which may be before
+    /// that chunk reached the client). Pools are per thread and so is the
+    /// response body's drop, so nothing takes it between the check and the
+    /// abort.
+    ///
+    /// Without it the task could wait for ever on a backend that waits for
+    /// it: a request body still streaming while the backend's answer, which
+    /// nobody reads, fills the socket.
+    pub(crate) fn abandon(&self) {
+        if self.task.uses.load(Ordering::Relaxed) == self.use_no {
+            self.task.abort.abort();
+        }
+    }
+}
 
 #[derive(Default)]
 struct Pools {
@@ -90,16 +123,17 @@ pub(crate) async fn checkout(
                 pool.list
                     .retain(|(s, since, _)| !s.is_closed() && (!s.is_ready() || *since >= oldest));
                 let k = pool.list.iter().rposition(|(s, _, _)| s.is_ready())?;
-                let (sender, _, abort) = pool.list.swap_remove(k);
-                Some((sender, abort))
+                let (sender, _, task) = pool.list.swap_remove(k);
+                Some((sender, task))
             })
         })
         .flatten();
-    if let Some((sender, abort)) = idle {
+    if let Some((sender, task)) = idle {
+        let use_no = task.uses.fetch_add(1, Ordering::Relaxed) + 1;
         return Ok(Checkout {
             sender,
             reused: true,
-            abort,
+            lease: Lease { task, use_no },
         });
     }
     let started = Instant::now();
@@ -124,7 +158,13 @@ pub(crate) async fn checkout(
     Ok(Checkout {
         sender,
         reused: false,
-        abort,
+        lease: Lease {
+            task: Arc::new(ConnTask {
+                abort,
+                uses: AtomicU64::new(1),
+            }),
+            use_no: 1,
+        },
     })
 }
 
@@ -135,12 +175,8 @@ pub(crate) struct Checkout {
     /// any response byte may be the backend closing it at that moment (its
     /// keep-alive timeout), not the backend failing.
     pub reused: bool,
-    /// Ends the connection's task (and closes it): for a response whose
-    /// client left before its body ended. The task would otherwise wait for
-    /// ever on a backend that waits for it (a request body it still
-    /// streams while the backend's answer, which nobody reads, fills the
-    /// socket), holding the connection and the backend's handler.
-    pub abort: AbortHandle,
+    /// This request's use of the connection.
+    pub lease: Lease,
 }
 
 /// Keeps `sender` for later requests to `backend` (its connection is still
@@ -149,7 +185,7 @@ pub(crate) struct Checkout {
 pub(crate) fn checkin(
     backend: &Arc<Backend>,
     sender: SendRequest<ReqBody>,
-    abort: AbortHandle,
+    lease: &Lease,
     max: usize,
 ) {
     if sender.is_closed() || backend.is_draining() {
@@ -172,7 +208,8 @@ pub(crate) fn checkin(
             }
         };
         if pool.list.len() < max {
-            pool.list.push((sender, crate::clock::now_ms(), abort));
+            pool.list
+                .push((sender, crate::clock::now_ms(), lease.task.clone()));
         }
     });
 }
