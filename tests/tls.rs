@@ -277,6 +277,36 @@ fn leaf(tls: &Tls) -> Vec<u8> {
     tls.conn.peer_certificates().unwrap()[0].to_vec()
 }
 
+/// An expired certificate loads (clients that accept it are served) with
+/// a warning that names the file and the date.
+#[test]
+fn an_expired_certificate_is_served_with_a_warning() {
+    let dir = TempDir::new("tls-expired");
+    let mut params = rcgen::CertificateParams::new(vec!["old.test".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 1, 2);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (crt, pem) = (dir.0.join("old.crt"), dir.0.join("old.key"));
+    std::fs::write(&crt, cert.pem()).unwrap();
+    std::fs::write(&pem, key.serialize_pem()).unwrap();
+    let s = Serve::start(
+        1,
+        &[
+            "--mode",
+            "http",
+            "--tls-cert",
+            crt.to_str().unwrap(),
+            "--tls-key",
+            pem.to_str().unwrap(),
+        ],
+    );
+    s.wait_for_log("certificate has expired; clients will refuse it", 10);
+    assert!(s.log().contains("old.crt"), "{}", s.log());
+    let mut tls = tls_connect(s.port, "old.test");
+    assert!(tls_get(&mut tls).starts_with("HTTP/1.1 200"));
+}
+
 /// A TLS client that completes its handshake and then says nothing is
 /// closed after the head timeout, as a silent plain client is, not kept
 /// for the keep-alive timeout of a connection that was served.

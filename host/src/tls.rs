@@ -115,6 +115,30 @@ impl CertSet {
     }
 }
 
+/// Warns about a certificate outside its validity period: clients refuse
+/// it, but it is still loaded (a certificate that expired over a weekend
+/// serves clients that accept it, and the log says what to replace).
+fn warn_if_outside_validity(path: &Path, leaf: &[u8]) {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(leaf) else {
+        return;
+    };
+    let validity = parsed.validity();
+    let now = x509_parser::time::ASN1Time::now().timestamp();
+    if validity.not_after.timestamp() < now {
+        tracing::warn!(
+            file = %path.display(),
+            not_after = %validity.not_after,
+            "certificate has expired; clients will refuse it"
+        );
+    } else if validity.not_before.timestamp() > now {
+        tracing::warn!(
+            file = %path.display(),
+            not_before = %validity.not_before,
+            "certificate is not valid yet; clients will refuse it"
+        );
+    }
+}
+
 fn load_pair(cert: &Path, key: &Path) -> Result<Entry, CertError> {
     let bad_cert = |reason: String| CertError::Cert {
         path: cert.to_path_buf(),
@@ -127,6 +151,7 @@ fn load_pair(cert: &Path, key: &Path) -> Result<Entry, CertError> {
     let leaf = chain
         .first()
         .ok_or_else(|| bad_cert("no PEM certificate in the file".into()))?;
+    warn_if_outside_validity(cert, leaf);
     let names = webpki::EndEntityCert::try_from(leaf)
         .map_err(|e| bad_cert(format!("not a usable certificate: {e}")))?
         .valid_dns_names()
