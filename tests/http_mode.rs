@@ -61,12 +61,14 @@ fn one_keep_alive_connection_is_spread_over_the_workers_in_http_and_auto_mode() 
     assert!(workers.iter().all(|&w| w == workers[0]), "{workers:?}");
 }
 
-/// Bodies of `n` GETs sent as streams of ONE HTTP/2 connection with prior
+/// Sends `requests` as streams of ONE HTTP/2 connection with prior
 /// knowledge (hyper's client; curl 7.88 will not reuse a prior-knowledge
-/// connection for a second URL).
-fn h2_bodies(port: u16, n: usize) -> Vec<String> {
-    use http_body_util::{BodyExt, Empty};
-    use hyper::body::Bytes;
+/// connection for a second URL), in turn; each answer's status and body.
+fn h2_exchange(
+    port: u16,
+    requests: Vec<hyper::Request<http_body_util::Empty<hyper::body::Bytes>>>,
+) -> Vec<(u16, String)> {
+    use http_body_util::BodyExt;
     use hyper_util::rt::{TokioExecutor, TokioIo};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -81,54 +83,47 @@ fn h2_bodies(port: u16, n: usize) -> Vec<String> {
                 .await
                 .expect("h2 handshake");
         tokio::spawn(conn);
-        let mut bodies = Vec::new();
-        for _ in 0..n {
-            let req = hyper::Request::get(format!("http://127.0.0.1:{port}/"))
-                .body(Empty::<Bytes>::new())
-                .unwrap();
+        let mut answers = Vec::new();
+        for req in requests {
             let resp = tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
                 .await
                 .expect("an answer in time")
                 .expect("a response");
-            assert_eq!(resp.status(), 200);
+            let status = resp.status().as_u16();
             let body = resp.into_body().collect().await.unwrap().to_bytes();
-            bodies.push(String::from_utf8_lossy(&body).into_owned());
+            answers.push((status, String::from_utf8_lossy(&body).into_owned()));
         }
-        bodies
+        answers
     })
+}
+
+/// Bodies of `n` GETs on one HTTP/2 connection, each answered `200`.
+fn h2_bodies(port: u16, n: usize) -> Vec<String> {
+    let requests = (0..n)
+        .map(|_| {
+            hyper::Request::get(format!("http://127.0.0.1:{port}/"))
+                .body(http_body_util::Empty::new())
+                .unwrap()
+        })
+        .collect();
+    h2_exchange(port, requests)
+        .into_iter()
+        .map(|(status, body)| {
+            assert_eq!(status, 200);
+            body
+        })
+        .collect()
 }
 
 /// The status of one HTTP/2 GET whose `:authority` is `authority` and
 /// which carries `host` as a header too, if given.
 fn h2_status(port: u16, authority: &str, host: Option<&str>) -> u16 {
-    use http_body_util::Empty;
-    use hyper::body::Bytes;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let (mut send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-                .await
-                .expect("h2 handshake");
-        tokio::spawn(conn);
-        let mut req = hyper::Request::get(format!("http://{authority}/"));
-        if let Some(h) = host {
-            req = req.header("host", h);
-        }
-        let req = req.body(Empty::<Bytes>::new()).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
-            .await
-            .expect("an answer in time")
-            .expect("a response")
-            .status()
-            .as_u16()
-    })
+    let mut req = hyper::Request::get(format!("http://{authority}/"));
+    if let Some(h) = host {
+        req = req.header("host", h);
+    }
+    let req = req.body(http_body_util::Empty::new()).unwrap();
+    h2_exchange(port, vec![req])[0].0
 }
 
 #[test]

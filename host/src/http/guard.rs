@@ -582,11 +582,11 @@ fn check(buf: &[u8], max_bytes: usize) -> Checked {
 
 /// The checks a proxy owes the servers behind it (RFC 9112 6.1, 6.3, 3.2),
 /// and where the message's body ends.
-fn framing<'a>(
+fn framing(
     method: &[u8],
-    target: &'a [u8],
+    target: &[u8],
     minor_version: u8,
-    headers: &[httparse::Header<'a>],
+    headers: &[httparse::Header<'_>],
 ) -> Result<State, &'static str> {
     let mut lengths = 0;
     let mut length = 0u64;
@@ -645,9 +645,7 @@ fn framing<'a>(
     }
     match absolute_form_authority(target) {
         Some((authority, default_port)) => {
-            // `http://x:80/` names the same host as `Host: x`.
-            let bare = |a: &'a [u8]| -> &'a [u8] { a.strip_suffix(default_port).unwrap_or(a) };
-            if hosts == 1 && !bare(authority).eq_ignore_ascii_case(bare(host)) {
+            if hosts == 1 && !same_host(authority, host, default_port) {
                 return Err("the target's host differs from Host");
             }
         }
@@ -738,6 +736,14 @@ pub(crate) fn valid_host(v: &[u8]) -> bool {
                     | b'='
             )
     })
+}
+
+/// `a` and `b` (each `host[:port]`) name the same host: the same but for
+/// case and the scheme's `default_port` (`:80`), so `http://x:80/` names
+/// `Host: x`.
+pub(crate) fn same_host(a: &[u8], b: &[u8], default_port: &[u8]) -> bool {
+    let bare = |v: &[u8]| -> usize { v.strip_suffix(default_port).map_or(v.len(), <[u8]>::len) };
+    a[..bare(a)].eq_ignore_ascii_case(&b[..bare(b)])
 }
 
 /// The `host[:port]` of an absolute-form target (`http://host/path`), and

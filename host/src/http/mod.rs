@@ -512,7 +512,15 @@ async fn forward_inner(
         // strategy would see one name, and the TLS layer another). HTTP/1's
         // absolute form is the guard's (which allows the default port).
         (Some(h), Some(a))
-            if protocol != Protocol::Http1 && !same_authority(&parts.uri, h.as_bytes(), a) =>
+            if protocol != Protocol::Http1
+                && !guard::same_host(
+                    h.as_bytes(),
+                    a.as_str().as_bytes(),
+                    match parts.uri.scheme_str() {
+                        Some("http") => b":80",
+                        _ => b":443",
+                    },
+                ) =>
         {
             return answer(
                 StatusCode::BAD_REQUEST,
@@ -820,17 +828,6 @@ enum Via {
     /// hyper-util's client (HTTP/2 backends, upgrades) and the backend's
     /// authority for the absolute URI it wants.
     Pooled(Upstream, hyper::http::uri::Authority),
-}
-
-/// `host` names what `:authority` names: the same, but for case and the
-/// scheme's default port.
-fn same_authority(uri: &Uri, host: &[u8], authority: &hyper::http::uri::Authority) -> bool {
-    let default: &[u8] = match uri.scheme_str() {
-        Some("http") => b":80",
-        _ => b":443",
-    };
-    let bare = |a: &[u8]| -> Vec<u8> { a.strip_suffix(default).unwrap_or(a).to_ascii_lowercase() };
-    bare(host) == bare(authority.as_str().as_bytes())
 }
 
 /// Why an upstream request got no response head.
