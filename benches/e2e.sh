@@ -63,6 +63,8 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "e2e: $*" >&2; exit 1; }
+# shellcheck source=benches/peers.sh
+source benches/peers.sh
 
 need=()
 for tool in haproxy nginx wrk strace; do command -v "$tool" >/dev/null || need+=("$tool"); done
@@ -83,34 +85,7 @@ BIN=target/release/switchyard
 
 # ---- backends: two nginx instances, one worker each, on core 1 -------------
 BACKENDS=()
-head -c 100 /dev/zero | tr '\0' 'x' > "$WORK/index"
-head -c 4900 /dev/zero | tr '\0' 'y' > "$WORK/big"
-head -c 262144 /dev/zero | tr '\0' 'z' > "$WORK/huge"
-for port in 9001 9002; do
-  mkdir -p "$WORK/n$port"
-  cat > "$WORK/n$port/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-error_log $WORK/n$port/error.log;
-pid $WORK/n$port/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  open_file_cache max=100;
-  client_body_temp_path $WORK/n$port; proxy_temp_path $WORK/n$port;
-  fastcgi_temp_path $WORK/n$port; uwsgi_temp_path $WORK/n$port; scgi_temp_path $WORK/n$port;
-  server {
-    listen 127.0.0.1:$port reuseport;
-    location = / { root $WORK; try_files /index =404; }
-    location = /big { root $WORK; }
-    location = /huge { root $WORK; }
-  }
-}
-CONF
-  taskset -c 1 nginx -c "$WORK/n$port/nginx.conf" -p "$WORK/n$port" >/dev/null 2>&1 &
-  PIDS+=($!); BACKENDS+=($!)
-done
+start_backends "$WORK"
 
 # ---- the proxies, each pinned to core 0 ------------------------------------
 if [ "$MODE" = tcp ]; then
@@ -139,29 +114,7 @@ backend b
   server b2 127.0.0.1:9002
 CONF
 else
-# HAProxy at its best for HTTP here: keep-alive both ways, backend
-# connections shared between clients (http-reuse always), X-Forwarded-For
-# added as Switchyard adds it.
-cat > "$WORK/haproxy.cfg" <<CONF
-global
-  nbthread 1
-  maxconn 4000
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  option http-keep-alive
-  option forwardfor
-  http-reuse always
-frontend f
-  bind 127.0.0.1:9100
-  default_backend b
-backend b
-  balance roundrobin
-  server b1 127.0.0.1:9001
-  server b2 127.0.0.1:9002
-CONF
+haproxy_http_config "$WORK/haproxy.cfg"
 fi
 taskset -c 0 haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 &
 PIDS+=($!); HAPROXY=$!

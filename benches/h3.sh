@@ -23,32 +23,16 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$WORK"; }
 trap cleanup EXIT
 fail() { echo "h3: $*" >&2; exit 1; }
+# shellcheck source=benches/peers.sh
+source benches/peers.sh
 for tool in nginx wrk; do
   command -v "$tool" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk >/dev/null; }
 done
 bash scripts/setup.sh
 cargo build --release --locked -p switchyard -p switchyard-benches --bin switchyard --bin h3load >/dev/null 2>&1 \
   || cargo build --release --locked -p switchyard -p switchyard-benches --bin switchyard --bin h3load
-head -c 100 /dev/zero | tr '\0' 'x' > "$WORK/index"
-for port in 9001 9002; do
-  mkdir -p "$WORK/n$port"
-  cat > "$WORK/n$port/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-error_log $WORK/n$port/error.log;
-pid $WORK/n$port/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $WORK/n$port; proxy_temp_path $WORK/n$port;
-  fastcgi_temp_path $WORK/n$port; uwsgi_temp_path $WORK/n$port; scgi_temp_path $WORK/n$port;
-  server { listen 127.0.0.1:$port reuseport; location = / { root $WORK; try_files /index =404; } }
-}
-CONF
-  taskset -c 1 nginx -c "$WORK/n$port/nginx.conf" -p "$WORK/n$port" >/dev/null 2>&1 &
-  PIDS+=($!)
-done
+BACKENDS=()
+start_backends "$WORK"
 taskset -c 0 target/release/switchyard serve --threads 1 --host 127.0.0.1 --port 9200 --workers 0 \
   --backend 127.0.0.1:9001 --backend 127.0.0.1:9002 --mode http --h3 --log info >"$WORK/sy.log" 2>&1 &
 PIDS+=($!); SY=$!

@@ -18,48 +18,14 @@ for port in 9001 9002 9100 9200 9299; do
   fi
 done
 W=$(mktemp -d /tmp/switchyard-split.XXXXXX); chmod 755 "$W"
-head -c 100 /dev/zero | tr '\0' 'x' > "$W/index"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$W"; }
 trap cleanup EXIT
-for port in 9001 9002; do
-  mkdir -p "$W/n$port"
-  cat > "$W/n$port/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-error_log $W/n$port/error.log;
-pid $W/n$port/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $W/n$port; proxy_temp_path $W/n$port;
-  fastcgi_temp_path $W/n$port; uwsgi_temp_path $W/n$port; scgi_temp_path $W/n$port;
-  server { listen 127.0.0.1:$port reuseport; location = / { root $W; try_files /index =404; } }
-}
-CONF
-  taskset -c 1 nginx -c "$W/n$port/nginx.conf" -p "$W/n$port" >/dev/null 2>&1 & PIDS+=($!)
-done
-cat > "$W/haproxy.cfg" <<CONF
-global
-  nbthread 1
-  maxconn 4000
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  option http-keep-alive
-  option forwardfor
-  http-reuse always
-frontend f
-  bind 127.0.0.1:9100
-  default_backend b
-backend b
-  balance roundrobin
-  server b1 127.0.0.1:9001
-  server b2 127.0.0.1:9002
-CONF
+# shellcheck source=benches/peers.sh
+source benches/peers.sh
+BACKENDS=()
+start_backends "$W"
+haproxy_http_config "$W/haproxy.cfg"
 taskset -c 0 haproxy -f "$W/haproxy.cfg" -db >/dev/null 2>&1 & PIDS+=($!); HA=$!
 taskset -c 0 "$BIN" serve --threads 1 --host 127.0.0.1 --port 9200 --workers 0 \
   --backend 127.0.0.1:9001 --backend 127.0.0.1:9002 --strategy builtin:round-robin \
