@@ -112,6 +112,13 @@ fn c_without_libc() {
     let out = tmp.0.join("canary.wasm");
     build(c_build(&example("c"), &out), "make (C)");
     checks_and_passes(&out, &shared_cases());
+    // SWITCHYARD_HEADERS: the host writes x-canary alone, and checked it.
+    let (code, text) = switchyard(&["strategy", "check", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("reads: candidates, request, headers (x-canary) (declared, checked)"),
+        "{text}"
+    );
 }
 
 #[test]

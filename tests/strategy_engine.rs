@@ -384,6 +384,75 @@ fn a_declared_read_set_is_checked_at_load_and_honoured() {
 }
 
 #[test]
+fn a_header_list_is_checked_at_load_and_honoured() {
+    // Reads the candidates and the headers (1 | 8) and answers 0 whatever
+    // they hold: listing one header it never looks at is true. It sees
+    // headers only when the request has the one listed.
+    let s = load(&wat_spec("reads", "\u{9}lx-none"));
+    assert_eq!(
+        s.status().report.header_names.as_deref(),
+        Some("x-none"),
+        "the list as the host keeps it"
+    );
+    let seen = |s: &switchyard::strategy::Strategy| {
+        support::capture_logs(|| {
+            s.decide(&switchyard::strategy::sample_request(), &cands(4));
+        })
+    };
+    let log = seen(&s);
+    assert!(log.contains("request empty"), "{log}");
+    // Listed in another case and with spaces: the sample has X-User-Id.
+    let s = load(&wat_spec("reads", "\u{9}l X-USER-ID , x-none"));
+    assert_eq!(
+        s.status().report.header_names.as_deref(),
+        Some("x-user-id,x-none")
+    );
+    let log = seen(&s);
+    assert!(log.contains("request seen"), "{log}");
+    // Answers from the header count (and method and SNI, which it declares
+    // it does not read: 1 | 2 | 4 | 8 | 16 = 31) but lists one header: the
+    // headers it left out that change the answer are named.
+    let e = rejected(&wat_spec("reads", "\u{1f}ax-none"));
+    assert!(matches!(e, LoadError::UnlistedHeader { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("lists x-none") && msg.contains("x-user-id") && msg.contains("cookie"),
+        "{msg}"
+    );
+    // Bytes that are no header name are refused with the reason.
+    let msg = rejected(&wat_spec("reads", "\u{9}lx-a,x b")).to_string();
+    assert!(msg.contains("\"x b\" is not a header name"), "{msg}");
+}
+
+#[test]
+fn consistent_hash_on_a_header_gets_that_header_alone() {
+    use switchyard::strategy::StrategySpec;
+    use switchyard_guest::Strategy as _;
+    for (config, names) in [("header:X-User-Id", "x-user-id"), ("cookie:sid", "cookie")] {
+        let s = load(&StrategySpec {
+            source: "builtin:consistent-hash".parse().unwrap(),
+            config: config.as_bytes().to_vec(),
+        });
+        assert_eq!(s.status().report.header_names.as_deref(), Some(names));
+        assert!(
+            s.status()
+                .report
+                .reads_text()
+                .contains(&format!("headers ({names})"))
+        );
+        // The same answers as a native run given every header.
+        let c = switchyard::strategy::sample_candidates(16);
+        let req = switchyard::strategy::sample_request();
+        let mut native = switchyard_strategies::BuiltinKind::ConsistentHash.instantiate();
+        native.configure(config.as_bytes()).unwrap();
+        let mut buf = vec![0u8; switchyard_guest::encode::encoded_len(&req, c.len())];
+        let len = switchyard_guest::encode::encode(&mut buf, &Default::default(), &req, &c);
+        let native = native.decide(&switchyard_guest::Input::parse(&buf[..len]).unwrap());
+        assert_eq!(s.decide(&req, &c).index, native, "{config}");
+    }
+}
+
+#[test]
 fn every_builtin_declares_what_it_reads_and_passes_the_check() {
     use switchyard::strategy::StrategySpec;
     use switchyard_guest::{

@@ -9,6 +9,8 @@
 //! Columns: `kept` (the live backend list, one backend changed per
 //! decision), `floor` (the empty module on the same number of bytes),
 //! `native` (the built-in run natively on the encoded input).
+//! A fifth argument is the strategy's configuration (`--strategy-config`),
+//! for example `header:x-user-id` for consistent-hash.
 //! Guest code shows in `perf report` as `[JIT]`.
 
 use std::hint::black_box;
@@ -17,8 +19,8 @@ use switchyard::strategy::{
     Strategy, StrategyEngine, StrategyOptions, StrategySpec, sample_backends, sample_candidates,
     sample_request,
 };
-use switchyard_guest::encode::{encode_parts, encoded_len};
-use switchyard_guest::{Input, Meta, Strategy as _};
+use switchyard_guest::encode::{encode_parts, with_named_headers};
+use switchyard_guest::{Input, Meta, RequestHead, Strategy as _};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,22 +30,25 @@ fn main() {
         .get(2)
         .map_or(1_000_000, |s| s.parse().expect("a count"));
     let column = args.get(3).map_or("kept", String::as_str);
+    let config = args.get(4).map_or(&[][..], |s| s.as_bytes());
 
     let engine = StrategyEngine::new(StrategyOptions::default()).expect("an engine");
-    let spec = StrategySpec::builtin(name);
+    let spec = StrategySpec {
+        config: config.to_vec(),
+        ..StrategySpec::builtin(name)
+    };
     let strategy = Strategy::load(engine.clone(), &spec).expect("a built-in");
-    let reads = strategy.status().report.reads;
     let request = sample_request();
     let candidates = sample_candidates(n);
 
     let (backends, open) = sample_backends(n);
     let list = backends.load();
 
-    let filtered = request.only(reads);
-    let bytes = encoded_len(&filtered, n);
-    let mut input = vec![0u8; bytes];
     let meta = Meta::default();
-    encode_parts(&mut input, &meta, &filtered, &candidates, reads);
+    let report = strategy.status().report;
+    let reads = report.reads;
+    let mut input = report.input_for(&request, &candidates, &meta);
+    let names = report.header_names.as_deref().map(str::as_bytes);
 
     match column {
         "kept" => {
@@ -61,9 +66,16 @@ fn main() {
         "native" => {
             let kind = switchyard_strategies::BuiltinKind::from_name(name).expect("a built-in");
             let mut s = kind.instantiate();
+            s.configure(config).expect("the strategy's configuration");
             for _ in 0..iters {
                 let req = black_box(&request).only(reads);
-                encode_parts(&mut input, &meta, &req, &candidates, reads);
+                let mut encode = |req: &RequestHead<'_>| {
+                    encode_parts(&mut input, &meta, req, &candidates, reads);
+                };
+                match names {
+                    Some(names) => with_named_headers(&req, names, encode),
+                    None => encode(&req),
+                }
                 if let Ok(parsed) = Input::parse(&input) {
                     black_box(s.decide(&parsed));
                 }

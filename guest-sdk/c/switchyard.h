@@ -27,6 +27,7 @@
  *   int32_t switchyard_decide(int32_t len);        candidate index, or -1
  *   int32_t switchyard_init(int32_t len);          optional; 0 accepts the config
  *   int32_t switchyard_reads(void);                optional; SY_READS_* bits
+ *   int32_t switchyard_headers(void);              optional; SWITCHYARD_HEADERS("x-a,x-b")
  */
 #ifndef SWITCHYARD_H
 #define SWITCHYARD_H
@@ -77,6 +78,8 @@
 #define SY_READS_TLS 16u
 #define SY_READS_SEQUENCE 32u
 #define SY_READS_ALL 63u
+/* In the header's flags: the header table holds only the listed headers. */
+#define SY_FLAG_HEADERS_NAMED 64u
 
 /* Request section: offsets relative to request_offset; stored values absolute. */
 #define SY_R_PROTOCOL 0           /* u8 */
@@ -111,6 +114,14 @@ enum sy_protocol { SY_OPAQUE = 0, SY_HTTP1 = 1, SY_HTTP2 = 2, SY_HTTP3 = 3, SY_T
 #define SWITCHYARD_ABI_V1() \
     SWITCHYARD_EXPORT(switchyard_abi_version) int32_t switchyard_abi_version(void) { \
         return SWITCHYARD_ABI_VERSION; \
+    }
+
+/* Defines switchyard_headers(): the host then writes only the headers named
+   in `names`, a comma-separated string literal ("x-canary", "cookie,x-a"). */
+#define SWITCHYARD_HEADERS(names) \
+    SWITCHYARD_EXPORT(switchyard_headers) int32_t switchyard_headers(void) { \
+        static const char sy__names[] = names; \
+        return (int32_t)(uintptr_t)sy__names; \
     }
 
 #if defined(__wasm__)

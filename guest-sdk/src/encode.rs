@@ -252,6 +252,100 @@ impl<'a> RequestHead<'a> {
     }
 }
 
+/// True if `name` is one of `names`, a comma-separated list of lower-case
+/// header names (a `switchyard_headers` declaration as the host keeps it).
+/// `lowercase` says `name` is lower-case already; otherwise case is ignored.
+#[inline]
+pub fn is_named(names: &[u8], name: &[u8], lowercase: bool) -> bool {
+    let same = |n: &[u8]| {
+        n.len() == name.len()
+            && if lowercase {
+                n == name
+            } else {
+                n.eq_ignore_ascii_case(name)
+            }
+    };
+    // One name, the usual list, is one length compare for most headers
+    // (splitting the list cost about 80 instructions a header).
+    if !names.contains(&b',') {
+        return same(names);
+    }
+    names.split(|&b| b == b',').any(same)
+}
+
+/// Copies into `out` the headers that `names` lists (see [`is_named`]), in
+/// their order, and returns how many there are: more than `out.len()`
+/// when `out` is too small, in which case only the first ones are in it.
+pub fn named_headers<'a>(
+    headers: &[(&'a [u8], &'a [u8])],
+    names: &[u8],
+    lowercase: bool,
+    out: &mut [(&'a [u8], &'a [u8])],
+) -> usize {
+    let mut k = 0;
+    let single = !names.contains(&b',');
+    for &(n, v) in headers {
+        let hit = if single {
+            n.len() == names.len()
+                && if lowercase {
+                    n == names
+                } else {
+                    n.eq_ignore_ascii_case(names)
+                }
+        } else {
+            is_named(names, n, lowercase)
+        };
+        if hit {
+            if let Some(slot) = out.get_mut(k) {
+                *slot = (n, v);
+            }
+            k += 1;
+        }
+    }
+    k
+}
+
+/// Named headers kept in a small table on the stack before
+/// [`with_named_headers`] takes a bigger one.
+const NAMED_SMALL: usize = 16;
+/// Most headers [`with_named_headers`] keeps: as many as the host parses.
+pub const NAMED_MAX: usize = 128;
+
+/// Runs `f` on `req` with only the headers `names` lists (see
+/// [`is_named`]), as the host writes them for a module that declared
+/// `switchyard_headers`. The raw head is left out: the few strings left are
+/// cheaper copied one by one than the whole head.
+pub fn with_named_headers<R>(
+    req: &RequestHead<'_>,
+    names: &[u8],
+    f: impl FnOnce(&RequestHead<'_>) -> R,
+) -> R {
+    let mut small: [(&[u8], &[u8]); NAMED_SMALL] = [(b"", b""); NAMED_SMALL];
+    let k = named_headers(req.headers, names, req.names_lowercase, &mut small);
+    if k <= NAMED_SMALL {
+        return f(&RequestHead {
+            headers: &small[..k],
+            raw: b"",
+            ..*req
+        });
+    }
+    let mut big: [(&[u8], &[u8]); NAMED_MAX] = [(b"", b""); NAMED_MAX];
+    let k = named_headers(req.headers, names, req.names_lowercase, &mut big).min(NAMED_MAX);
+    f(&RequestHead {
+        headers: &big[..k],
+        raw: b"",
+        ..*req
+    })
+}
+
+/// Marks an encoded input's header table as holding only named headers
+/// (`FLAG_HEADERS_NAMED` in `H_FLAGS`).
+pub fn mark_headers_named(buf: &mut [u8]) {
+    let f = u16::from_le_bytes([buf[H_FLAGS], buf[H_FLAGS + 1]])
+        | crate::layout::FLAG_HEADERS_NAMED as u16;
+    put_u16(buf, H_FLAGS, f);
+}
+
 /// Per-decision header values.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Meta {

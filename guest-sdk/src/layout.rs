@@ -89,6 +89,14 @@ pub const READS_SEQUENCE: u32 = 1 << 5;
 pub const READS_ALL: u32 =
     READS_CANDIDATES | READS_REQUEST | READS_TARGET | READS_HEADERS | READS_TLS | READS_SEQUENCE;
 
+/// `H_FLAGS` bit: the header table holds only the headers whose names the
+/// module listed in `switchyard_headers` (the other headers were left out).
+pub const FLAG_HEADERS_NAMED: u32 = 1 << 6;
+/// Longest list `switchyard_headers` may point at, bytes before its NUL.
+pub const HEADER_NAMES_MAX_LEN: usize = 1024;
+/// Most names `switchyard_headers` may list.
+pub const HEADER_NAMES_MAX: usize = 32;
+
 /// Candidate flag: passes health checks.
 pub const FLAG_HEALTHY: u32 = 1 << 0;
 /// Candidate flag: being drained; prefer others.

@@ -35,8 +35,8 @@ pub mod encode;
 
 pub use encode::{CandidateStats, Meta, RequestHead};
 pub use layout::{
-    ABI_VERSION, FLAG_DRAINING, FLAG_HEALTHY, READS_ALL, READS_CANDIDATES, READS_HEADERS,
-    READS_REQUEST, READS_SEQUENCE, READS_TARGET, READS_TLS, usable,
+    ABI_VERSION, FLAG_DRAINING, FLAG_HEADERS_NAMED, FLAG_HEALTHY, READS_ALL, READS_CANDIDATES,
+    READS_HEADERS, READS_REQUEST, READS_SEQUENCE, READS_TARGET, READS_TLS, usable,
 };
 pub use view::{Candidate, Candidates, Input, InputError, Protocol, Request};
 
@@ -67,6 +67,18 @@ pub trait Strategy: Default {
     /// answer when it loads the module. Default: everything.
     fn reads(&self) -> u32 {
         READS_ALL
+    }
+
+    /// The request headers [`Strategy::decide`] reads, as a comma-separated
+    /// list of names (`b"x-user-id"`, `b"cookie,x-tenant"`), asked once
+    /// after [`Strategy::configure`]. When the strategy reads headers
+    /// ([`READS_HEADERS`]), the host then writes only the headers with these
+    /// names, so a lookup scans one or two entries instead of every header
+    /// a browser sends, and the host copies a few bytes instead of the whole
+    /// head. The host checks this too when it loads the module. Default
+    /// `None`: every header.
+    fn headers(&self) -> Option<&[u8]> {
+        None
     }
 }
 
@@ -151,6 +163,28 @@ pub mod rt {
     #[cfg(not(target_arch = "wasm32"))]
     fn grow(_bytes: usize) -> Option<usize> {
         None
+    }
+
+    /// Where the macro's `switchyard_headers` list lives: the names and a NUL.
+    static HEADER_NAMES: GuestCell<[u8; crate::layout::HEADER_NAMES_MAX_LEN + 1]> =
+        GuestCell::new([0; crate::layout::HEADER_NAMES_MAX_LEN + 1]);
+
+    /// `switchyard_headers`: the address of `names` with a NUL after it, or
+    /// 0 (every header) for `None` or a list too long to hold.
+    pub fn header_names(names: Option<&[u8]>) -> i32 {
+        let Some(names) = names else { return 0 };
+        if names.len() > crate::layout::HEADER_NAMES_MAX_LEN {
+            crate::log(
+                1,
+                b"Strategy::headers is longer than 1024 bytes: every header is written instead",
+            );
+            return 0;
+        }
+        // SAFETY: single-threaded instance, no other borrow is alive.
+        let buf = unsafe { HEADER_NAMES.get() };
+        buf[..names.len()].copy_from_slice(names);
+        buf[names.len()] = 0;
+        buf.as_ptr() as usize as i32
     }
 
     /// The input the host wrote, `len` bytes.
@@ -282,6 +316,14 @@ macro_rules! export_strategy {
                 let s = state.get_or_insert_with(<$ty as ::core::default::Default>::default);
                 let reads = $reads;
                 reads(s) as i32
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn switchyard_headers() -> i32 {
+                // SAFETY: single-threaded instance, no borrow alive.
+                let state = unsafe { STATE.get() };
+                let s = state.get_or_insert_with(<$ty as ::core::default::Default>::default);
+                $crate::rt::header_names($crate::Strategy::headers(s))
             }
         }
     };

@@ -529,7 +529,7 @@ fn strategy_status(strategy: &Strategy) -> StrategyView {
         generation: s.generation,
         loaded_unix: unix(s.loaded_at),
         artifact: s.report.artifact.to_string(),
-        reads: crate::strategy::part_names(s.report.reads),
+        reads: s.report.reads_text(),
         wasm_decisions: s.wasm_decisions,
         fallbacks: s.fallbacks.iter().map(|(r, n)| (r.as_str(), *n)).collect(),
         degraded: s.degraded,

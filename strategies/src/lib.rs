@@ -93,6 +93,12 @@ macro_rules! builtins {
                     $(Builtin::$ty(s) => s.reads(),)*
                 }
             }
+
+            fn headers(&self) -> Option<&[u8]> {
+                match self {
+                    $(Builtin::$ty(s) => s.headers(),)*
+                }
+            }
         }
     };
 }

@@ -274,3 +274,69 @@ fn random_follows_weights() {
     let h = case.histogram(&mut Random, 4000);
     assert!((800..1200).contains(&h[0]), "{h:?}");
 }
+
+/// The one-pass decision with kept id mixes answers exactly as the plain
+/// two-pass rendezvous with bounded load does, on one instance reused over
+/// changing candidate lists (ids moving between indexes, more candidates
+/// than it keeps mixes for, unusable and overloaded ones).
+#[test]
+fn consistent_hash_matches_the_two_pass_reference() {
+    use switchyard_guest::hash::hash_bytes;
+    fn reference(cands: &[CandidateStats], key: &[u8], load_percent: u64) -> Option<usize> {
+        let kh = hash_bytes(key);
+        let usable: Vec<usize> = (0..cands.len())
+            .filter(|&i| switchyard_guest::usable(cands[i].flags, cands[i].weight))
+            .collect();
+        if usable.is_empty() {
+            return None;
+        }
+        let m = usable.len() as u64;
+        let load: u64 = usable.iter().map(|&i| cands[i].active as u64).sum();
+        let bound = ((load + 1) * load_percent).div_ceil(100 * m).max(1);
+        let score = |i: usize| mix64(kh ^ mix64(cands[i].id as u64));
+        let top = *usable.iter().max_by_key(|&&i| score(i)).unwrap();
+        let under = usable
+            .iter()
+            .copied()
+            .filter(|&i| (cands[i].active as u64) < bound)
+            .max_by_key(|&i| score(i));
+        Some(under.unwrap_or(top))
+    }
+    let mut s = ConsistentHash::default();
+    s.configure(b"header:x-user,load=150").unwrap();
+    let mut r = 0x5eed_u64;
+    let mut next = |below: u64| {
+        r = mix64(r);
+        r % below
+    };
+    for round in 0..1500 {
+        let n = 1 + next(if round % 10 == 0 { 90 } else { 20 }) as u32;
+        let cands: Vec<CandidateStats> = (0..n)
+            .map(|i| CandidateStats {
+                active: next(8) as u32 * if next(6) == 0 { 20 } else { 1 },
+                flags: if next(9) == 0 { 0 } else { FLAG_HEALTHY },
+                weight: if next(15) == 0 { 0 } else { 1 },
+                // Few distinct ids, so the same id shows up at other indexes.
+                ..CandidateStats::healthy(if next(3) == 0 { i } else { next(40) as u32 })
+            })
+            .collect();
+        // Distinct ids, as the host's are.
+        let mut seen = std::collections::HashSet::new();
+        let cands: Vec<CandidateStats> = cands.into_iter().filter(|c| seen.insert(c.id)).collect();
+        let user = format!("user-{}", next(1000));
+        let headers = [(&b"x-user"[..], user.as_bytes())];
+        let mut case = Case::new(0);
+        case.cands = cands.clone();
+        case.req = RequestHead {
+            protocol: Protocol::Http1,
+            headers: &headers,
+            ..RequestHead::EMPTY
+        };
+        let got = case.run(&mut s);
+        assert_eq!(
+            got,
+            reference(&cands, user.as_bytes(), 150),
+            "round {round}, {user}"
+        );
+    }
+}

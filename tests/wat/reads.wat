@@ -4,6 +4,9 @@
 ;;        the answer depends on the headers, the target and TLS names
 ;;   'l'  answer 0, and log "request empty" or "request seen" depending on
 ;;        whether any header, method or SNI byte arrived
+;; Bytes 2.. (when there are any) are the `switchyard_headers` list, copied
+;; to address 1024 with a NUL after it; without them it returns 0 (every
+;; header).
 (module
   (import "switchyard" "log" (func $log (param i32 i32 i32)))
   (memory (export "memory") 1)
@@ -12,6 +15,7 @@
   (global $base i32 (i32.const 65536))
   (global $reads (mut i32) (i32.const 31))
   (global $mode (mut i32) (i32.const 97))
+  (global $names (mut i32) (i32.const 0))
   (func (export "switchyard_abi_version") (result i32) (i32.const 1))
   (func (export "switchyard_input") (param $cap i32) (result i32)
     (local $pages i32)
@@ -24,8 +28,16 @@
       (then (global.set $reads (i32.load8_u (global.get $base)))))
     (if (i32.ge_u (local.get $len) (i32.const 2))
       (then (global.set $mode (i32.load8_u offset=1 (global.get $base)))))
+    (if (i32.gt_u (local.get $len) (i32.const 2))
+      (then
+        (memory.copy (i32.const 1024)
+          (i32.add (global.get $base) (i32.const 2))
+          (i32.sub (local.get $len) (i32.const 2)))
+        (i32.store8 (i32.add (i32.const 1022) (local.get $len)) (i32.const 0))
+        (global.set $names (i32.const 1024))))
     (i32.const 0))
   (func (export "switchyard_reads") (result i32) (global.get $reads))
+  (func (export "switchyard_headers") (result i32) (global.get $names))
   (func (export "switchyard_decide") (param $len i32) (result i32)
     (local $req i32) (local $seen i32)
     (local.set $req (i32.add (global.get $base) (i32.load offset=20 (global.get $base))))

@@ -26,6 +26,12 @@ impl Strategy for Canary {
             .min_by_key(|&i| input.candidates().get(i).map_or(u32::MAX, |c| c.active()))
             .or(Some(last))
     }
+
+    // Only these two headers are written into the input (the host checks
+    // the list when it loads the module).
+    fn headers(&self) -> Option<&[u8]> {
+        Some(b"x-canary,cookie")
+    }
 }
 
 switchyard_guest::export_strategy!(Canary);

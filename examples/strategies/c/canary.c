@@ -18,6 +18,9 @@ SWITCHYARD_EXPORT(switchyard_reads) int32_t switchyard_reads(void) {
     return SY_READS_CANDIDATES | SY_READS_REQUEST | SY_READS_HEADERS;
 }
 
+/* Of the headers, only x-canary: the host writes that one and no other. */
+SWITCHYARD_HEADERS("x-canary")
+
 SWITCHYARD_EXPORT(switchyard_decide) int32_t switchyard_decide(int32_t len) {
     (void)len;
     const uint8_t *in = sy_input();

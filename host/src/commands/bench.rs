@@ -20,7 +20,7 @@ use anyhow::Context;
 use switchyard::strategy::{
     Strategy, StrategyEngine, sample_backends, sample_candidates, sample_request,
 };
-use switchyard_guest::encode::{encode_parts, encoded_len};
+use switchyard_guest::encode::{encode_parts, with_named_headers};
 use switchyard_guest::{Input, Meta, RequestHead, Strategy as _};
 
 use switchyard::backends::Backends;
@@ -107,7 +107,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     println!(
         "{}: reads {}{}; fuel budget {}; {} thread{}",
         report.name,
-        switchyard::strategy::part_names(reads),
+        report.reads_text(),
         if report.interface.declares_reads {
             " (declared)"
         } else {
@@ -125,11 +125,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     println!("|---|---|---|---|---|---|---|---|");
     for &n in &args.candidates {
         let candidates = sample_candidates(n.max(1));
-        let filtered = request.only(reads);
-        let bytes = encoded_len(&filtered, candidates.len());
-        let mut input = vec![0u8; bytes];
         let meta = Meta::default();
-        encode_parts(&mut input, &meta, &filtered, &candidates, reads);
+        // What the module is sent: the parts it reads, its headers only.
+        let input = report.input_for(&request, &candidates, &meta);
+        let bytes = input.len();
         // The balancer's own backend list, as it decides: each instance
         // keeps its candidate table and rewrites only the records that
         // changed, here one per decision (a connect's latency sample).
@@ -174,6 +173,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             Backends::snapshot(&list, &mut snapshot);
             black_box(strategy.decide(black_box(&request), &snapshot[..]));
         });
+        // The second decision's fuel: a strategy may keep work between
+        // decisions (consistent-hash keeps its id mixes), and the first on
+        // these candidates pays for it.
+        let _ = strategy.fuel_for(&request, &candidates);
         let fuel = strategy
             .fuel_for(&request, &candidates)
             .map_or("-".to_string(), |f| f.to_string());
@@ -184,11 +187,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             let mut s = kind.instantiate();
             let _ = s.configure(&spec.config);
             let mut buf = vec![0u8; bytes];
+            let names = report.header_names.as_deref().map(str::as_bytes);
             measure(|| {
                 // The same work the host does for the module, then the
                 // decision natively: encode, parse, decide.
                 let req = black_box(&request).only(reads);
-                encode_parts(&mut buf, &meta, &req, &candidates, reads);
+                let mut encode = |req: &RequestHead<'_>| {
+                    encode_parts(&mut buf, &meta, req, &candidates, reads);
+                };
+                match names {
+                    Some(names) => with_named_headers(&req, names, encode),
+                    None => encode(&req),
+                }
                 if let Ok(input) = Input::parse(&buf) {
                     black_box(s.decide(&input));
                 }

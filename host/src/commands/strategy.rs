@@ -113,7 +113,7 @@ fn report(
     }
     println!(
         "  reads: {}{}",
-        switchyard::strategy::part_names(r.reads),
+        r.reads_text(),
         if r.interface.declares_reads {
             " (declared, checked)"
         } else {

@@ -5,6 +5,8 @@
 //! The wire layout itself lives in `switchyard-guest` (`encode`), shared with
 //! the SDK's readers, so it is defined exactly once.
 
+use std::sync::Arc;
+
 use switchyard_guest::encode::{self, Meta, RequestHead};
 use wasmtime::{
     AsContextMut, Caller, ExternType, Instance, InstancePre, Linker, Memory, Module, Store, Trap,
@@ -43,6 +45,8 @@ pub struct Interface {
     pub uses_wasi: bool,
     /// Whether `switchyard_reads` is exported.
     pub declares_reads: bool,
+    /// Whether `switchyard_headers` is exported.
+    pub declares_headers: bool,
     /// Whether `_initialize` is exported: a WASI reactor (C, Zig, Go) whose
     /// constructors and runtime start there, so the host calls it first.
     pub has_initialize: bool,
@@ -102,6 +106,14 @@ pub fn check_interface(module: &Module) -> Result<Interface, LoadError> {
             ));
         }
         iface.declares_reads = true;
+    }
+    if let Some(ty) = module.get_export("switchyard_headers") {
+        if !is_sig(&ty, &[], &[I32]) {
+            return Err(LoadError::BadExport(
+                "`switchyard_headers` must be () -> i32".into(),
+            ));
+        }
+        iface.declares_headers = true;
     }
     if let Some(ty) = module.get_export("_initialize") {
         if !is_sig(&ty, &[], &[]) {
@@ -303,6 +315,9 @@ pub struct Slot {
     /// The parts of the input the module reads (`READS_*`), from
     /// `switchyard_reads` after init; all when it does not say.
     reads: u32,
+    /// The header names the module listed in `switchyard_headers`, lower-case
+    /// and comma-separated; `None`: every header.
+    header_names: Option<Arc<[u8]>>,
     /// What this instance's candidate table holds (`table.rs`).
     table: TableCache,
 }
@@ -363,6 +378,7 @@ impl Slot {
             buf_ptr: 0,
             buf_cap: 0,
             reads: switchyard_guest::READS_ALL,
+            header_names: None,
             table: TableCache::default(),
         };
         if let Ok(init) = instance.get_typed_func::<i32, i32>(&mut slot.store, "switchyard_init") {
@@ -400,6 +416,20 @@ impl Slot {
             }
             slot.reads = r;
         }
+        if let Ok(names) = instance.get_typed_func::<(), i32>(&mut slot.store, "switchyard_headers")
+        {
+            set_budget(&mut slot.store, init_fuel);
+            let at = names.call(&mut slot.store, ()).map_err(|e| {
+                let reason = call_reason(&slot.store, &e);
+                LoadError::Trapped("switchyard_headers", reason, e)
+            })? as u32 as usize;
+            if at != 0 {
+                let list = slot.memory.data(&slot.store).get(at..).unwrap_or(&[]);
+                slot.header_names = Some(header_names(list).map_err(|why| {
+                    LoadError::BadExport(format!("`switchyard_headers` returned {at:#x}: {why}"))
+                })?);
+            }
+        }
         set_budget(&mut slot.store, fuel);
         Ok(slot)
     }
@@ -407,6 +437,18 @@ impl Slot {
     /// The parts of the input the module reads.
     pub fn reads(&self) -> u32 {
         self.reads
+    }
+
+    /// The header names the module reads (lower-case, comma-separated), if
+    /// it listed them.
+    pub fn header_names(&self) -> Option<&Arc<[u8]>> {
+        self.header_names.as_ref()
+    }
+
+    /// Writes only the headers `names` lists from now on (every header for
+    /// `None`), whatever the module declared (the load-time check).
+    pub fn set_header_names(&mut self, names: Option<Arc<[u8]>>) {
+        self.header_names = names;
     }
 
     /// Encodes `parts` from now on, whatever the module declared (the
@@ -461,7 +503,29 @@ impl Slot {
         candidates: &S,
         budget: u64,
     ) -> CallResult {
-        let req = &req.only(self.reads);
+        let req = req.only(self.reads);
+        if req.headers.is_empty() || self.header_names.is_none() {
+            return self.write_and_call(meta, &req, candidates, budget, false);
+        }
+        // Taken out for the call and put back, not cloned: an `Arc` clone
+        // would be two atomic operations a decision.
+        let names = self.header_names.take().expect("checked above");
+        let r = encode::with_named_headers(&req, &names, |req| {
+            self.write_and_call(meta, req, candidates, budget, true)
+        });
+        self.header_names = Some(names);
+        r
+    }
+
+    #[inline(always)]
+    fn write_and_call<S: CandidateSource + ?Sized>(
+        &mut self,
+        meta: &Meta,
+        req: &RequestHead<'_>,
+        candidates: &S,
+        budget: u64,
+        named: bool,
+    ) -> CallResult {
         let n = candidates.len();
         let need = encode::encoded_len(req, n);
         if need > MAX_INPUT {
@@ -481,6 +545,9 @@ impl Slot {
             table.fill(0);
         }
         encode::encode_all_but_candidates(buf, meta, req, n, self.reads);
+        if named {
+            encode::mark_headers_named(buf);
+        }
         let state = self.store.data_mut();
         state.limits.hit = false;
         // Only what this call logs may explain its failure.
@@ -538,6 +605,52 @@ impl Slot {
     pub fn fuel_left(&self) -> Option<u64> {
         self.store.get_fuel().ok()
     }
+}
+
+/// Reads a `switchyard_headers` list from the start of `mem`: names
+/// separated by commas (spaces around them allowed) and a NUL, at most
+/// [`HEADER_NAMES_MAX_LEN`](switchyard_guest::layout::HEADER_NAMES_MAX_LEN)
+/// bytes. Returns the names lower-case, comma-separated, without repeats.
+pub fn header_names(mem: &[u8]) -> Result<Arc<[u8]>, String> {
+    use switchyard_guest::layout::{HEADER_NAMES_MAX, HEADER_NAMES_MAX_LEN};
+    let window = &mem[..mem.len().min(HEADER_NAMES_MAX_LEN + 1)];
+    let Some(end) = window.iter().position(|&b| b == 0) else {
+        return Err(format!(
+            "no NUL-terminated list of at most {HEADER_NAMES_MAX_LEN} bytes starts there"
+        ));
+    };
+    let mut out: Vec<u8> = Vec::new();
+    let mut count = 0;
+    for name in window[..end].split(|&b| b == b',') {
+        let name = name.trim_ascii();
+        if name.is_empty() {
+            continue;
+        }
+        if let Some(bad) = name.iter().find(|&&b| !is_tchar(b)) {
+            return Err(format!(
+                "{:?} is not a header name (byte {bad:#04x})",
+                String::from_utf8_lossy(name)
+            ));
+        }
+        let lower = name.to_ascii_lowercase();
+        if switchyard_guest::encode::is_named(&out, &lower, true) {
+            continue;
+        }
+        count += 1;
+        if count > HEADER_NAMES_MAX {
+            return Err(format!("more than {HEADER_NAMES_MAX} names"));
+        }
+        if !out.is_empty() {
+            out.push(b',');
+        }
+        out.extend_from_slice(&lower);
+    }
+    Ok(out.into())
+}
+
+/// A token character (RFC 9110), what a header name is made of.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Sets the per-call budget: fuel units, or epoch ticks when epochs meter.

@@ -339,6 +339,7 @@ impl StrategyEngine {
             }
         }
         let reads = slot.reads();
+        let header_names = slot.header_names().cloned();
         let report = LoadReport {
             name,
             interface: interface.clone(),
@@ -347,6 +348,9 @@ impl StrategyEngine {
             compile_us,
             validate_us: validating.elapsed().as_micros() as u64,
             reads,
+            header_names: header_names
+                .as_deref()
+                .map(|n| String::from_utf8_lossy(n).into_owned()),
             sha256,
         };
         let mut generation = Generation::new(
@@ -357,8 +361,13 @@ impl StrategyEngine {
             report,
             self.options.pool_size,
         );
-        if reads != switchyard_guest::READS_ALL {
-            check_reads(|| self.fresh_slot(&generation), reads, self.budget())?;
+        if reads != switchyard_guest::READS_ALL || header_names.is_some() {
+            check_reads(
+                || self.fresh_slot(&generation),
+                reads,
+                header_names,
+                self.budget(),
+            )?;
         }
         if let StrategySource::Native(name) = &spec.source {
             generation.native = switchyard_strategies::BuiltinKind::from_name(name);
@@ -551,23 +560,36 @@ fn read_check_requests() -> Vec<RequestHead<'static>> {
     vec![base, other, tls_only]
 }
 
-/// The load-time check of a `switchyard_reads` declaration: each check
-/// request, with 4 and 64 candidates, is decided by fresh instances (same
-/// state, same clock and random sequence) once with the undeclared parts
-/// present and once without. Answers that differ mean the module reads a
-/// part it left out; each part is then tried alone to name it.
+/// The load-time check of a `switchyard_reads` declaration, and of a
+/// `switchyard_headers` list: each check request, with 4 and 64 candidates,
+/// is decided by fresh instances (same state, same clock and random
+/// sequence) once as the module declared and once with every part and
+/// header present. Answers that differ mean the module reads something it
+/// left out; each part, then each header it did not list, is tried alone
+/// to name it.
 fn check_reads(
     fresh: impl Fn() -> Result<Slot, LoadError>,
     declared: u32,
+    names: Option<Arc<[u8]>>,
     budget: u64,
 ) -> Result<(), LoadError> {
-    let answer = |parts: u32, req: &RequestHead<'_>, cands: &[CandidateStats], meta: &Meta| {
+    use switchyard_guest::READS_HEADERS;
+    let answer = |parts: u32,
+                  names: Option<Arc<[u8]>>,
+                  req: &RequestHead<'_>,
+                  cands: &[CandidateStats],
+                  meta: &Meta| {
         let mut slot = fresh()?;
         slot.set_reads(parts);
+        slot.set_header_names(names);
         Ok::<_, LoadError>(slot.decide(meta, req, cands, budget).ok())
     };
     let undeclared = switchyard_guest::READS_ALL & !declared;
+    let filtered = names.is_some() && declared & READS_HEADERS != 0;
     let mut culprits = 0;
+    // Headers the list leaves out whose presence changes an answer.
+    let mut unlisted: Vec<String> = Vec::new();
+    let mut unlisted_together = false;
     for n in [4usize, 64] {
         let cands = sample_candidates(n);
         for (k, req) in read_check_requests().iter().enumerate() {
@@ -576,16 +598,39 @@ fn check_reads(
                 random: 0x0123_4567_89ab_cdef ^ (n as u64) << 8 ^ k as u64,
                 now_ms: 1000,
             };
-            let without = answer(declared, req, &cands, &meta)?;
-            if answer(switchyard_guest::READS_ALL, req, &cands, &meta)? == without {
+            let without = answer(declared, names.clone(), req, &cands, &meta)?;
+            if answer(switchyard_guest::READS_ALL, None, req, &cands, &meta)? == without {
                 continue;
             }
+            // Whether something found below explains this difference.
+            let mut explained = false;
             for bit in (0..6).map(|b| 1u32 << b).filter(|b| undeclared & b != 0) {
-                if answer(declared | bit, req, &cands, &meta)? != without {
+                if answer(declared | bit, names.clone(), req, &cands, &meta)? != without {
                     culprits |= bit;
+                    explained = true;
                 }
             }
-            if culprits == 0 {
+            if filtered && answer(declared, None, req, &cands, &meta)? != without {
+                let listed = names.as_deref().unwrap_or_default();
+                let mut changed = false;
+                for (name, _) in req.headers {
+                    let name = name.to_ascii_lowercase();
+                    if switchyard_guest::encode::is_named(listed, &name, true) {
+                        continue;
+                    }
+                    let with: Arc<[u8]> = [listed, b",", &name].concat().into();
+                    if answer(declared, Some(with), req, &cands, &meta)? != without {
+                        changed = true;
+                        let name = String::from_utf8_lossy(&name).into_owned();
+                        if !unlisted.contains(&name) {
+                            unlisted.push(name);
+                        }
+                    }
+                }
+                unlisted_together |= !changed;
+                explained = true;
+            }
+            if !explained {
                 // Only the parts together change it: name them all.
                 culprits = undeclared;
             }
@@ -594,6 +639,21 @@ fn check_reads(
     if culprits != 0 {
         return Err(LoadError::UndeclaredRead {
             parts: super::error::part_names(culprits),
+        });
+    }
+    if !unlisted.is_empty() || unlisted_together {
+        let listed = names.as_deref().unwrap_or_default();
+        return Err(LoadError::UnlistedHeader {
+            listed: if listed.is_empty() {
+                "no header".into()
+            } else {
+                String::from_utf8_lossy(listed).replace(',', ", ")
+            },
+            seen: if unlisted.is_empty() {
+                "the other headers together".into()
+            } else {
+                unlisted.join(", ")
+            },
         });
     }
     Ok(())
@@ -639,6 +699,82 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A built-in that lists its header gets that header alone (both
+    /// cases of it, in order), its flag set, and nothing of the raw head.
+    #[test]
+    fn a_listed_header_is_all_the_module_gets() {
+        let engine = StrategyEngine::new(StrategyOptions::default()).unwrap();
+        let spec = StrategySpec {
+            config: b"header:x-user-id".to_vec(),
+            ..StrategySpec::builtin("consistent-hash")
+        };
+        let generation = engine.prepare(&spec).unwrap();
+        let mut slot = engine.fresh_slot(&generation).unwrap();
+        let base = sample_request();
+        let headers: [(&[u8], &[u8]); 4] = [
+            (b"Cookie", b"sid=1"),
+            (b"X-User-Id", b"user-1"),
+            (b"accept", b"*/*"),
+            (b"x-user-id", b"user-2"),
+        ];
+        let req = RequestHead {
+            headers: &headers,
+            raw: b"",
+            ..base
+        };
+        let cands = sample_candidates(4);
+        let len = switchyard_guest::encode::encoded_len(&req, 4);
+        slot.decide(&Meta::default(), &req, &cands, engine.budget())
+            .unwrap();
+        let bytes = slot.input(len);
+        let input = switchyard_guest::Input::parse(&bytes).unwrap();
+        let got: Vec<(&[u8], &[u8])> = input.request().headers().collect();
+        assert_eq!(
+            got,
+            [
+                (&b"x-user-id"[..], &b"user-1"[..]),
+                (b"x-user-id", b"user-2")
+            ]
+        );
+        assert_ne!(input.flags() & switchyard_guest::FLAG_HEADERS_NAMED, 0);
+        assert!(input.request().path().is_empty(), "the target is not read");
+        assert!(
+            u32::from_le_bytes(bytes[4..8].try_into().unwrap()) < 1024,
+            "no raw head copied: {} bytes",
+            len
+        );
+    }
+
+    #[test]
+    fn header_lists_are_read_as_the_abi_says() {
+        let ok = |s: &[u8]| abi::header_names(s).map(|n| n.to_vec());
+        assert_eq!(
+            ok(b" X-User-Id , cookie,x-user-id\0junk"),
+            Ok(b"x-user-id,cookie".to_vec())
+        );
+        assert_eq!(ok(b"\0"), Ok(Vec::new()), "an empty list: no header");
+        assert_eq!(ok(b",, ,\0"), Ok(Vec::new()));
+        assert!(
+            ok(b"x-user-id")
+                .unwrap_err()
+                .contains("no NUL-terminated list")
+        );
+        let long = [vec![b'a'; 1025], vec![0]].concat();
+        assert!(ok(&long).unwrap_err().contains("at most 1024 bytes"));
+        assert!(
+            ok(b"x-a,x:b\0")
+                .unwrap_err()
+                .contains("\"x:b\" is not a header name")
+        );
+        let many: Vec<u8> = (0..33)
+            .map(|i| format!("x-{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+            .into_bytes();
+        let many = [many, vec![0]].concat();
+        assert!(ok(&many).unwrap_err().contains("more than 32 names"));
+    }
 
     #[test]
     fn concurrent_cache_writers_never_leave_a_partial_file() {

@@ -199,6 +199,17 @@ pub enum LoadError {
         /// The parts, named as in docs/abi.md.
         parts: String,
     },
+    /// The module's answers depend on headers its `switchyard_headers`
+    /// list leaves out.
+    #[error(
+        "`switchyard_headers` lists {listed}, but the answers change with {seen}: list every header the strategy reads (or drop `switchyard_headers` to get them all)"
+    )]
+    UnlistedHeader {
+        /// The names it listed.
+        listed: String,
+        /// The headers left out that change answers.
+        seen: String,
+    },
     /// `strategy check`'s audit found the module wrong (see `audit.rs`).
     #[error("{0}")]
     Audit(String),

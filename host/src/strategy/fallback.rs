@@ -67,8 +67,9 @@ struct Scratch {
     buf: Vec<u8>,
     instances: Vec<Builtin>,
     relaxed: Vec<CandidateStats>,
-    /// `native:NAME` strategies, by built-in and configuration.
-    configured: Vec<(Vec<u8>, Builtin)>,
+    /// `native:NAME` strategies, by built-in and configuration, with the
+    /// header names each lists (as its WebAssembly twin declares them).
+    configured: Vec<(Vec<u8>, Builtin, Option<Vec<u8>>)>,
 }
 
 thread_local! {
@@ -98,25 +99,28 @@ pub fn native(
         let k = match s
             .configured
             .iter()
-            .position(|(c, b)| b.kind() == kind && c == config)
+            .position(|(c, b, _)| b.kind() == kind && c == config)
         {
             Some(k) => k,
             None => {
                 let mut b = kind.instantiate();
                 // The module's init accepted this configuration already.
                 let _ = b.configure(config);
-                s.configured.push((config.to_vec(), b));
+                let names = b.headers().map(<[u8]>::to_ascii_lowercase);
+                s.configured.push((config.to_vec(), b, names));
                 s.configured.len() - 1
             }
         };
-        decide_on(
-            &mut s.configured[k].1,
-            &mut s.buf,
-            req,
-            candidates,
-            meta,
-            reads,
-        )
+        let (_, strategy, names) = &mut s.configured[k];
+        let req = req.only(reads);
+        match names {
+            Some(names) if !req.headers.is_empty() => {
+                switchyard_guest::encode::with_named_headers(&req, names, |req| {
+                    decide_on(strategy, &mut s.buf, req, candidates, meta, reads, true)
+                })
+            }
+            _ => decide_on(strategy, &mut s.buf, &req, candidates, meta, reads, false),
+        }
     })
 }
 
@@ -159,13 +163,14 @@ fn run(
     candidates: &[CandidateStats],
     meta: &Meta,
 ) -> Option<usize> {
-    decide_on(strategy, buf, req, candidates, meta, READS_ALL)
+    decide_on(strategy, buf, req, candidates, meta, READS_ALL, false)
         .filter(|&i| i < candidates.len() && !req.failed.contains(&(i as u32)))
 }
 
 /// Encodes the parts in `reads` as the host would for a module, parses
 /// them with the SDK's views and decides: a built-in run natively sees
-/// exactly the bytes its WebAssembly twin would.
+/// exactly the bytes its WebAssembly twin would (`named`: its headers are
+/// the ones it listed).
 fn decide_on(
     strategy: &mut Builtin,
     buf: &mut Vec<u8>,
@@ -173,6 +178,7 @@ fn decide_on(
     candidates: &[CandidateStats],
     meta: &Meta,
     reads: u32,
+    named: bool,
 ) -> Option<usize> {
     let req = req.only(reads);
     let need = encoded_len(&req, candidates.len());
@@ -180,6 +186,9 @@ fn decide_on(
         buf.resize(need, 0);
     }
     let len = encode_parts(buf, meta, &req, candidates, reads);
+    if named {
+        switchyard_guest::encode::mark_headers_named(buf);
+    }
     let input = Input::parse(&buf[..len]).ok()?;
     strategy.decide(&input)
 }

@@ -142,9 +142,62 @@ pub struct LoadReport {
     pub validate_us: u64,
     /// The parts of the input it reads (`READS_*`), as it declared them.
     pub reads: u32,
+    /// The header names it listed in `switchyard_headers`, lower-case and
+    /// comma-separated, if it listed them: only those headers are written.
+    pub header_names: Option<String>,
     /// sha256 of the module's bytes (the `.wasm`, `.wat` or `.cwasm` as
     /// given; a built-in's embedded `.wasm`), hex.
     pub sha256: String,
+}
+
+impl LoadReport {
+    /// The parts it reads as docs/abi.md names them, with the header names
+    /// after `headers` when it listed them: `candidates, request, headers
+    /// (x-user-id)`.
+    pub fn reads_text(&self) -> String {
+        let parts = part_names(self.reads);
+        match &self.header_names {
+            Some(names) if self.reads & switchyard_guest::READS_HEADERS != 0 => {
+                let names = if names.is_empty() {
+                    "none listed".into()
+                } else {
+                    names.replace(',', ", ")
+                };
+                parts.replacen("headers", &format!("headers ({names})"), 1)
+            }
+            _ => parts,
+        }
+    }
+}
+
+impl LoadReport {
+    /// The input the module is sent for `req` and `candidates`, whole: the
+    /// parts it reads and, if it listed them, only its headers.
+    pub fn input_for(
+        &self,
+        req: &RequestHead<'_>,
+        candidates: &[CandidateStats],
+        meta: &Meta,
+    ) -> Vec<u8> {
+        use switchyard_guest::encode::{
+            encode_parts, encoded_len, mark_headers_named, with_named_headers,
+        };
+        let write = |req: &RequestHead<'_>, named: bool| {
+            let mut buf = vec![0u8; encoded_len(req, candidates.len())];
+            encode_parts(&mut buf, meta, req, candidates, self.reads);
+            if named {
+                mark_headers_named(&mut buf);
+            }
+            buf
+        };
+        let req = req.only(self.reads);
+        match &self.header_names {
+            Some(names) if !req.headers.is_empty() => {
+                with_named_headers(&req, names.as_bytes(), |r| write(r, true))
+            }
+            _ => write(&req, false),
+        }
+    }
 }
 
 /// Counters that outlive generations.
