@@ -8,12 +8,23 @@
 package main
 
 import (
+	"unsafe"
+
 	switchyard "github.com/switchyard-lb/switchyard/guest-sdk/go"
 )
 
 //go:wasmexport switchyard_reads
 func reads() int32 {
 	return switchyard.ReadsCandidates | switchyard.ReadsRequest | switchyard.ReadsHeaders
+}
+
+// Of the headers, only x-canary: a NUL-terminated list in a global, which
+// stays where it is.
+var headers = [...]byte{'x', '-', 'c', 'a', 'n', 'a', 'r', 'y', 0}
+
+//go:wasmexport switchyard_headers
+func headerList() int32 {
+	return int32(uintptr(unsafe.Pointer(&headers[0])))
 }
 
 //go:wasmexport switchyard_decide

@@ -12,6 +12,7 @@
   ;; its address is never 0 (0 means "no buffer").
   (memory (export "memory") 1)
   (data (i32.const 16) "x-canary")
+  (data (i32.const 32) "x-canary\00")
 
   ;; Address and size of the input buffer.
   (global $buf (mut i32) (i32.const 0))
@@ -22,6 +23,8 @@
   ;; What decide reads: candidates (1), request: the failed table (2), and
   ;; headers (8). The host leaves the rest out and checks the claim at load.
   (func (export "switchyard_reads") (result i32) (i32.const 11))
+  ;; Of the headers, only x-canary: the NUL-terminated list at 32.
+  (func (export "switchyard_headers") (result i32) (i32.const 32))
 
   ;; A buffer of at least $need bytes, from memory.grow. The host asks again
   ;; only when it needs more.

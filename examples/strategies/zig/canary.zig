@@ -19,6 +19,11 @@ export fn switchyard_reads() i32 {
     return sy.reads_candidates | sy.reads_request | sy.reads_headers;
 }
 
+// Of the headers, only x-canary (a Zig string literal ends with a NUL).
+export fn switchyard_headers() i32 {
+    return @intCast(@intFromPtr("x-canary"));
+}
+
 export fn switchyard_decide(len: i32) i32 {
     _ = len;
     const in = sy.Input.current();
