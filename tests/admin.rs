@@ -518,6 +518,38 @@ fn keepalive_get(conn: &mut std::net::TcpStream) -> (u16, String) {
 }
 
 #[test]
+fn a_replacement_that_exits_stops_the_reload_with_502_and_the_old_worker_serves() {
+    // The first start serves; every later one (the replacement) exits.
+    let dir = TempDir::new("reload-fail");
+    let marker = dir.0.join("started");
+    let script = format!(
+        "if [ -e {m} ]; then exit 3; fi; touch {m}; exec python3 -m http.server \"$PORT\" --bind \"$HOST\"",
+        m = marker.display()
+    );
+    let s = Serve::start(1, &["--", "sh", "-c", &script]);
+    let before = json(&call(s.admin, "GET", "/status", None, b"").1);
+    let pids = worker_pids(&before);
+    let (status, body) = call(s.admin, "POST", "/reload", None, b"");
+    assert_eq!(status, 502, "{body}");
+    let answer = json(&body);
+    assert_eq!(
+        answer["reloaded"].as_array().map(Vec::len),
+        Some(0),
+        "{body}"
+    );
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(error.contains("exit"), "the reason: {body}");
+    // The old worker was never unpublished: it still serves, same pid.
+    assert_eq!(get(s.port, "/").0, 200);
+    let after = json(&call(s.admin, "GET", "/status", None, b"").1);
+    assert_eq!(worker_pids(&after), pids, "{after}");
+    // And ctl says so, exiting 1.
+    let (code, out, err) = ctl(&["--admin", &format!("127.0.0.1:{}", s.admin), "reload"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(format!("{out}{err}").contains("exit"), "{out}{err}");
+}
+
+#[test]
 fn a_rolling_reload_during_request_loops_fails_no_request() {
     let (s, admin) = serve_with_admin(2, &["--mode", "http"]);
     let before = json(&call(admin, "GET", "/status", None, b"").1);

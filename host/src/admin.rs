@@ -8,7 +8,7 @@
 //! | `GET /metrics` | every figure in the Prometheus text format |
 //! | `PUT /strategy` | a `.wasm`, `.wat` or `.cwasm` body (or `?builtin=NAME`) checked as `strategy check` does (the audit included), then swapped in |
 //! | `PUT /shadow`, `DELETE /shadow` | the same for the shadow module, which is run on every decision's inputs and never routes |
-//! | `POST /reload` | a rolling restart of the workers, one at a time |
+//! | `POST /reload` | a rolling restart of the workers, one at a time (502 when a replacement fails, 503 when a worker is down) |
 //! | `POST /backends/{id}/drain`, `/undrain` | a backend by id, name or address |
 //! | `POST /workers/{index}/drain`, `/undrain` | a worker's backend |
 //!
@@ -246,12 +246,20 @@ impl Admin {
                 },
             ),
             Err((reloaded, e)) => {
+                use crate::backends::supervisor::ReloadError;
                 tracing::error!(error = %e, "rolling reload stopped");
+                // Not this server's fault: a worker (an upstream) that
+                // failed to start is 502, a worker that cannot be replaced
+                // right now 503.
+                let status = match e {
+                    ReloadError::Replacement(_) => StatusCode::BAD_GATEWAY,
+                    ReloadError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                };
                 json(
-                    StatusCode::INTERNAL_SERVER_ERROR,
+                    status,
                     &Reloaded {
                         reloaded,
-                        error: Some(e),
+                        error: Some(e.to_string()),
                     },
                 )
             }

@@ -137,7 +137,26 @@ pub struct Worker {
 
 /// A request to replace a worker with a fresh one; answered once the
 /// replacement serves and the old one stopped, or with why not.
-pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<ReloadDone, String>>;
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<ReloadDone, ReloadError>>;
+
+/// Why a rolling reload stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadError {
+    /// A replacement worker failed: it exited, or did not accept
+    /// connections in time. The worker it was to replace keeps serving.
+    Replacement(String),
+    /// Nothing to replace now: the worker is down and restarting on its
+    /// own, or the balancer is stopping. Worth asking again later.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReloadError::Replacement(s) | ReloadError::Unavailable(s) => f.write_str(s),
+        }
+    }
+}
 
 /// A worker replaced by a rolling reload.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -261,7 +280,7 @@ impl WorkerSet {
     /// until it accepts connections, route new work to it, drain the old
     /// one, stop it. A worker whose replacement fails keeps running, and
     /// the reload stops there with the reason.
-    pub async fn reload(&self) -> Result<Vec<ReloadDone>, (Vec<ReloadDone>, String)> {
+    pub async fn reload(&self) -> Result<Vec<ReloadDone>, (Vec<ReloadDone>, ReloadError)> {
         let _one = self.busy.lock().await;
         let slots: Vec<_> = self
             .slots
@@ -276,13 +295,20 @@ impl WorkerSet {
             if slot.send(tx).is_err() {
                 return Err((
                     done,
-                    format!("worker {i} is not supervised (the balancer is stopping)"),
+                    ReloadError::Unavailable(format!(
+                        "worker {i} is not supervised (the balancer is stopping)"
+                    )),
                 ));
             }
             match rx.await {
                 Ok(Ok(d)) => done.push(d),
                 Ok(Err(e)) => return Err((done, e)),
-                Err(_) => return Err((done, format!("worker {i}'s supervisor stopped"))),
+                Err(_) => {
+                    return Err((
+                        done,
+                        ReloadError::Unavailable(format!("worker {i}'s supervisor stopped")),
+                    ));
+                }
             }
         }
         Ok(done)
@@ -551,7 +577,9 @@ pub async fn supervise(
                                 s = running.exited() => break Some(s),
                                 _ = stop.cancelled() => break None,
                                 Some(reply) = reloads.recv() => {
-                                    let r = replace(&mut w, &mut running, &opts, &backends, &stop, &force).await;
+                                    let r = replace(&mut w, &mut running, &opts, &backends, &stop, &force)
+                                        .await
+                                        .map_err(ReloadError::Replacement);
                                     if let Ok(done) = &r {
                                         current_pid = done.new_pid;
                                     }
@@ -605,9 +633,9 @@ pub async fn supervise(
                 _ = &mut sleep => break,
                 _ = stop.cancelled() => return,
                 Some(reply) = reloads.recv() => {
-                    let _ = reply.send(Err(format!(
+                    let _ = reply.send(Err(ReloadError::Unavailable(format!(
                         "worker {index} is not running (it restarts on its own)"
-                    )));
+                    ))));
                 }
             }
         }
