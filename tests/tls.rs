@@ -17,6 +17,14 @@ impl Drop for Kill {
     }
 }
 
+/// One worker in HTTP mode terminating TLS with one certificate pair, and
+/// `extra` flags.
+fn serve_https(crt: &str, key: &str, extra: &[&str]) -> Serve {
+    let mut args = vec!["--mode", "http", "--tls-cert", crt, "--tls-key", key];
+    args.extend_from_slice(extra);
+    Serve::start(1, &args)
+}
+
 /// Which backend's certificate a handshake through port `port` with `sni` saw.
 fn handshake(port: u16, sni: &str) -> Option<String> {
     // Bounded: a handshake that never completes fails the test, not CI.
@@ -290,17 +298,7 @@ fn an_expired_certificate_is_served_with_a_warning() {
     let (crt, pem) = (dir.0.join("old.crt"), dir.0.join("old.key"));
     std::fs::write(&crt, cert.pem()).unwrap();
     std::fs::write(&pem, key.serialize_pem()).unwrap();
-    let s = Serve::start(
-        1,
-        &[
-            "--mode",
-            "http",
-            "--tls-cert",
-            crt.to_str().unwrap(),
-            "--tls-key",
-            pem.to_str().unwrap(),
-        ],
-    );
+    let s = serve_https(crt.to_str().unwrap(), pem.to_str().unwrap(), &[]);
     s.wait_for_log("certificate has expired; clients will refuse it", 10);
     assert!(s.log().contains("old.crt"), "{}", s.log());
     let mut tls = tls_connect(s.port, "old.test");
@@ -315,15 +313,10 @@ fn a_silent_client_after_the_tls_handshake_gets_the_head_timeout() {
     use std::io::Read;
     let dir = TempDir::new("tls-silent");
     let (crt, key) = cert_pair(&dir.0, "a", "a.test");
-    let s = Serve::start(
-        1,
+    let s = serve_https(
+        &crt,
+        &key,
         &[
-            "--mode",
-            "http",
-            "--tls-cert",
-            &crt,
-            "--tls-key",
-            &key,
             "--head-timeout-ms",
             "700",
             "--keepalive-timeout-ms",
@@ -352,10 +345,7 @@ fn a_silent_client_after_the_tls_handshake_gets_the_head_timeout() {
 fn a_certificate_replaced_on_disk_is_served_while_open_connections_stay() {
     let dir = TempDir::new("tls-reload");
     let (crt, key) = cert_pair(&dir.0, "a", "a.test");
-    let s = Serve::start(
-        1,
-        &["--mode", "http", "--tls-cert", &crt, "--tls-key", &key],
-    );
+    let s = serve_https(&crt, &key, &[]);
     let mut open = tls_connect(s.port, "a.test");
     assert!(tls_get(&mut open).starts_with("HTTP/1.1 200"));
     let first = leaf(&open);
@@ -476,17 +466,7 @@ fn a_certificate_swapped_by_a_directory_symlink_is_served() {
         symlink(format!("..data/{f}"), mount.join(f)).unwrap();
     }
     let (crt, key) = (mount.join("tls.crt"), mount.join("tls.key"));
-    let s = Serve::start(
-        1,
-        &[
-            "--mode",
-            "http",
-            "--tls-cert",
-            crt.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let s = serve_https(crt.to_str().unwrap(), key.to_str().unwrap(), &[]);
     let first = leaf(&tls_connect(s.port, "a.test"));
     // What the kubelet does: a new link, renamed over the old one.
     symlink("..v2", mount.join("..data_tmp")).unwrap();

@@ -379,6 +379,20 @@ fn answer(status: StatusCode, text: &'static str, busy: Option<Busy>) -> Respons
     r
 }
 
+/// [`answer`] that also ends the client connection: the request body is
+/// unread or broken, so nothing after it on the connection can be trusted
+/// to start a request.
+fn answer_and_close(
+    status: StatusCode,
+    text: &'static str,
+    busy: Option<Busy>,
+) -> Response<ResBody> {
+    let mut r = answer(status, text, busy);
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 /// One request from hyper: the upgrade is taken before the head is.
 async fn handle(
     ctx: &Context,
@@ -697,14 +711,11 @@ async fn forward_inner(
                 Err(Late::Client) => {
                     METRICS.error(Kind::ClientIo);
                     tracing::debug!(client = %peer, "request body stalled");
-                    let mut r = answer(
+                    return answer_and_close(
                         StatusCode::REQUEST_TIMEOUT,
                         "the request body did not arrive in time\n",
                         busy,
                     );
-                    r.headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                    return r;
                 }
                 Ok(Err(_)) if upload.as_ref().is_some_and(|u| u.failed()) => {
                     // The client's body broke (cut short, bad chunk framing):
@@ -713,14 +724,11 @@ async fn forward_inner(
                     if let Some(b) = &busy {
                         b.answered_refusal();
                     }
-                    let mut r = answer(
+                    return answer_and_close(
                         StatusCode::BAD_REQUEST,
                         "malformed or incomplete request body\n",
                         busy,
                     );
-                    r.headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                    return r;
                 }
                 Ok(Ok(resp)) => {
                     backend.responded();
