@@ -48,7 +48,11 @@ fn main() {
     let report = strategy.status().report;
     let reads = report.reads;
     let mut input = report.input_for(&request, &candidates, &meta);
-    let names = report.header_names.as_deref().map(str::as_bytes);
+    let names = report
+        .header_names
+        .as_deref()
+        .filter(|_| reads & switchyard_guest::READS_HEADERS != 0)
+        .map(str::as_bytes);
 
     match column {
         "kept" => {

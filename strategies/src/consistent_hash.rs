@@ -126,6 +126,15 @@ impl Strategy for ConsistentHash {
                 b"authority" | b"host" => HashKey::Authority,
                 _ => {
                     if let Some(v) = item.strip_prefix(b"header:") {
+                        // The name is what the module lists for the host
+                        // (`switchyard_headers`): refuse here what the host
+                        // would refuse there, as a configuration error.
+                        if !v.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+                            return Err(reject(
+                                7,
+                                "header:NAME: a header name holds only letters, digits and !#$%&'*+-.^_`|~",
+                            ));
+                        }
                         let (mut b, n) = name_buf(v)?;
                         b[..n].make_ascii_lowercase();
                         HashKey::Header(b, n)

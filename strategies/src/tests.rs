@@ -265,6 +265,10 @@ fn consistent_hash_bounds_load_and_reads_cookies() {
     assert!(homes.len() >= 6, "sessions spread: {homes:?}");
     assert_eq!(ConsistentHash::default().configure(b"load=50"), Err(6));
     assert_eq!(ConsistentHash::default().configure(b"nonsense"), Err(3));
+    assert_eq!(
+        ConsistentHash::default().configure(b"header:x/user"),
+        Err(7)
+    );
 }
 
 #[test]

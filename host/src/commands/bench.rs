@@ -187,13 +187,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             let mut s = kind.instantiate();
             let _ = s.configure(&spec.config);
             let mut buf = vec![0u8; bytes];
-            let names = report.header_names.as_deref().map(str::as_bytes);
+            let names = report
+                .header_names
+                .as_deref()
+                .filter(|_| reads & switchyard_guest::READS_HEADERS != 0)
+                .map(str::as_bytes);
             measure(|| {
                 // The same work the host does for the module, then the
                 // decision natively: encode, parse, decide.
                 let req = black_box(&request).only(reads);
                 let mut encode = |req: &RequestHead<'_>| {
                     encode_parts(&mut buf, &meta, req, &candidates, reads);
+                    if names.is_some() {
+                        switchyard_guest::encode::mark_headers_named(&mut buf);
+                    }
                 };
                 match names {
                     Some(names) => with_named_headers(&req, names, encode),

@@ -504,17 +504,33 @@ impl Slot {
         budget: u64,
     ) -> CallResult {
         let req = req.only(self.reads);
-        if req.headers.is_empty() || self.header_names.is_none() {
-            return self.write_and_call(meta, &req, candidates, budget, false);
+        // The flag says the list applies, even to a request with no headers.
+        let named =
+            self.header_names.is_some() && self.reads & switchyard_guest::READS_HEADERS != 0;
+        if req.headers.is_empty() || !named {
+            return self.write_and_call(meta, &req, candidates, budget, named);
         }
-        // Taken out for the call and put back, not cloned: an `Arc` clone
-        // would be two atomic operations a decision.
-        let names = self.header_names.take().expect("checked above");
-        let r = encode::with_named_headers(&req, &names, |req| {
-            self.write_and_call(meta, req, candidates, budget, true)
-        });
-        self.header_names = Some(names);
-        r
+        // Lent out for the call, not cloned (an `Arc` clone is two atomic
+        // operations a decision), and put back by `Drop` even if the call
+        // panics: a pooled slot outlives a panic.
+        struct Lent<'s> {
+            slot: &'s mut Slot,
+            names: Option<Arc<[u8]>>,
+        }
+        impl Drop for Lent<'_> {
+            fn drop(&mut self) {
+                self.slot.header_names = self.names.take();
+            }
+        }
+        let lent = Lent {
+            names: self.header_names.take(),
+            slot: self,
+        };
+        let names = lent.names.as_deref().unwrap_or_default();
+        encode::with_named_headers(&req, names, |req| {
+            lent.slot
+                .write_and_call(meta, req, candidates, budget, true)
+        })
     }
 
     #[inline(always)]

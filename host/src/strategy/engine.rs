@@ -739,6 +739,21 @@ mod tests {
         );
         assert_ne!(input.flags() & switchyard_guest::FLAG_HEADERS_NAMED, 0);
         assert!(input.request().path().is_empty(), "the target is not read");
+        // A request with no headers at all still says the list applies.
+        let bare = RequestHead {
+            headers: &[],
+            raw: b"",
+            ..base
+        };
+        slot.decide(&Meta::default(), &bare, &cands, engine.budget())
+            .unwrap();
+        let bytes = slot.input(switchyard_guest::encode::encoded_len(
+            &bare.only(slot.reads()),
+            4,
+        ));
+        let input = switchyard_guest::Input::parse(&bytes).unwrap();
+        assert_eq!(input.request().headers().count(), 0);
+        assert_ne!(input.flags() & switchyard_guest::FLAG_HEADERS_NAMED, 0);
         assert!(
             u32::from_le_bytes(bytes[4..8].try_into().unwrap()) < 1024,
             "no raw head copied: {} bytes",

@@ -106,7 +106,13 @@ pub fn native(
                 let mut b = kind.instantiate();
                 // The module's init accepted this configuration already.
                 let _ = b.configure(config);
-                let names = b.headers().map(<[u8]>::to_ascii_lowercase);
+                // Read as the host reads the module's export (trimmed,
+                // lower-case, without repeats); a list it would refuse
+                // means every header, as for a module with none.
+                let names = b.headers().and_then(|n| {
+                    let list = [n, &[0]].concat();
+                    super::abi::header_names(&list).ok().map(|l| l.to_vec())
+                });
                 s.configured.push((config.to_vec(), b, names));
                 s.configured.len() - 1
             }
@@ -114,7 +120,7 @@ pub fn native(
         let (_, strategy, names) = &mut s.configured[k];
         let req = req.only(reads);
         match names {
-            Some(names) if !req.headers.is_empty() => {
+            Some(names) if reads & switchyard_guest::READS_HEADERS != 0 => {
                 switchyard_guest::encode::with_named_headers(&req, names, |req| {
                     decide_on(strategy, &mut s.buf, req, candidates, meta, reads, true)
                 })

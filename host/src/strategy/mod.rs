@@ -192,7 +192,7 @@ impl LoadReport {
         };
         let req = req.only(self.reads);
         match &self.header_names {
-            Some(names) if !req.headers.is_empty() => {
+            Some(names) if self.reads & switchyard_guest::READS_HEADERS != 0 => {
                 with_named_headers(&req, names.as_bytes(), |r| write(r, true))
             }
             _ => write(&req, false),
