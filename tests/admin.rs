@@ -1017,3 +1017,25 @@ fn a_binary_upgrade_during_a_request_loop_fails_no_request() {
                 .is_ok_and(|s| s.contains(") Z "))
     });
 }
+
+/// Demo workers are named as the balancer was started, so `ps` and
+/// `pgrep -af switchyard` find them (they were an anonymous `exe`).
+#[test]
+fn demo_workers_carry_the_balancers_name() {
+    let (s, admin) = serve_with_admin(1, &[]);
+    let status = json(&call(admin, "GET", "/status", None, b"").1);
+    let pid = worker_pids(&status)[0];
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let argv: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    assert!(argv[0].ends_with("switchyard"), "{argv:?}");
+    assert_eq!(
+        argv.get(1).map(String::as_str),
+        Some("demo-worker"),
+        "{argv:?}"
+    );
+    drop(s);
+}

@@ -272,6 +272,65 @@ fn strategy_bench_prints_floor_and_native_rows_for_every_builtin() {
     );
 }
 
+/// A header list the load check cannot vouch for is said so by `check`;
+/// `bench` says when its request has none of the listed headers; and a
+/// failing `test` case marks the headers the module was not given (what
+/// shows a misspelt list).
+#[test]
+fn header_lists_the_check_cannot_vary_are_pointed_out() {
+    let ch = |key: &str| ["builtin:consistent-hash", "--strategy-config", key].map(String::from);
+    let args = |cmd: &[&str], key: &str| -> Vec<String> {
+        let mut a: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        a.splice(2..2, ch(key));
+        a
+    };
+    let go = |a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        run(&a)
+    };
+    let (code, out, err) = go(args(&["strategy", "check"], "header:x-tenent"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("reads: candidates, request, headers (x-tenent)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("note: the load check sends no x-tenent header"),
+        "{out}"
+    );
+    // A header the check's requests carry gets no note.
+    let (_, out, _) = go(args(&["strategy", "check"], "header:x-user-id"));
+    assert!(!out.contains("note:"), "{out}");
+
+    let (code, out, err) = go(args(
+        &["strategy", "bench", "--candidates", "4"],
+        "header:x-tenant",
+    ));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("note: the request carries none of the headers the strategy lists (x-tenant)"),
+        "{out}"
+    );
+
+    let dir = support::TempDir::new("cases-list");
+    let cases = dir.0.join("c.toml");
+    std::fs::write(
+        &cases,
+        "[[case]]\nname = \"sticky\"\ncandidates = 3\nheaders = { x-tenant = \"acme\", x-tenent = \"b\" }\nexpect = 7\n",
+    )
+    .unwrap();
+    let (code, out, _) = go(args(
+        &["strategy", "test", "--cases", cases.to_str().unwrap()],
+        "header:x-tenent",
+    ));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("[x-tenant: acme (not given to the module: not in what it reads)]")
+            && out.contains("[x-tenent: b]"),
+        "{out}"
+    );
+}
+
 #[test]
 fn a_reactor_is_initialized_before_anything_else() {
     let wasm = support::wat("reactor");
@@ -303,7 +362,7 @@ fn strategy_test_prints_each_failure_and_counts_them_in_the_exit_code() {
             && out.contains("expected: 3")
             && out.contains("got:      1")
             && out.contains(
-                "input:    Http1 GET / host=example.com [x-canary: 1]; candidates: #0 active=9"
+                "input:    Http1 GET / host=example.com [x-canary: 1 (not given to the module: not in what it reads)]; candidates: #0 active=9"
             ),
         "{out}"
     );

@@ -419,6 +419,13 @@ fn a_header_list_is_checked_at_load_and_honoured() {
         msg.contains("lists x-none") && msg.contains("x-user-id") && msg.contains("cookie"),
         "{msg}"
     );
+    // A list that names no header while the module reads headers can only
+    // be a mistake: refused, saying both ways out.
+    let msg = rejected(&wat_spec("reads", "\u{9}l,")).to_string();
+    assert!(
+        msg.contains("lists no header, but the module reads headers"),
+        "{msg}"
+    );
     // Bytes that are no header name are refused with the reason.
     let msg = rejected(&wat_spec("reads", "\u{9}lx-a,x b")).to_string();
     assert!(msg.contains("\"x b\" is not a header name"), "{msg}");

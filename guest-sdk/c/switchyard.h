@@ -26,7 +26,7 @@
  *   int32_t switchyard_input(int32_t capacity);    address of a buffer >= capacity
  *   int32_t switchyard_decide(int32_t len);        candidate index, or -1
  *   int32_t switchyard_init(int32_t len);          optional; 0 accepts the config
- *   int32_t switchyard_reads(void);                optional; SY_READS_* bits
+ *   int32_t switchyard_reads(void);                optional; SWITCHYARD_READS(SY_READS_*)
  *   int32_t switchyard_headers(void);              optional; SWITCHYARD_HEADERS("x-a,x-b")
  */
 #ifndef SWITCHYARD_H
@@ -114,6 +114,13 @@ enum sy_protocol { SY_OPAQUE = 0, SY_HTTP1 = 1, SY_HTTP2 = 2, SY_HTTP3 = 3, SY_T
 #define SWITCHYARD_ABI_V1() \
     SWITCHYARD_EXPORT(switchyard_abi_version) int32_t switchyard_abi_version(void) { \
         return SWITCHYARD_ABI_VERSION; \
+    }
+
+/* Defines switchyard_reads(): the parts of the input the strategy reads, as
+   SY_READS_* bits (SWITCHYARD_READS(SY_READS_CANDIDATES | SY_READS_REQUEST)). */
+#define SWITCHYARD_READS(bits) \
+    SWITCHYARD_EXPORT(switchyard_reads) int32_t switchyard_reads(void) { \
+        return (int32_t)(bits); \
     }
 
 /* Defines switchyard_headers(): the host then writes only the headers named

@@ -129,11 +129,15 @@ impl Strategy for ConsistentHash {
                         // The name is what the module lists for the host
                         // (`switchyard_headers`): refuse here what the host
                         // would refuse there, as a configuration error.
-                        if !v.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
-                            return Err(reject(
-                                7,
-                                "header:NAME: a header name holds only letters, digits and !#$%&'*+-.^_`|~",
-                            ));
+                        if let Some(bad) = v
+                            .iter()
+                            .find(|&&b| !(b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)))
+                        {
+                            // No allocator here for the name: say the byte.
+                            let mut why = *b"header:NAME: a header name holds only letters, digits and !#$%&'*+-.^_`|~ (not '?')";
+                            let at = why.len() - 3;
+                            why[at] = if bad.is_ascii_graphic() || *bad == b' ' { *bad } else { b'?' };
+                            return Err(reject(7, core::str::from_utf8(&why).unwrap_or("header:NAME: not a header name")));
                         }
                         let (mut b, n) = name_buf(v)?;
                         b[..n].make_ascii_lowercase();

@@ -14,9 +14,7 @@ SWITCHYARD_INPUT_BUFFER()
 
 /* Reads the candidates, the request's failed table and the headers: the host
    leaves the rest out. */
-SWITCHYARD_EXPORT(switchyard_reads) int32_t switchyard_reads(void) {
-    return SY_READS_CANDIDATES | SY_READS_REQUEST | SY_READS_HEADERS;
-}
+SWITCHYARD_READS(SY_READS_CANDIDATES | SY_READS_REQUEST | SY_READS_HEADERS)
 
 /* Of the headers, only x-canary: the host writes that one and no other. */
 SWITCHYARD_HEADERS("x-canary")

@@ -492,6 +492,14 @@ fn start_at(
             } else {
                 Command::new(std::env::current_exe()?)
             };
+            // Named as this process was started (`switchyard`, or its
+            // path), so `pgrep -af switchyard` and `ps` show the workers
+            // too, not an anonymous `exe`.
+            c.arg0(
+                std::env::args_os()
+                    .next()
+                    .unwrap_or_else(|| "switchyard".into()),
+            );
             c.arg("demo-worker");
             c
         }

@@ -117,6 +117,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         threads,
         if threads == 1 { "" } else { "s" },
     );
+    if let Some(list) = report.header_names.as_deref()
+        && reads & switchyard_guest::READS_HEADERS != 0
+        && !request
+            .headers
+            .iter()
+            .any(|(n, _)| switchyard_guest::encode::is_named(list.as_bytes(), n, false))
+    {
+        println!(
+            "note: the request carries none of the headers the strategy lists ({}), so this measures its path without them; give one with --request FILE.http",
+            list.replace(',', ", ")
+        );
+    }
     println!("ns per decision: median (10th-90th percentile batch)");
     println!();
     println!(

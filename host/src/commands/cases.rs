@@ -40,6 +40,17 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(CANNOT_RUN));
         }
     };
+    // Which of a case's headers the module is given: none if it does not
+    // read headers, and only the ones it lists if it lists them. A failing
+    // case says which it was not given (a misspelt list shows here).
+    let report = strategy.status().report;
+    let sent = |name: &[u8]| -> bool {
+        report.reads & switchyard_guest::READS_HEADERS != 0
+            && report
+                .header_names
+                .as_deref()
+                .is_none_or(|list| switchyard_guest::encode::is_named(list.as_bytes(), name, false))
+    };
     let mut failed = 0usize;
     for (k, case) in cases.iter().enumerate() {
         let headers: Vec<(&[u8], &[u8])> = case
@@ -72,7 +83,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         } else {
             failed += 1;
             println!("FAIL  {name}{fuel}");
-            println!("      input:    {}", case.input.describe());
+            println!("      input:    {}", case.input.describe(&sent));
             println!("      expected: {}", case.expect);
             println!("      got:      {got}");
         }
@@ -213,7 +224,7 @@ impl Input {
     }
 
     /// One line: the request, then each candidate's non-default fields.
-    fn describe(&self) -> String {
+    fn describe(&self, sent: &dyn Fn(&[u8]) -> bool) -> String {
         let mut s = format!(
             "{:?} {} {} host={}",
             self.protocol, self.method, self.path, self.authority
@@ -224,9 +235,14 @@ impl Input {
         for (n, v) in &self.headers {
             let _ = write!(
                 s,
-                " [{}: {}]",
+                " [{}: {}{}]",
                 String::from_utf8_lossy(n),
-                String::from_utf8_lossy(v)
+                String::from_utf8_lossy(v),
+                if sent(n) {
+                    ""
+                } else {
+                    " (not given to the module: not in what it reads)"
+                }
             );
         }
         if !self.failed.is_empty() {

@@ -120,6 +120,26 @@ fn report(
             " (no switchyard_reads: everything)"
         }
     );
+    if let Some(list) = r.header_names.as_deref()
+        && r.reads & switchyard_guest::READS_HEADERS != 0
+    {
+        // The check varies only the headers its requests carry: a listed
+        // name outside them (a typo of the one the module reads, say) is
+        // one it cannot vouch for.
+        let carried = switchyard::strategy::check_header_names();
+        let unvaried: Vec<&str> = list
+            .split(',')
+            .filter(|n| !carried.iter().any(|c| c == n.as_bytes()))
+            .collect();
+        if !unvaried.is_empty() {
+            println!(
+                "  note: the load check sends no {} header, so it cannot tell whether the list is right for {}: a `strategy test` case that sends {} can",
+                unvaried.join(" or "),
+                if unvaried.len() == 1 { "it" } else { "them" },
+                if unvaried.len() == 1 { "it" } else { "them" },
+            );
+        }
+    }
     for (n, fuel) in &r.fuel_used {
         println!("  fuel per decision at {n:>3} candidates: {fuel}");
     }

@@ -254,7 +254,11 @@ pub struct RawConfig {
     #[arg(long, default_value_t = 5_000)]
     pub worker_stop_timeout_ms: u64,
     /// Restart workers that exit (`--no-respawn` turns it off).
-    #[arg(long = "no-respawn", action = ArgAction::SetFalse)]
+    #[arg(
+        long = "no-respawn",
+        action = ArgAction::SetFalse,
+        help = "Do not restart workers that exit (by default they are restarted, with backoff)"
+    )]
     pub respawn: bool,
     /// How long a new worker may take to accept connections, ms.
     #[arg(long, default_value_t = 30_000)]

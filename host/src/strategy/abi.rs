@@ -424,10 +424,25 @@ impl Slot {
                 LoadError::Trapped("switchyard_headers", reason, e)
             })? as u32 as usize;
             if at != 0 {
-                let list = slot.memory.data(&slot.store).get(at..).unwrap_or(&[]);
-                slot.header_names = Some(header_names(list).map_err(|why| {
+                let mem = slot.memory.data(&slot.store);
+                let Some(list) = mem.get(at..).filter(|l| !l.is_empty()) else {
+                    return Err(LoadError::BadExport(format!(
+                        "`switchyard_headers` returned {at:#x}, past the end of the {}-byte memory",
+                        mem.len()
+                    )));
+                };
+                let names = header_names(list).map_err(|why| {
                     LoadError::BadExport(format!("`switchyard_headers` returned {at:#x}: {why}"))
-                })?);
+                })?;
+                if names.is_empty() && slot.reads & switchyard_guest::READS_HEADERS != 0 {
+                    // No header would ever reach it: a mistake, not a wish
+                    // (a module that reads none leaves headers out of
+                    // `switchyard_reads`).
+                    return Err(LoadError::BadExport(
+                        "`switchyard_headers` lists no header, but the module reads headers (`switchyard_reads` has them, or is absent): list the headers `switchyard_decide` reads, or leave headers out of `switchyard_reads`".into(),
+                    ));
+                }
+                slot.header_names = Some(names);
             }
         }
         set_budget(&mut slot.store, fuel);
@@ -643,8 +658,13 @@ pub fn header_names(mem: &[u8]) -> Result<Arc<[u8]>, String> {
             continue;
         }
         if let Some(bad) = name.iter().find(|&&b| !is_tchar(b)) {
+            let hint = if name.starts_with(b"cookie:") || name.contains(&b'=') {
+                "; a cookie is in the `cookie` header: list `cookie`"
+            } else {
+                ""
+            };
             return Err(format!(
-                "{:?} is not a header name (byte {bad:#04x})",
+                "{:?} is not a header name (byte {bad:#04x}){hint}",
                 String::from_utf8_lossy(name)
             ));
         }

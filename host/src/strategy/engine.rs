@@ -560,6 +560,22 @@ fn read_check_requests() -> Vec<RequestHead<'static>> {
     vec![base, other, tls_only]
 }
 
+/// The header names the load-time check's requests carry, lower-case: the
+/// only headers the check can vary. A listed name outside these is one the
+/// check cannot vouch for (`strategy check` says so).
+pub fn check_header_names() -> Vec<Vec<u8>> {
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    for req in read_check_requests() {
+        for (n, _) in req.headers {
+            let n = n.to_ascii_lowercase();
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    names
+}
+
 /// The load-time check of a `switchyard_reads` declaration, and of a
 /// `switchyard_headers` list: each check request, with 4 and 64 candidates,
 /// is decided by fresh instances (same state, same clock and random

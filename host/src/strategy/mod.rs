@@ -48,8 +48,8 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 pub use abi::Interface;
 pub use audit::Audit;
 pub use engine::{
-    Artifact, BuiltinModule, Floor, StrategyEngine, builtin_names, sample_backends,
-    sample_candidates, sample_request,
+    Artifact, BuiltinModule, Floor, StrategyEngine, builtin_names, check_header_names,
+    sample_backends, sample_candidates, sample_request,
 };
 pub use engine_config::Metering;
 pub use error::{CallError, FallbackReason, LoadError, part_names};
