@@ -601,7 +601,10 @@ fn check_reads(
         Ok::<_, LoadError>(slot.decide(meta, req, cands, budget).ok())
     };
     let undeclared = switchyard_guest::READS_ALL & !declared;
-    let filtered = names.is_some() && declared & READS_HEADERS != 0;
+    // A list matters only with the headers part declared: without it the
+    // module gets no header at all, list or not.
+    let names = names.filter(|_| declared & READS_HEADERS != 0);
+    let filtered = names.is_some();
     let mut culprits = 0;
     // Headers the list leaves out whose presence changes an answer.
     let mut unlisted: Vec<String> = Vec::new();
@@ -618,12 +621,15 @@ fn check_reads(
             if answer(switchyard_guest::READS_ALL, None, req, &cands, &meta)? == without {
                 continue;
             }
-            // Whether something found below explains this difference.
-            let mut explained = false;
+            // Whether a single part explains (some of) this difference,
+            // and whether anything does.
+            let mut part_found = false;
+            let mut flagged = false;
             for bit in (0..6).map(|b| 1u32 << b).filter(|b| undeclared & b != 0) {
                 if answer(declared | bit, names.clone(), req, &cands, &meta)? != without {
                     culprits |= bit;
-                    explained = true;
+                    part_found = true;
+                    flagged = true;
                 }
             }
             if filtered && answer(declared, None, req, &cands, &meta)? != without {
@@ -644,11 +650,26 @@ fn check_reads(
                     }
                 }
                 unlisted_together |= !changed;
-                explained = true;
+                flagged = true;
             }
-            if !explained {
-                // Only the parts together change it: name them all.
-                culprits = undeclared;
+            if !part_found
+                && undeclared != 0
+                && answer(
+                    switchyard_guest::READS_ALL,
+                    names.clone(),
+                    req,
+                    &cands,
+                    &meta,
+                )? != without
+            {
+                // The parts change it, but only together: name them all.
+                culprits |= undeclared;
+                flagged = true;
+            }
+            if !flagged {
+                // Only parts and unlisted headers together change it.
+                culprits |= undeclared;
+                unlisted_together |= filtered;
             }
         }
     }
