@@ -1037,5 +1037,52 @@ fn demo_workers_carry_the_balancers_name() {
         Some("demo-worker"),
         "{argv:?}"
     );
-    drop(s);
+    // So `kill -HUP $(pidof switchyard)` reaches the workers too: they
+    // ignore the balancer's reload and upgrade signals instead of dying.
+    for sig in [libc::SIGHUP, libc::SIGUSR2] {
+        unsafe {
+            libc::kill(pid as i32, sig);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let status = json(&call(admin, "GET", "/status", None, b"").1);
+    assert_eq!(worker_pids(&status), [pid], "{status}");
+    assert_eq!(status["workers"][0]["restarts"], 0, "{status}");
+    assert_eq!(get(s.port, "/").0, 200);
+}
+
+/// An upgrade whose new process fails (here its configuration file broke
+/// since the start) is said as an error by the old process, which goes on
+/// serving, and the failed process is reaped (it stayed a zombie).
+#[test]
+fn a_failed_sigusr2_upgrade_is_reported_and_leaves_no_zombie() {
+    let dir = TempDir::new("usr2-fail");
+    let file = dir.0.join("switchyard.toml");
+    let port = support::free_ports(4);
+    let (base, admin) = (port + 1, port + 3);
+    let config = |extra: &str| {
+        format!(
+            "port = {port}\nhost = \"127.0.0.1\"\nbase_worker_port = {base}\nadmin = \"127.0.0.1:{admin}\"\nworkers = 1\n{extra}\n"
+        )
+    };
+    std::fs::write(&file, config("")).unwrap();
+    let s = Serve::start_config(&file, port, base, admin);
+    std::fs::write(&file, config("retries = \"many\"")).unwrap();
+    s.signal(libc::SIGUSR2);
+    s.wait_for_log("the new switchyard exited without taking over", 60);
+    let log = s.log();
+    let started = log
+        .lines()
+        .find(|l| l.contains("started a new switchyard"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let pid: u32 = started
+        .split("pid=")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{started}"));
+    support::eventually("the failed process to be reaped", 10, || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_err()
+    });
+    assert_eq!(get(port, "/").0, 200, "the old one still serves");
 }

@@ -169,6 +169,14 @@ fn graceful_shutdown_lets_in_flight_requests_finish_and_stops_workers() {
     let slow = std::thread::spawn(move || get(port, "/slow?ms=1500"));
     wait_open(&s, 1);
     s.signal(libc::SIGTERM);
+    // While it drains, a new connection is refused at once, so a client
+    // can go elsewhere (the copies kept for a binary upgrade used to keep
+    // the socket listening: connections queued until the exit reset them).
+    eventually("new connections to be refused while draining", 5, || {
+        TcpStream::connect(("127.0.0.1", port))
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+    });
+    assert!(!slow.is_finished(), "the slow request still in flight");
     let (status, body) = slow.join().unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("slept 1500 ms"), "{body}");

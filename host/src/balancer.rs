@@ -606,7 +606,17 @@ impl Balancer {
             cfg.workers.ready_timeout + Duration::from_secs(30),
             move || graceful.graceful(),
         ) {
-            Ok(h) => Some(h),
+            Ok(h) => {
+                let h = Arc::new(h);
+                // A stop (or a takeover) closes the copies kept for a
+                // successor, so new connections are refused at once.
+                let (withdraw, graceful) = (h.clone(), tokens.graceful.clone());
+                tokio::spawn(async move {
+                    graceful.cancelled().await;
+                    withdraw.withdraw();
+                });
+                Some(h)
+            }
             Err(e) => {
                 tracing::warn!(socket = %path.display(), error = %e, "binary upgrades are not available");
                 None

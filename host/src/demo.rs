@@ -182,8 +182,16 @@ pub async fn serve(listener: TcpListener, me: DemoWorker, mut stop: watch::Recei
 }
 
 /// `switchyard demo-worker`: reads `HOST`, `PORT` and
-/// `SWITCHYARD_WORKER_INDEX`, serves until SIGTERM or SIGINT.
+/// `SWITCHYARD_WORKER_INDEX`, serves until SIGTERM or SIGINT. SIGHUP and
+/// SIGUSR2 are the balancer's (reload, upgrade), and a worker runs the same
+/// binary, so `kill -HUP $(pidof switchyard)` reaches it too: it ignores
+/// them rather than die (they used to end every worker at once).
 pub async fn main_from_env() -> std::io::Result<()> {
+    for sig in [libc::SIGHUP, libc::SIGUSR2] {
+        // SAFETY: setting a signal's disposition to "ignore" before any
+        // thread of ours depends on it; no handler code runs.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
     let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
     let port: u16 = std::env::var("PORT")
         .ok()

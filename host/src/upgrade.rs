@@ -33,6 +33,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustix::net::{
@@ -154,15 +155,50 @@ pub fn take_over(path: &Path) -> std::io::Result<Inherited> {
 pub struct Handover {
     path: PathBuf,
     ino: u64,
+    /// This process's copies of the sockets a successor takes; `None`
+    /// once withdrawn.
+    fds: Arc<Mutex<Offered>>,
 }
 
-impl Drop for Handover {
-    fn drop(&mut self) {
+/// The copies offered, and whether they were withdrawn.
+struct Offered {
+    fds: Option<Fds>,
+    withdrawn: bool,
+}
+
+/// Copies of the listening sockets, for a successor.
+struct Fds {
+    tcp: Vec<OwnedFd>,
+    admin: Option<OwnedFd>,
+    udp: Option<OwnedFd>,
+}
+
+impl Handover {
+    /// Closes this process's copies of the listening sockets and the
+    /// handover socket: a stopping balancer then refuses new connections at
+    /// once. While a copy stayed open the kernel went on queueing
+    /// connections that nobody would accept, until the process exited and
+    /// reset them. After a takeover the successor holds its own copies.
+    pub fn withdraw(&self) {
+        let mut offered = self.fds.lock().unwrap_or_else(|e| e.into_inner());
+        offered.fds = None;
+        offered.withdrawn = true;
+        drop(offered);
+        self.remove_file();
+    }
+
+    fn remove_file(&self) {
         // Only our own file: after an upgrade, the path is the new
         // process's.
         if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.ino) {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+impl Drop for Handover {
+    fn drop(&mut self) {
+        self.remove_file();
     }
 }
 
@@ -194,30 +230,56 @@ pub fn offer(
     let listener = UnixListener::bind(path)?;
     let ino = std::fs::metadata(path)?.ino();
     let shown = path.to_path_buf();
+    let fds = Arc::new(Mutex::new(Offered {
+        fds: Some(Fds { tcp, admin, udp }),
+        withdrawn: false,
+    }));
+    let offered = fds.clone();
     std::thread::Builder::new()
         .name("switchyard-handover".into())
         .spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                match hand_over(conn, &tcp, admin.as_ref(), udp.as_ref(), wait_for_serving) {
+                // Out of the lock for the handover (it waits for the new
+                // process), put back if it fails and nothing withdrew them.
+                let taken = offered.lock().unwrap_or_else(|e| e.into_inner()).fds.take();
+                let Some(f) = taken else {
+                    tracing::warn!("upgrade refused: this switchyard is stopping");
+                    continue;
+                };
+                match hand_over(
+                    conn,
+                    &f.tcp,
+                    f.admin.as_ref(),
+                    f.udp.as_ref(),
+                    wait_for_serving,
+                ) {
                     Ok(()) => {
                         tracing::info!(
                             socket = %shown.display(),
                             "a new switchyard took over the listening sockets and serves; draining"
                         );
+                        drop(f);
                         on_taken_over();
                         return;
                     }
-                    Err(e) => tracing::warn!(
-                        error = %e,
-                        "upgrade abandoned; this process goes on serving"
-                    ),
+                    Err(e) => {
+                        tracing::warn!(
+                            error = %e,
+                            "upgrade abandoned; this process goes on serving"
+                        );
+                        let mut o = offered.lock().unwrap_or_else(|e| e.into_inner());
+                        if !o.withdrawn {
+                            o.fds = Some(f);
+                        }
+                    }
                 }
             }
         })?;
     Ok(Handover {
         path: path.to_path_buf(),
         ino,
+        fds,
     })
 }
 

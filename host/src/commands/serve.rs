@@ -72,6 +72,7 @@ pub fn serve(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> 
             );
         }
         tokio::spawn(switchyard::shutdown::on_signals(balancer.shutdown_handle()));
+        let balancer_shutdown = balancer.shutdown_handle();
         let reloader = balancer.reloader();
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -87,7 +88,7 @@ pub fn serve(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> 
                     r?;
                     return Ok(ExitCode::SUCCESS);
                 }
-                _ = usr2.recv() => start_upgrade(exe.as_deref()),
+                _ = usr2.recv() => start_upgrade(exe.as_deref(), balancer_shutdown.clone()),
                 _ = hangup.recv() => {
                     // The same layers as at start: the file again, then the
                     // environment, then the flags given.
@@ -141,7 +142,7 @@ pub fn demo_worker() -> anyhow::Result<ExitCode> {
 /// SIGUSR2: starts the binary at this one's path with the same arguments
 /// and `--upgrade`, in a process group of its own (a signal to this one's
 /// group must not reach it); it takes the listening sockets over.
-fn start_upgrade(exe: Option<&std::path::Path>) {
+fn start_upgrade(exe: Option<&std::path::Path>, shutdown: switchyard::shutdown::ShutdownHandle) {
     use std::os::unix::process::CommandExt;
     let Some(exe) = exe else {
         return tracing::error!(
@@ -159,11 +160,36 @@ fn start_upgrade(exe: Option<&std::path::Path>) {
         .process_group(0)
         .spawn()
     {
-        Ok(child) => tracing::info!(
-            pid = child.id(),
-            binary = %exe.display(),
-            "SIGUSR2: started a new switchyard to take over"
-        ),
+        Ok(mut child) => {
+            let pid = child.id();
+            tracing::info!(
+                pid,
+                binary = %exe.display(),
+                "SIGUSR2: started a new switchyard to take over"
+            );
+            // Reaped here, and a new process that exits while this one
+            // still serves is an upgrade that did not happen: said as an
+            // error here, not only in its own stderr (and no zombie stays).
+            let spawned = std::thread::Builder::new()
+                .name("switchyard-upgrade-wait".into())
+                .spawn(move || {
+                    let status = child.wait();
+                    if shutdown.is_shutting_down() {
+                        return;
+                    }
+                    match status {
+                        Ok(status) => tracing::error!(
+                            pid,
+                            %status,
+                            "SIGUSR2: the new switchyard exited without taking over; this one still serves (its reason is on stderr above)"
+                        ),
+                        Err(e) => tracing::error!(pid, error = %e, "SIGUSR2: waiting for the new switchyard"),
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "SIGUSR2: cannot watch the new switchyard");
+            }
+        }
         Err(e) => {
             tracing::error!(binary = %exe.display(), error = %e, "SIGUSR2: cannot start a new switchyard")
         }
