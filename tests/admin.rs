@@ -881,6 +881,16 @@ fn sighup_applies_a_good_file_without_a_failed_request_and_keeps_the_old_one_for
         "x".repeat(2000)
     );
     assert_eq!(exchange(port, big.as_bytes()).0, 431, "the new head limit");
+    // What scrapes see of it.
+    let st = json(&call(admin, "GET", "/status", None, b"").1);
+    assert_eq!(st["config_reload"]["result"], "applied", "{st}");
+    assert!(st["config_reload"]["unix"].as_u64().unwrap() > 0, "{st}");
+    let m = scrape(admin);
+    assert_eq!(
+        m["switchyard_config_reloads_total{result=\"applied\"}"],
+        1.0
+    );
+    assert_eq!(m["switchyard_config_last_reload_successful"], 1.0);
     // A bad file: rejected with the reason; nothing changes.
     std::fs::write(&file, config("workers = 1\nretries = \"many\"")).unwrap();
     s.signal(libc::SIGHUP);
@@ -889,6 +899,19 @@ fn sighup_applies_a_good_file_without_a_failed_request_and_keeps_the_old_one_for
     let st = json(&call(admin, "GET", "/status", None, b"").1);
     assert_eq!(st["workers"].as_array().unwrap().len(), 3);
     assert_eq!(worker_of(&get(port, "/").1).0, 2);
+    assert_eq!(st["config_reload"]["result"], "rejected", "{st}");
+    assert!(
+        st["config_reload"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("retries")),
+        "{st}"
+    );
+    let m = scrape(admin);
+    assert_eq!(
+        m["switchyard_config_reloads_total{result=\"rejected\"}"],
+        1.0
+    );
+    assert_eq!(m["switchyard_config_last_reload_successful"], 0.0);
     // Back to two workers: the third drains and stops.
     std::fs::write(&file, config("workers = 2")).unwrap();
     s.signal(libc::SIGHUP);
@@ -912,6 +935,8 @@ fn sighup_applies_a_good_file_without_a_failed_request_and_keeps_the_old_one_for
     }
     assert!(s.log().contains("need_restart=[\"fuel\"]"), "{}", s.log());
     let st = json(&call(admin, "GET", "/status", None, b"").1);
+    assert_eq!(st["config_reload"]["need_restart"][0], "fuel", "{st}");
+    assert_eq!(scrape(admin)["switchyard_config_restart_pending"], 1.0);
     assert_eq!(st["config"]["fuel"], fuel, "the fuel in effect");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (made, _) = load.join().unwrap();

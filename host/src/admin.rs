@@ -393,6 +393,7 @@ impl Admin {
                     .collect(),
             },
             config: self.config.load().raw().to_json_redacted(),
+            config_reload: crate::reload::last(),
         }
     }
 }
@@ -411,6 +412,8 @@ struct Status {
     strategy: StrategyView,
     traffic: Traffic,
     config: serde_json::Value,
+    /// How the last SIGHUP reload ended (`null` before the first).
+    config_reload: Option<crate::reload::LastReload>,
 }
 
 #[derive(Serialize)]

@@ -482,6 +482,44 @@ pub fn render(out: &mut String, strategy: &StrategyStatus, backends: &BackendLis
             r.as_str()
         );
     }
+    let (applied, rejected) = crate::reload::reloads();
+    family(
+        out,
+        "switchyard_config_reloads_total",
+        "counter",
+        "Configuration reloads (SIGHUP), by result.",
+    );
+    let _ = writeln!(
+        out,
+        "switchyard_config_reloads_total{{result=\"applied\"}} {applied}"
+    );
+    let _ = writeln!(
+        out,
+        "switchyard_config_reloads_total{{result=\"rejected\"}} {rejected}"
+    );
+    let last = crate::reload::last();
+    family(
+        out,
+        "switchyard_config_last_reload_successful",
+        "gauge",
+        "1 if the last configuration reload applied (or none was tried), 0 if it was rejected.",
+    );
+    let _ = writeln!(
+        out,
+        "switchyard_config_last_reload_successful {}",
+        u8::from(last.as_ref().is_none_or(|l| l.error.is_none()))
+    );
+    family(
+        out,
+        "switchyard_config_restart_pending",
+        "gauge",
+        "Settings changed in the configuration that take effect only after a restart.",
+    );
+    let _ = writeln!(
+        out,
+        "switchyard_config_restart_pending {}",
+        last.as_ref().map_or(0, |l| l.need_restart.len())
+    );
     family(
         out,
         "switchyard_strategy_swaps_total",

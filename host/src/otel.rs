@@ -183,6 +183,26 @@ fn instruments(meter: &Meter, strategy: Arc<Strategy>, backends: Arc<Backends>) 
             o.observe(st.rejections, &[kv("result", "rejected")]);
         })
         .build();
+    meter
+        .u64_observable_counter("switchyard.config.reloads")
+        .with_description("Configuration reloads (SIGHUP), by result (applied or rejected).")
+        .with_unit("{reload}")
+        .with_callback(|o| {
+            let (applied, rejected) = crate::reload::reloads();
+            o.observe(applied, &[kv("result", "applied")]);
+            o.observe(rejected, &[kv("result", "rejected")]);
+        })
+        .build();
+    meter
+        .u64_observable_gauge("switchyard.config.restart_pending")
+        .with_description(
+            "Settings changed in the configuration that take effect only after a restart.",
+        )
+        .with_callback(|o| {
+            let n = crate::reload::last().map_or(0, |l| l.need_restart.len());
+            o.observe(n as u64, &[]);
+        })
+        .build();
     let s = strategy.clone();
     meter
         .u64_observable_gauge("switchyard.strategy.degraded")

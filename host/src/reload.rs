@@ -36,6 +36,62 @@ pub struct Reloaded {
     pub need_restart: Vec<&'static str>,
 }
 
+/// How the last configuration reload ended, for `/status` and `/metrics`:
+/// a reload's outcome was only in the log, so a rejected file or a change
+/// waiting for a restart went unseen by anything that scrapes.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastReload {
+    /// When it ended, seconds since the Unix epoch.
+    pub unix: u64,
+    /// `applied` (or nothing changed) or `rejected`.
+    pub result: &'static str,
+    /// Why it was rejected.
+    pub error: Option<String>,
+    /// Keys whose new values apply.
+    pub applied: Vec<&'static str>,
+    /// Keys changed in the file that wait for a restart.
+    pub need_restart: Vec<&'static str>,
+}
+
+static LAST: Mutex<Option<LastReload>> = Mutex::new(None);
+static RELOADS: [crate::metrics::Counter; 2] = [const { crate::metrics::Counter::new() }; 2];
+
+/// Records a reload's outcome (the SIGHUP handler calls it).
+pub fn record(outcome: &Result<Reloaded, String>) {
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = match outcome {
+        Ok(r) => LastReload {
+            unix,
+            result: "applied",
+            error: None,
+            applied: r.applied.clone(),
+            need_restart: r.need_restart.clone(),
+        },
+        Err(e) => LastReload {
+            unix,
+            result: "rejected",
+            error: Some(e.clone()),
+            applied: Vec::new(),
+            // What a restart would still change is as before.
+            need_restart: last().map(|l| l.need_restart).unwrap_or_default(),
+        },
+    };
+    RELOADS[usize::from(outcome.is_err())].inc();
+    *LAST.lock().unwrap_or_else(|e| e.into_inner()) = Some(last);
+}
+
+/// The last reload's outcome, if there was one.
+pub fn last() -> Option<LastReload> {
+    LAST.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Reloads so far: (applied, rejected).
+pub fn reloads() -> (u64, u64) {
+    (RELOADS[0].get(), RELOADS[1].get())
+}
+
 /// Applies configurations to a running balancer (see the module doc).
 #[derive(Clone)]
 pub struct Reloader {

@@ -106,6 +106,7 @@ pub fn serve(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> 
                         Ok(raw) => reloader.apply(raw).await,
                         Err(e) => Err(e.to_string()),
                     };
+                    switchyard::reload::record(&outcome);
                     match outcome {
                         Ok(r) if r.applied.is_empty() && r.need_restart.is_empty() => {
                             tracing::info!("configuration reloaded: nothing changed")
