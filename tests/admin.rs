@@ -553,6 +553,16 @@ fn a_replacement_that_exits_stops_the_reload_with_502_and_the_old_worker_serves(
 fn a_rolling_reload_during_request_loops_fails_no_request() {
     let (s, admin) = serve_with_admin(2, &["--mode", "http"]);
     let before = json(&call(admin, "GET", "/status", None, b"").1);
+    let series = |prefix: &str| {
+        let mut keys: Vec<String> = scrape(admin)
+            .into_keys()
+            .filter(|k| k.starts_with(prefix))
+            .collect();
+        keys.sort();
+        keys
+    };
+    let requests_series = series("switchyard_backend_requests_total{");
+    let info_before = series("switchyard_backend_info{");
     let pids = worker_pids(&before);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let port = s.port;
@@ -624,6 +634,12 @@ fn a_rolling_reload_during_request_loops_fails_no_request() {
         .filter(|(k, v)| k.starts_with("switchyard_proxy_errors_total{") && **v > 0.0)
         .collect();
     assert!(errors.is_empty(), "{errors:?}");
+    // The same series go on (the address moved, on the info metric only).
+    assert_eq!(
+        series("switchyard_backend_requests_total{"),
+        requests_series
+    );
+    assert_ne!(series("switchyard_backend_info{"), info_before);
     // A second reload goes back to the first ports.
     let (status, body) = call(admin, "POST", "/reload", None, b"");
     assert_eq!(status, 200, "{body}");

@@ -596,14 +596,26 @@ pub fn render(out: &mut String, strategy: &StrategyStatus, backends: &BackendLis
     }
 
     let now = crate::clock::now_ms();
+    // No `addr` here: a worker's address alternates between two ports on
+    // every rolling reload (and changes on upgrades), and each change would
+    // start new series for every figure. It is on the info metric below.
     let label = |b: &crate::backends::Backend| {
-        format!(
-            "backend=\"{}\",id=\"{}\",addr=\"{}\"",
-            escape(b.name()),
-            b.id(),
-            b.addr()
-        )
+        format!("backend=\"{}\",id=\"{}\"", escape(b.name()), b.id())
     };
+    family(
+        out,
+        "switchyard_backend_info",
+        "gauge",
+        "1 per backend, with its current address.",
+    );
+    for b in backends.iter() {
+        let _ = writeln!(
+            out,
+            "switchyard_backend_info{{{},addr=\"{}\"}} 1",
+            label(b),
+            b.addr()
+        );
+    }
     family(
         out,
         "switchyard_backends_healthy",

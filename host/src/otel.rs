@@ -80,11 +80,12 @@ fn kv(key: &'static str, value: impl Into<opentelemetry::Value>) -> KeyValue {
     KeyValue::new(key, value)
 }
 
-fn backend_attrs(b: &Backend) -> [KeyValue; 3] {
+// No address: a worker's changes on every rolling reload, which would start
+// new series (as on `/metrics`, where it is on `switchyard_backend_info`).
+fn backend_attrs(b: &Backend) -> [KeyValue; 2] {
     [
         kv("backend", b.name().to_string()),
         kv("id", b.id().to_string()),
-        kv("addr", b.addr().to_string()),
     ]
 }
 
