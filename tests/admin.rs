@@ -316,9 +316,19 @@ fn a_broken_strategy_is_refused_with_its_reason_and_the_old_one_keeps_serving() 
     let (code, out, err) = ctl(&["--admin", &addr, "drain", "1"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("draining"), "{out}");
+    assert!(!err.contains("warning"), "one is left: {err}");
     for _ in 0..4 {
         assert_eq!(worker_of(&get(s.port, "/").1).0, 0);
     }
+    // Draining the last one is allowed, but said.
+    let (code, out, err) = ctl(&["--admin", &addr, "drain", "0"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("warning: no backend is left taking new work"),
+        "{err}"
+    );
+    let (status, _) = call(admin, "POST", "/workers/0/undrain", None, b"");
+    assert_eq!(status, 200);
     let (status, _) = call(admin, "POST", "/workers/1/undrain", None, b"");
     assert_eq!(status, 200);
     assert_eq!(worker_of(&get(s.port, "/").1).0, 1);

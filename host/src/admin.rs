@@ -286,7 +286,24 @@ impl Admin {
             }
         }
         tracing::info!(backend = %b.name(), addr = %b.addr(), action, "admin API");
-        json(StatusCode::OK, &backend_status(&b, crate::clock::now_ms()))
+        let mut body =
+            serde_json::to_value(backend_status(&b, crate::clock::now_ms())).unwrap_or_default();
+        // Allowed (an operator may mean it), but said: with nothing left to
+        // take new work every request gets 503.
+        if action == "drain"
+            && !self
+                .backends
+                .load()
+                .iter()
+                .any(|b| b.is_up() && !b.is_draining())
+        {
+            let warning = "no backend is left taking new work: new requests get 503 until one is undrained or added";
+            tracing::warn!(backend = %b.name(), "{warning}");
+            if let Some(o) = body.as_object_mut() {
+                o.insert("warning".into(), warning.into());
+            }
+        }
+        json(StatusCode::OK, &body)
     }
 
     /// `PUT /strategy` (and `PUT /shadow` with `shadow`): the body is the

@@ -106,7 +106,12 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         CtlCommand::Status => print_status(&value),
         CtlCommand::Strategy(_) | CtlCommand::Shadow(_) => print_strategy(&value),
-        CtlCommand::Drain { .. } | CtlCommand::Undrain { .. } => print_backends(&[value]),
+        CtlCommand::Drain { .. } | CtlCommand::Undrain { .. } => {
+            if let Some(w) = value.get("warning").and_then(Value::as_str) {
+                eprintln!("switchyard ctl: warning: {w}");
+            }
+            print_backends(&[value])
+        }
         CtlCommand::Reload => print_reloaded(&value),
     }
     Ok(ExitCode::SUCCESS)
