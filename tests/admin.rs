@@ -1137,3 +1137,43 @@ fn a_failed_sigusr2_upgrade_is_reported_and_leaves_no_zombie() {
     });
     assert_eq!(get(port, "/").0, 200, "the old one still serves");
 }
+
+/// A request cut by a shutdown before its response has a line too, with
+/// its error (it had none).
+#[test]
+fn a_request_cut_at_shutdown_gets_an_access_log_line() {
+    let dir = TempDir::new("access-cut");
+    let file = dir.0.join("access.log");
+    let mut s = Serve::start(
+        1,
+        &[
+            "--mode",
+            "http",
+            "--access-log",
+            file.to_str().unwrap(),
+            "--graceful-timeout-ms",
+            "300",
+        ],
+    );
+    let port = s.port;
+    let slow = std::thread::spawn(move || get(port, "/slow?ms=5000"));
+    support::eventually("the slow request to be open", 10, || {
+        json(&call(s.admin, "GET", "/status", None, b"").1)["workers"][0]["in_flight"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    });
+    s.signal(libc::SIGTERM);
+    assert!(s.wait_exit(15).success());
+    let _ = slow.join();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .unwrap_or_default()
+        .lines()
+        .map(json)
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["path"] == "/slow?ms=5000"
+            && l["error"] == "cut_before_response"
+            && l["status"].is_null()),
+        "{lines:?}"
+    );
+}

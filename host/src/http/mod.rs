@@ -418,6 +418,16 @@ struct Trace {
     backend: Option<SocketAddr>,
 }
 
+/// What the access log keeps of a request until its line is written.
+type Logged = (
+    std::sync::Arc<crate::access::AccessLog>,
+    (std::time::SystemTime, std::time::Instant),
+    &'static str,
+    Box<str>,
+    Box<str>,
+    u64,
+);
+
 /// One request: decide, send, and try another backend if the connect
 /// failed and the request can be sent again. `body`: `None` if it has
 /// none (then it can be sent again). With an access log, its line is
@@ -453,6 +463,35 @@ pub(crate) async fn forward(
         let now = (std::time::SystemTime::now(), std::time::Instant::now());
         (log.clone(), now, mode, method, path, bytes_in)
     });
+    // Writes a line if this request is dropped before its response (a
+    // shutdown that cut it, the client gone): such requests had none.
+    struct Unanswered {
+        logged: Option<Logged>,
+        peer: SocketAddr,
+    }
+    impl Drop for Unanswered {
+        fn drop(&mut self) {
+            if let Some((log, (start, started), mode, method, path, bytes_in)) = self.logged.take()
+            {
+                log.log(crate::access::Entry {
+                    start,
+                    mode,
+                    client: self.peer,
+                    method: Some(method),
+                    path: Some(path),
+                    status: None,
+                    backend: None,
+                    attempts: 0,
+                    fallback: None,
+                    bytes_in,
+                    bytes_out: 0,
+                    duration: started.elapsed(),
+                    error: Some("cut_before_response"),
+                });
+            }
+        }
+    }
+    let mut unanswered = Unanswered { logged, peer };
     let mut trace = Trace::default();
     let resp = forward_inner(
         ctx,
@@ -465,7 +504,8 @@ pub(crate) async fn forward(
         &mut trace,
     )
     .await;
-    let Some((log, (start, started), mode, method, path, bytes_in)) = logged else {
+    let Some((log, (start, started), mode, method, path, bytes_in)) = unanswered.logged.take()
+    else {
         return resp;
     };
     let entry = crate::access::Entry {
