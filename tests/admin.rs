@@ -18,6 +18,14 @@ fn serve_with_admin(workers: u16, args: &[&str]) -> (Serve, u16) {
     (s, admin)
 }
 
+/// A configuration file's text: the listener, worker ports and admin
+/// address on loopback, then `extra`.
+fn config_file(port: u16, base: u16, admin: u16, extra: &str) -> String {
+    format!(
+        "port = {port}\nhost = \"127.0.0.1\"\nbase_worker_port = {base}\nadmin = \"127.0.0.1:{admin}\"\n{extra}\n"
+    )
+}
+
 /// One admin call: (status, body).
 fn call(port: u16, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
@@ -873,11 +881,7 @@ fn sighup_applies_a_good_file_without_a_failed_request_and_keeps_the_old_one_for
     std::fs::write(&module, support::constant(2)).unwrap();
     let port = support::free_ports(7);
     let (base, admin) = (port + 1, port + 7);
-    let config = |extra: &str| {
-        format!(
-            "port = {port}\nhost = \"127.0.0.1\"\nbase_worker_port = {base}\nadmin = \"127.0.0.1:{admin}\"\nmode = \"http\"\n{extra}\n"
-        )
-    };
+    let config = |extra: &str| config_file(port, base, admin, &format!("mode = \"http\"\n{extra}"));
     std::fs::write(&file, config("workers = 2")).unwrap();
     let mut s = Serve::start_config(&file, port, base, admin);
     let (stop, load) = request_loop(port);
@@ -1111,11 +1115,7 @@ fn a_failed_sigusr2_upgrade_is_reported_and_leaves_no_zombie() {
     let file = dir.0.join("switchyard.toml");
     let port = support::free_ports(4);
     let (base, admin) = (port + 1, port + 3);
-    let config = |extra: &str| {
-        format!(
-            "port = {port}\nhost = \"127.0.0.1\"\nbase_worker_port = {base}\nadmin = \"127.0.0.1:{admin}\"\nworkers = 1\n{extra}\n"
-        )
-    };
+    let config = |extra: &str| config_file(port, base, admin, &format!("workers = 1\n{extra}"));
     std::fs::write(&file, config("")).unwrap();
     let s = Serve::start_config(&file, port, base, admin);
     std::fs::write(&file, config("retries = \"many\"")).unwrap();
