@@ -1073,10 +1073,11 @@ fn a_binary_upgrade_during_a_request_loop_fails_no_request() {
     });
 }
 
-/// Demo workers are named as the balancer was started, so `ps` and
-/// `pgrep -af switchyard` find them (they were an anonymous `exe`).
+/// Demo workers are named `switchyard-worker`, so `ps` and `pgrep -af
+/// switchyard` find them (they were an anonymous `exe`) and `pidof
+/// switchyard` does not.
 #[test]
-fn demo_workers_carry_the_balancers_name() {
+fn demo_workers_are_named_switchyard_worker() {
     let (s, admin) = serve_with_admin(1, &[]);
     let status = json(&call(admin, "GET", "/status", None, b"").1);
     let pid = worker_pids(&status)[0];
@@ -1086,7 +1087,17 @@ fn demo_workers_carry_the_balancers_name() {
         .filter(|a| !a.is_empty())
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    assert!(argv[0].ends_with("switchyard"), "{argv:?}");
+    assert_eq!(argv[0], "switchyard-worker", "{argv:?}");
+    // And `pidof switchyard` (the README's reload command) is not them.
+    let pidof = std::process::Command::new("pidof")
+        .arg("switchyard")
+        .output()
+        .unwrap();
+    let found = String::from_utf8_lossy(&pidof.stdout).into_owned();
+    assert!(
+        !found.split_whitespace().any(|p| p == pid.to_string()),
+        "{found}"
+    );
     assert_eq!(
         argv.get(1).map(String::as_str),
         Some("demo-worker"),

@@ -492,14 +492,11 @@ fn start_at(
             } else {
                 Command::new(std::env::current_exe()?)
             };
-            // Named as this process was started (`switchyard`, or its
-            // path), so `pgrep -af switchyard` and `ps` show the workers
-            // too, not an anonymous `exe`.
-            c.arg0(
-                std::env::args_os()
-                    .next()
-                    .unwrap_or_else(|| "switchyard".into()),
-            );
+            // Named so that `ps` and `pgrep -af switchyard` show the
+            // workers (they were an anonymous `exe`), but not `switchyard`
+            // itself: `kill -HUP $(pidof switchyard)`, as the README says to
+            // reload, must find only the balancer (`pidof` matches argv[0]).
+            c.arg0("switchyard-worker");
             c.arg("demo-worker");
             c
         }
