@@ -617,15 +617,23 @@ fn refused_connects_are_retried_on_another_backend() {
 #[test]
 fn serving_threads_share_the_port_and_all_drain_on_shutdown() {
     let mut s = Serve::start(1, &["--threads", "3"]);
-    // One single-threaded runtime per listener, named after it.
-    let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", s.child.id()))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_string())
-        .collect();
-    for want in ["switchyard-1", "switchyard-2"] {
-        assert!(names.iter().any(|n| n == want), "{names:?}");
-    }
+    // One single-threaded runtime per listener, named after it. Polled: a
+    // thread names itself once it runs, and the port can answer before
+    // that (CI saw the two still called `switchyard`).
+    let pid = s.child.id();
+    let names = || -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|n| n.trim().to_string())
+            .collect()
+    };
+    eventually("the serving threads to be named", 10, || {
+        let names = names();
+        ["switchyard-1", "switchyard-2"]
+            .iter()
+            .all(|want| names.iter().any(|n| n == want))
+    });
 
     // A second balancer on the same port fails instead of quietly joining
     // the first one's SO_REUSEPORT group.
