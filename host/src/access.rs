@@ -57,10 +57,18 @@ pub struct Entry {
     pub error: Option<&'static str>,
 }
 
+/// What the writer thread is sent.
+enum Msg {
+    /// A line to write.
+    Entry(Entry),
+    /// Flush what came before, then answer.
+    Sync(SyncSender<()>),
+}
+
 /// The access log's sending end.
 #[derive(Debug)]
 pub struct AccessLog {
-    tx: SyncSender<Entry>,
+    tx: SyncSender<Msg>,
     dropped: AtomicU64,
 }
 
@@ -89,7 +97,7 @@ impl AccessLog {
 
     /// Queues `entry`; drops it (and counts it) if the writer is behind.
     pub fn log(&self, entry: Entry) {
-        match self.tx.try_send(entry) {
+        match self.tx.try_send(Msg::Entry(entry)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -101,13 +109,23 @@ impl AccessLog {
         }
     }
 
+    /// Waits (up to `timeout`) until every line queued so far is written
+    /// and flushed: a stopping balancer calls it last, so the lines of the
+    /// requests its shutdown cut are not lost with the process.
+    pub fn sync(&self, timeout: Duration) {
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        if self.tx.send(Msg::Sync(ack)).is_ok() {
+            let _ = done.recv_timeout(timeout);
+        }
+    }
+
     /// Lines dropped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 }
 
-fn write_loop(rx: Receiver<Entry>, out: Box<dyn Write + Send>) {
+fn write_loop(rx: Receiver<Msg>, out: Box<dyn Write + Send>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut line = String::with_capacity(512);
     loop {
@@ -122,6 +140,14 @@ fn write_loop(rx: Receiver<Entry>, out: Box<dyn Write + Send>) {
                 }
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let entry = match entry {
+            Msg::Entry(e) => e,
+            Msg::Sync(ack) => {
+                let _ = out.flush();
+                let _ = ack.send(());
+                continue;
+            }
         };
         line.clear();
         format(&entry, &mut line);

@@ -587,6 +587,7 @@ impl Balancer {
             _ => None,
         };
         ctx_cell.store(Some(ctx));
+        let last_ctx = ctx_cell.clone();
         let serving = Arc::new(Serving {
             ctx: ctx_cell,
             limit: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
@@ -642,6 +643,11 @@ impl Balancer {
             // The last figures go out before the process does; the SDK's
             // shutdown blocks on its export thread.
             let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        }
+        // The access log's last lines (a shutdown's cut requests among
+        // them) reach the file before the process ends.
+        if let Some(log) = last_ctx.load_full().and_then(|c| c.access.clone()) {
+            let _ = tokio::task::spawn_blocking(move || log.sync(Duration::from_secs(2))).await;
         }
         let status = strategy.status();
         tracing::info!(
