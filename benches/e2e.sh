@@ -93,26 +93,8 @@ if [ "$MODE" = tcp ]; then
 # heuristics decide, and spliced almost nothing here; HAPROXY_SPLICE=response
 # forces it for responses, its best for large ones), and the "smart" accept
 # and connect that save a packet each.
-cat > "$WORK/haproxy.cfg" <<CONF
-global
-  nbthread 1
-  maxconn 4000
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  option splice-$HAPROXY_SPLICE
-  option tcp-smart-accept
-  option tcp-smart-connect
-frontend f
-  bind 127.0.0.1:9100
-  default_backend b
-backend b
-  balance roundrobin
-  server b1 127.0.0.1:9001
-  server b2 127.0.0.1:9002
-CONF
+haproxy_config "$WORK/haproxy.cfg" "mode tcp" "option splice-$HAPROXY_SPLICE" \
+  "option tcp-smart-accept" "option tcp-smart-connect"
 else
 haproxy_http_config "$WORK/haproxy.cfg"
 fi

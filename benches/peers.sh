@@ -37,23 +37,17 @@ CONF
   done
 }
 
-# haproxy_http_config FILE: HAProxy at its best for HTTP here, on
-# 127.0.0.1:9100 in front of both backends: keep-alive both ways, backend
-# connections shared between clients (http-reuse always), X-Forwarded-For
-# added as Switchyard adds it.
-haproxy_http_config() {
-  cat > "$1" <<CONF
-global
-  nbthread 1
-  maxconn 4000
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  option http-keep-alive
-  option forwardfor
-  http-reuse always
+# haproxy_config FILE LINE...: HAProxy on one thread, on 127.0.0.1:9100 in
+# front of both backends, round-robin, each LINE added to its defaults (the
+# mode and what suits it). e2e.sh's TCP and HTTP runs and http_cpu_split.sh
+# differ only in those lines.
+haproxy_config() {
+  local file=$1; shift
+  {
+    printf 'global\n  nbthread 1\n  maxconn 4000\ndefaults\n'
+    printf '  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n'
+    printf '  %s\n' "$@"
+    cat <<CONF
 frontend f
   bind 127.0.0.1:9100
   default_backend b
@@ -62,4 +56,12 @@ backend b
   server b1 127.0.0.1:9001
   server b2 127.0.0.1:9002
 CONF
+  } > "$file"
+}
+
+# haproxy_http_config FILE: HAProxy at its best for HTTP here: keep-alive
+# both ways, backend connections shared between clients (http-reuse always),
+# X-Forwarded-For added as Switchyard adds it.
+haproxy_http_config() {
+  haproxy_config "$1" "mode http" "option http-keep-alive" "option forwardfor" "http-reuse always"
 }
