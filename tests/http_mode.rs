@@ -46,6 +46,20 @@ fn keep_alive_workers(port: u16, n: usize, extra: &[&str]) -> Vec<u32> {
     workers
 }
 
+/// A balancer in HTTP mode in front of `backend` alone (no workers, no
+/// health checks, so it is always chosen), with `extra` flags.
+fn serve_http_in_front_of(backend: &str, extra: &[&str]) -> Serve {
+    let mut args = vec![
+        "--mode",
+        "http",
+        "--backend",
+        backend,
+        "--health-check",
+        "none",
+    ];
+    args.extend_from_slice(extra);
+    Serve::start(0, &args)
+}
 #[test]
 fn one_keep_alive_connection_is_spread_over_the_workers_in_http_and_auto_mode() {
     for mode in ["http", "auto"] {
@@ -230,17 +244,7 @@ fn the_backend_learns_who_the_client_is_and_hop_by_hop_headers_stop_here() {
 #[test]
 fn no_backend_is_503_and_a_backend_that_closes_is_502() {
     let dead = support::free_ports(0);
-    let s = Serve::start(
-        0,
-        &[
-            "--mode",
-            "http",
-            "--backend",
-            &format!("127.0.0.1:{dead}"),
-            "--health-check",
-            "none",
-        ],
-    );
+    let s = serve_http_in_front_of(&format!("127.0.0.1:{dead}"), &[]);
     let code = curl(&[
         "-o",
         "/dev/null",
@@ -251,17 +255,7 @@ fn no_backend_is_503_and_a_backend_that_closes_is_502() {
     assert_eq!(code, "503");
     drop(s);
     let closer = FakeBackend::closer();
-    let s = Serve::start(
-        0,
-        &[
-            "--mode",
-            "http",
-            "--backend",
-            &closer.arg(),
-            "--health-check",
-            "none",
-        ],
-    );
+    let s = serve_http_in_front_of(&closer.arg(), &[]);
     let code = curl(&[
         "-o",
         "/dev/null",
@@ -315,17 +309,7 @@ fn upstream_connections_are_reused_and_ones_closed_by_the_backend_are_not() {
     // `n` GETs on one keep-alive connection through a balancer in front of
     // `backend` alone; each answer's body and status.
     let through = |backend: &FakeBackend, n: usize| {
-        let s = Serve::start(
-            0,
-            &[
-                "--mode",
-                "http",
-                "--backend",
-                &backend.arg(),
-                "--health-check",
-                "none",
-            ],
-        );
+        let s = serve_http_in_front_of(&backend.arg(), &[]);
         let mut args = vec!["-w".to_string(), " %{http_code}\n".to_string()];
         args.extend((0..n).map(|_| format!("http://127.0.0.1:{}/", s.port)));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -396,19 +380,7 @@ fn a_request_that_meets_a_pooled_connections_close_goes_again_on_a_new_one() {
             let _ = (&s).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst");
         }
     });
-    let s = Serve::start(
-        0,
-        &[
-            "--mode",
-            "http",
-            "--backend",
-            &racy.arg(),
-            "--health-check",
-            "none",
-            "--eject-after-failures",
-            "1",
-        ],
-    );
+    let s = serve_http_in_front_of(&racy.arg(), &["--eject-after-failures", "1"]);
     let url = format!("http://127.0.0.1:{}/", s.port);
     let out = curl(&["-w", " %{http_code}\n", &url, &url, &url]);
     assert_eq!(out.matches("first 200").count(), 3, "{out}");
@@ -598,17 +570,7 @@ fn responses_with_trailers_keep_their_upstream_connection() {
             }
         }
     });
-    let s = Serve::start(
-        0,
-        &[
-            "--mode",
-            "http",
-            "--backend",
-            &backend.arg(),
-            "--health-check",
-            "none",
-        ],
-    );
+    let s = serve_http_in_front_of(&backend.arg(), &[]);
     let url = format!("http://127.0.0.1:{}/", s.port);
     let out = curl(&["-w", " %{http_code}\n", &url, &url, &url]);
     assert_eq!(out.matches("hello 200").count(), 3, "{out}");
