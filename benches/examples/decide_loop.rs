@@ -19,8 +19,8 @@ use switchyard::strategy::{
     Strategy, StrategyEngine, StrategyOptions, StrategySpec, sample_backends, sample_candidates,
     sample_request,
 };
-use switchyard_guest::encode::{encode_parts, with_named_headers};
-use switchyard_guest::{Input, Meta, RequestHead, Strategy as _};
+use switchyard_guest::encode::{as_declared, encode_parts};
+use switchyard_guest::{Input, Meta, Strategy as _};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -48,11 +48,7 @@ fn main() {
     let report = strategy.status().report;
     let reads = report.reads;
     let mut input = report.input_for(&request, &candidates, &meta);
-    let names = report
-        .header_names
-        .as_deref()
-        .filter(|_| reads & switchyard_guest::READS_HEADERS != 0)
-        .map(str::as_bytes);
+    let names = report.header_names.as_deref().map(str::as_bytes);
 
     match column {
         "kept" => {
@@ -72,14 +68,9 @@ fn main() {
             let mut s = kind.instantiate();
             s.configure(config).expect("the strategy's configuration");
             for _ in 0..iters {
-                let req = black_box(&request).only(reads);
-                let mut encode = |req: &RequestHead<'_>| {
-                    encode_parts(&mut input, &meta, req, &candidates, reads);
-                };
-                match names {
-                    Some(names) => with_named_headers(&req, names, encode),
-                    None => encode(&req),
-                }
+                as_declared(black_box(&request), reads, names, |req, parts| {
+                    encode_parts(&mut input, &meta, req, &candidates, parts)
+                });
                 if let Ok(parsed) = Input::parse(&input) {
                     black_box(s.decide(&parsed));
                 }

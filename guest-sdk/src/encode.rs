@@ -338,12 +338,30 @@ pub fn with_named_headers<R>(
     })
 }
 
-/// Marks an encoded input's header table as holding only named headers
-/// (`FLAG_HEADERS_NAMED` in `H_FLAGS`).
-pub fn mark_headers_named(buf: &mut [u8]) {
-    let f = u16::from_le_bytes([buf[H_FLAGS], buf[H_FLAGS + 1]])
-        | crate::layout::FLAG_HEADERS_NAMED as u16;
-    put_u16(buf, H_FLAGS, f);
+/// Runs `f` on `req` as the host sends it to a module that reads `reads`
+/// and, if `names` is given, lists those headers (`switchyard_headers`):
+/// the parts left out empty, only the listed headers. `f` also gets the
+/// parts to give [`encode_parts`]: `reads`, with `FLAG_HEADERS_NAMED` when
+/// the list applies (whenever the headers part is read, a request with no
+/// headers included). The one place that rule is written, for the host's
+/// call, its native twins and the benches.
+pub fn as_declared<R>(
+    req: &RequestHead<'_>,
+    reads: u32,
+    names: Option<&[u8]>,
+    f: impl FnOnce(&RequestHead<'_>, u32) -> R,
+) -> R {
+    let req = req.only(reads);
+    match names {
+        Some(names) if reads & crate::layout::READS_HEADERS != 0 => {
+            let parts = reads | crate::layout::FLAG_HEADERS_NAMED;
+            if req.headers.is_empty() {
+                return f(&req, parts);
+            }
+            with_named_headers(&req, names, |r| f(r, parts))
+        }
+        _ => f(&req, reads),
+    }
 }
 
 /// Per-decision header values.
@@ -504,7 +522,8 @@ pub fn encode(
 
 /// [`encode`] with only the parts in `reads`; `req` must already be
 /// [`RequestHead::only`]`(reads)` (its length is what the caller sized `buf`
-/// for). Left-out parts are zero, and `H_FLAGS` names them.
+/// for). Left-out parts are zero, and `H_FLAGS` names them, with
+/// `FLAG_HEADERS_NAMED` when `reads` has it (see [`as_declared`]).
 pub fn encode_parts(
     buf: &mut [u8],
     meta: &Meta,
@@ -533,7 +552,12 @@ pub fn encode_all_but_candidates(
 ) -> usize {
     let request_len = encode_request(buf, HEADER_LEN + n * CANDIDATE_LEN, req);
     let total = encode_header(buf, n, request_len, meta);
-    put_u16(buf, H_FLAGS, (!reads & crate::layout::READS_ALL) as u16);
+    let named = reads & crate::layout::FLAG_HEADERS_NAMED;
+    put_u16(
+        buf,
+        H_FLAGS,
+        ((!reads & crate::layout::READS_ALL) | named) as u16,
+    );
     if reads & crate::layout::READS_SEQUENCE == 0 {
         put_u64(buf, H_SEQUENCE, 0);
     }

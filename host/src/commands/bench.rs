@@ -20,7 +20,7 @@ use anyhow::Context;
 use switchyard::strategy::{
     Strategy, StrategyEngine, sample_backends, sample_candidates, sample_request,
 };
-use switchyard_guest::encode::{encode_parts, with_named_headers};
+use switchyard_guest::encode::{as_declared, encode_parts};
 use switchyard_guest::{Input, Meta, RequestHead, Strategy as _};
 
 use switchyard::backends::Backends;
@@ -199,25 +199,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             let mut s = kind.instantiate();
             let _ = s.configure(&spec.config);
             let mut buf = vec![0u8; bytes];
-            let names = report
-                .header_names
-                .as_deref()
-                .filter(|_| reads & switchyard_guest::READS_HEADERS != 0)
-                .map(str::as_bytes);
+            let names = report.header_names.as_deref().map(str::as_bytes);
             measure(|| {
                 // The same work the host does for the module, then the
                 // decision natively: encode, parse, decide.
-                let req = black_box(&request).only(reads);
-                let mut encode = |req: &RequestHead<'_>| {
-                    encode_parts(&mut buf, &meta, req, &candidates, reads);
-                    if names.is_some() {
-                        switchyard_guest::encode::mark_headers_named(&mut buf);
-                    }
-                };
-                match names {
-                    Some(names) => with_named_headers(&req, names, encode),
-                    None => encode(&req),
-                }
+                as_declared(black_box(&request), reads, names, |req, parts| {
+                    encode_parts(&mut buf, &meta, req, &candidates, parts)
+                });
                 if let Ok(input) = Input::parse(&buf) {
                     black_box(s.decide(&input));
                 }

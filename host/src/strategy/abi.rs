@@ -518,12 +518,9 @@ impl Slot {
         candidates: &S,
         budget: u64,
     ) -> CallResult {
-        let req = req.only(self.reads);
-        // The flag says the list applies, even to a request with no headers.
-        let named =
-            self.header_names.is_some() && self.reads & switchyard_guest::READS_HEADERS != 0;
-        if req.headers.is_empty() || !named {
-            return self.write_and_call(meta, &req, candidates, budget, named);
+        if self.header_names.is_none() {
+            let req = req.only(self.reads);
+            return self.write_and_call(meta, &req, candidates, budget, self.reads);
         }
         // Lent out for the call, not cloned (an `Arc` clone is two atomic
         // operations a decision), and put back by `Drop` even if the call
@@ -541,10 +538,10 @@ impl Slot {
             names: self.header_names.take(),
             slot: self,
         };
-        let names = lent.names.as_deref().unwrap_or_default();
-        encode::with_named_headers(&req, names, |req| {
+        let reads = lent.slot.reads;
+        encode::as_declared(req, reads, lent.names.as_deref(), |req, parts| {
             lent.slot
-                .write_and_call(meta, req, candidates, budget, true)
+                .write_and_call(meta, req, candidates, budget, parts)
         })
     }
 
@@ -555,7 +552,7 @@ impl Slot {
         req: &RequestHead<'_>,
         candidates: &S,
         budget: u64,
-        named: bool,
+        parts: u32,
     ) -> CallResult {
         let n = candidates.len();
         let need = encode::encoded_len(req, n);
@@ -575,10 +572,7 @@ impl Slot {
         } else {
             table.fill(0);
         }
-        encode::encode_all_but_candidates(buf, meta, req, n, self.reads);
-        if named {
-            encode::mark_headers_named(buf);
-        }
+        encode::encode_all_but_candidates(buf, meta, req, n, parts);
         let state = self.store.data_mut();
         state.limits.hit = false;
         // Only what this call logs may explain its failure.

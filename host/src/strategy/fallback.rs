@@ -118,15 +118,9 @@ pub fn native(
             }
         };
         let (_, strategy, names) = &mut s.configured[k];
-        let req = req.only(reads);
-        match names {
-            Some(names) if reads & switchyard_guest::READS_HEADERS != 0 => {
-                switchyard_guest::encode::with_named_headers(&req, names, |req| {
-                    decide_on(strategy, &mut s.buf, req, candidates, meta, reads, true)
-                })
-            }
-            _ => decide_on(strategy, &mut s.buf, &req, candidates, meta, reads, false),
-        }
+        switchyard_guest::encode::as_declared(req, reads, names.as_deref(), |req, parts| {
+            decide_on(strategy, &mut s.buf, req, candidates, meta, parts)
+        })
     })
 }
 
@@ -169,32 +163,27 @@ fn run(
     candidates: &[CandidateStats],
     meta: &Meta,
 ) -> Option<usize> {
-    decide_on(strategy, buf, req, candidates, meta, READS_ALL, false)
+    decide_on(strategy, buf, req, candidates, meta, READS_ALL)
         .filter(|&i| i < candidates.len() && !req.failed.contains(&(i as u32)))
 }
 
-/// Encodes the parts in `reads` as the host would for a module, parses
-/// them with the SDK's views and decides: a built-in run natively sees
-/// exactly the bytes its WebAssembly twin would (`named`: its headers are
-/// the ones it listed).
+/// Encodes `req` (already as the module is sent it: see
+/// `encode::as_declared`) with `parts`, parses it with the SDK's views and
+/// decides: a built-in run natively sees exactly the bytes its WebAssembly
+/// twin would.
 fn decide_on(
     strategy: &mut Builtin,
     buf: &mut Vec<u8>,
     req: &RequestHead<'_>,
     candidates: &[CandidateStats],
     meta: &Meta,
-    reads: u32,
-    named: bool,
+    parts: u32,
 ) -> Option<usize> {
-    let req = req.only(reads);
-    let need = encoded_len(&req, candidates.len());
+    let need = encoded_len(req, candidates.len());
     if buf.len() < need {
         buf.resize(need, 0);
     }
-    let len = encode_parts(buf, meta, &req, candidates, reads);
-    if named {
-        switchyard_guest::encode::mark_headers_named(buf);
-    }
+    let len = encode_parts(buf, meta, req, candidates, parts);
     let input = Input::parse(&buf[..len]).ok()?;
     strategy.decide(&input)
 }

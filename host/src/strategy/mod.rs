@@ -179,24 +179,13 @@ impl LoadReport {
         candidates: &[CandidateStats],
         meta: &Meta,
     ) -> Vec<u8> {
-        use switchyard_guest::encode::{
-            encode_parts, encoded_len, mark_headers_named, with_named_headers,
-        };
-        let write = |req: &RequestHead<'_>, named: bool| {
+        use switchyard_guest::encode::{as_declared, encode_parts, encoded_len};
+        let names = self.header_names.as_deref().map(str::as_bytes);
+        as_declared(req, self.reads, names, |req, parts| {
             let mut buf = vec![0u8; encoded_len(req, candidates.len())];
-            encode_parts(&mut buf, meta, req, candidates, self.reads);
-            if named {
-                mark_headers_named(&mut buf);
-            }
+            encode_parts(&mut buf, meta, req, candidates, parts);
             buf
-        };
-        let req = req.only(self.reads);
-        match &self.header_names {
-            Some(names) if self.reads & switchyard_guest::READS_HEADERS != 0 => {
-                with_named_headers(&req, names.as_bytes(), |r| write(r, true))
-            }
-            _ => write(&req, false),
-        }
+        })
     }
 }
 
