@@ -7,12 +7,16 @@
 #
 #   bash benches/http_cpu_split.sh                # target/release/switchyard
 #   BIN=/path/to/switchyard DUR=10 bash benches/http_cpu_split.sh
+#   FLOOR=target/release/examples/h1_floor bash benches/http_cpu_split.sh
+#
+# FLOOR adds the floor of a hand-written HTTP/1.1 path
+# (benches/examples/h1_floor.rs) on port 9300, measured in the same rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/switchyard}
 DUR=${DUR:-6}
 [ -x "$BIN" ] || { echo "no $BIN: cargo build --release -p switchyard" >&2; exit 1; }
-for port in 9001 9002 9100 9200 9299; do
+for port in 9001 9002 9100 9200 9299 9300; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is in use already" >&2; exit 1
   fi
@@ -30,6 +34,9 @@ taskset -c 0 haproxy -f "$W/haproxy.cfg" -db >/dev/null 2>&1 & PIDS+=($!); HA=$!
 taskset -c 0 "$BIN" serve --threads 1 --host 127.0.0.1 --port 9200 --workers 0 \
   --backend 127.0.0.1:9001 --backend 127.0.0.1:9002 --strategy builtin:round-robin \
   --mode http --log warn --admin 127.0.0.1:9299 >"$W/switchyard.log" 2>&1 & PIDS+=($!); SY=$!
+if [ -n "${FLOOR:-}" ]; then
+  taskset -c 0 "$FLOOR" 127.0.0.1:9300 127.0.0.1:9001 127.0.0.1:9002 >"$W/floor.log" 2>&1 & PIDS+=($!); FL=$!
+fi
 sleep 1.5
 measure() { # NAME PORT PID
   local u0 s0 u1 s1 out n
@@ -43,4 +50,5 @@ measure() { # NAME PORT PID
 for _ in 1 2 3; do
   measure haproxy 9100 "$HA"
   measure switchyard 9200 "$SY"
+  if [ -n "${FLOOR:-}" ]; then measure h1-floor 9300 "$FL"; fi
 done

@@ -394,7 +394,8 @@ fn a_request_that_meets_a_pooled_connections_close_goes_again_on_a_new_one() {
     assert_eq!(b["up"], true, "not ejected: {b}");
     assert_eq!(b["failures_total"], 0, "not counted: {b}");
 
-    // A POST meeting the same close is not sent again.
+    // A POST meeting the same close is not sent again: one without a body
+    // (served without hyper, `http/direct.rs`, as a small body would be)...
     let out = curl(&[
         "-w",
         " %{http_code}\n",
@@ -402,10 +403,21 @@ fn a_request_that_meets_a_pooled_connections_close_goes_again_on_a_new_one() {
         "--next",
         "-w",
         " %{http_code}\n",
-        "--data-binary",
-        "x=1",
+        "-X",
+        "POST",
         &url,
     ]);
+    assert!(out.starts_with("first 200\n"), "{out}");
+    assert!(out.ends_with(" 502\n"), "{out}");
+    // ...and one with a body larger than that path holds, which hyper
+    // serves from its own pool: the first opens a connection there, the
+    // second meets its close.
+    let large = "x".repeat(70 * 1024);
+    let post = ["-w", " %{http_code}\n", "--data-binary", &large, &url];
+    let mut args = post.to_vec();
+    args.push("--next");
+    args.extend(post);
+    let out = curl(&args);
     assert!(out.starts_with("first 200\n"), "{out}");
     assert!(out.ends_with(" 502\n"), "{out}");
 }
@@ -1015,4 +1027,213 @@ fn http_mode_closes_what_is_not_http_and_says_why() {
     let hello = [0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x00];
     assert_eq!(raw(s.port, &hello), "");
     s.wait_for_log("kind=\"not_http\"", 5);
+}
+
+/// Requests without a body, or with a small one, skip hyper
+/// (`http/direct.rs`), which follows the backend's framing itself: a body to the close, an HTTP/1.0 answer,
+/// informational heads before the final one, 204 and HEAD with no body,
+/// chunked with trailers, conflicting lengths (502), bytes after the body
+/// (the connection is not reused), a body that stalls (cut after the body
+/// timeout); a small body held whole, one cut short (400); `Connection`
+/// naming `Content-Length` (no smuggling); and a request with a large body
+/// on the same client connection (handed to hyper, which answers it and
+/// every later request).
+#[test]
+fn requests_without_hyper_follow_every_response_framing() {
+    use std::io::{BufRead, Write};
+    use std::sync::atomic::Ordering;
+    let backend = FakeBackend::start("127.0.0.1:0", |s| {
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        // This connection sent bytes after a body: nothing may come on it.
+        let mut tainted = false;
+        for _ in 0..50 {
+            let mut line = String::new();
+            let mut target = String::new();
+            let mut length = 0usize;
+            loop {
+                line.clear();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                if target.is_empty() {
+                    target = line.split(' ').nth(1).unwrap_or("").to_string();
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0u8; length];
+            if std::io::Read::read_exact(&mut r, &mut body).is_err() {
+                return;
+            }
+            let (answer, close): (&[u8], bool) = match target.as_str() {
+                "/close" => (b"HTTP/1.1 200 OK\r\n\r\nuntil-close", true),
+                "/http10" => (b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nhttp10", true),
+                "/early" => (
+                    b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly",
+                    false,
+                ),
+                "/empty" => (b"HTTP/1.1 204 No Content\r\n\r\n", false),
+                "/head" => (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", false),
+                "/chunked" => (
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n3\r\nchu\r\n4\r\nnked\r\n0\r\nx-sum: 7\r\n\r\n",
+                    false,
+                ),
+                "/conflict" => (
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+                    true,
+                ),
+                "/extra" => {
+                    tainted = true;
+                    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA", false)
+                }
+                _ if tainted => (b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\ntainted", false),
+                "/stall" => {
+                    let _ = (&s).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nst");
+                    std::thread::sleep(Duration::from_secs(3));
+                    return;
+                }
+                "/echo" => {
+                    let mut a = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+                        .into_bytes();
+                    a.extend_from_slice(&body);
+                    let _ = (&s).write_all(&a);
+                    continue;
+                }
+                _ => (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
+            };
+            let _ = (&s).write_all(answer);
+            if close {
+                return;
+            }
+        }
+    });
+    let s = serve_http_in_front_of(
+        &backend.arg(),
+        &[
+            "--upstream-body-timeout-ms",
+            "500",
+            "--head-timeout-ms",
+            "1000",
+        ],
+    );
+    let url = |p: &str| format!("http://127.0.0.1:{}{p}", s.port);
+    let fmt = " %{http_code}\n";
+
+    // Chunked passes as it came, trailers and all, over one upstream
+    // connection (the
+    // first requests of the test: nothing is pooled before them).
+    let before = backend.accepted.load(Ordering::Relaxed);
+    let out = curl(&["--raw", "-w", fmt, &url("/chunked"), &url("/chunked")]);
+    assert_eq!(
+        out.matches("3\r\nchu\r\n4\r\nnked\r\n0\r\nx-sum: 7\r\n\r\n 200\n")
+            .count(),
+        2,
+        "{out:?}"
+    );
+    assert_eq!(backend.accepted.load(Ordering::Relaxed), before + 1);
+
+    let out = curl(&["-w", fmt, &url("/close"), &url("/http10"), &url("/")]);
+    assert_eq!(out, "until-close 200\nhttp10 200\nok 200\n");
+    let out = curl(&["-i", &url("/close")]);
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{out}"
+    );
+
+    let out = curl(&["-i", &url("/early")]);
+    let at = |t: &str| out.find(t).unwrap_or_else(|| panic!("{t} in {out}"));
+    assert!(at("103 Early Hints") < at("200 OK"), "{out}");
+    assert!(
+        out.contains("rel=preload") && out.ends_with("early"),
+        "{out}"
+    );
+
+    let out = curl(&["-w", fmt, &url("/empty"), "-I", &url("/head")]);
+    assert!(out.contains("204 No Content\r\n\r\n 204\n"), "{out}");
+    assert!(out.ends_with("Content-Length: 100\r\n\r\n 200\n"), "{out}");
+
+    let out = curl(&["-w", fmt, &url("/conflict")]);
+    assert!(out.ends_with(" 502\n"), "{out}");
+
+    // What followed the body is dropped with the connection.
+    let out = curl(&["-w", fmt, &url("/extra"), &url("/"), &url("/"), &url("/")]);
+    assert_eq!(out, "ok 200\nok 200\nok 200\nok 200\n");
+
+    let started = std::time::Instant::now();
+    let stalled = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "5", &url("/stall")])
+        .output()
+        .expect("curl");
+    assert_eq!(stalled.status.code(), Some(18), "a cut body: {stalled:?}");
+    assert_eq!(stalled.stdout, b"st");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "cut by the body timeout"
+    );
+
+    // A small body is held whole and goes with its head; a body cut short
+    // gets 400, one that stalls 408, and the connection closes.
+    let out = curl(&[
+        "-w",
+        fmt,
+        "--data-binary",
+        "small",
+        &url("/echo"),
+        "--next",
+        "-w",
+        fmt,
+        &url("/"),
+    ]);
+    assert_eq!(out, "small 200\nok 200\n");
+    let stalled = raw(
+        s.port,
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nshort",
+    );
+    assert!(stalled.starts_with("HTTP/1.1 408 "), "{stalled}");
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nshort")
+        .unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut c, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+
+    // `Connection` may not take the framing off: the body still goes as
+    // the body, never as a request of its own.
+    let smuggled = "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
+    let probe = format!(
+        "POST /echo HTTP/1.1\r\nHost: a\r\nConnection: close, content-length\r\nContent-Length: {}\r\n\r\n{smuggled}",
+        smuggled.len()
+    );
+    let out = raw(s.port, probe.as_bytes());
+    assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out}");
+    assert!(
+        out.starts_with("HTTP/1.1 200 ") && out.ends_with(smuggled),
+        "{out}"
+    );
+
+    // GET, then a POST with a body (hyper takes the connection), then GET.
+    let big = "b".repeat(70 * 1024);
+    let out = curl(&[
+        "-w",
+        fmt,
+        &url("/"),
+        "--next",
+        "-w",
+        fmt,
+        "--data-binary",
+        &big,
+        &url("/echo"),
+        "--next",
+        "-w",
+        fmt,
+        &url("/"),
+    ]);
+    assert_eq!(out, format!("ok 200\n{big} 200\nok 200\n"));
 }

@@ -137,7 +137,7 @@ pub struct HeadLimits {
 const MAX_CHUNK_LINE: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
+pub(super) enum Chunk {
     /// In the size line; `digits` read so far, `ext` once past them.
     Size { digits: u8, ext: bool, len: usize },
     /// After the size line's CR.
@@ -167,7 +167,7 @@ enum Armed {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+pub(super) enum State {
     /// Between messages.
     Idle,
     /// Part of a head held back.
@@ -415,7 +415,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
 /// Follows body framing over `bytes` (already in hyper's buffer). Returns
 /// how many belong to the body; the state is `Idle` if the body ended
 /// before the rest.
-fn advance(state: &mut State, bytes: &[u8]) -> Result<usize, &'static str> {
+pub(super) fn advance(state: &mut State, bytes: &[u8]) -> Result<usize, &'static str> {
     let mut i = 0;
     while i < bytes.len() {
         match *state {
@@ -547,7 +547,7 @@ fn chunk_byte(c: Chunk, size: u64, b: u8) -> Result<State, &'static str> {
 
 /// A head checked by [`check`].
 #[derive(Debug, PartialEq, Eq)]
-enum Checked {
+pub(super) enum Checked {
     /// More bytes needed.
     Partial,
     /// The head is this long; then the connection is in this state.
@@ -559,24 +559,47 @@ enum Checked {
 /// Parses the head at the start of `buf` (httparse, as hyper will, with no
 /// allocation) and checks it.
 fn check(buf: &[u8], max_bytes: usize) -> Checked {
+    match check_with(buf, max_bytes, |_, len, state| {
+        Checked::Complete(len, state)
+    }) {
+        Ok(c) | Err(c) => c,
+    }
+}
+
+/// [`check`], then `f` on the parsed head if it is whole and passes (with
+/// its length and the state after it): what the direct path reads a head
+/// with, so the head is parsed once. `Err` is any other outcome.
+pub(super) fn check_with<R>(
+    buf: &[u8],
+    max_bytes: usize,
+    f: impl FnOnce(&httparse::Request<'_, '_>, usize, State) -> R,
+) -> Result<R, Checked> {
     let mut store =
         [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; http1::MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let too_large = Checked::Refuse(Kind::HeadTooLarge, "request head too large");
     let len = match req.parse_with_uninit_headers(buf, &mut store) {
         Ok(httparse::Status::Complete(n)) if n <= max_bytes => n,
-        Ok(httparse::Status::Complete(_)) => return too_large,
-        Ok(httparse::Status::Partial) if buf.len() >= max_bytes => return too_large,
-        Ok(httparse::Status::Partial) => return Checked::Partial,
-        Err(httparse::Error::TooManyHeaders) => return too_large,
-        Err(_) => return Checked::Refuse(Kind::HeadMalformed, "malformed request head"),
+        Ok(httparse::Status::Complete(_)) => return Err(too_large),
+        Ok(httparse::Status::Partial) if buf.len() >= max_bytes => return Err(too_large),
+        Ok(httparse::Status::Partial) => return Err(Checked::Partial),
+        Err(httparse::Error::TooManyHeaders) => return Err(too_large),
+        Err(_) => {
+            return Err(Checked::Refuse(
+                Kind::HeadMalformed,
+                "malformed request head",
+            ));
+        }
     };
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
-        return Checked::Refuse(Kind::HeadMalformed, "malformed request head");
+        return Err(Checked::Refuse(
+            Kind::HeadMalformed,
+            "malformed request head",
+        ));
     };
     match framing(method.as_bytes(), target.as_bytes(), minor, req.headers) {
-        Ok(state) => Checked::Complete(len, state),
-        Err(why) => Checked::Refuse(Kind::HeadMalformed, why),
+        Ok(state) => Ok(f(&req, len, state)),
+        Err(why) => Err(Checked::Refuse(Kind::HeadMalformed, why)),
     }
 }
 

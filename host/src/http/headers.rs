@@ -155,6 +155,29 @@ impl Forwarded {
     }
 }
 
+impl Forwarded {
+    /// [`Forwarded::apply`] without trust, as HTTP/1 header lines for the
+    /// direct path: the client's own values were left out of the head.
+    pub(crate) fn write_h1(&self, out: &mut Vec<u8>, host: Option<&[u8]>) {
+        out.extend_from_slice(b"x-forwarded-for: ");
+        out.extend_from_slice(self.xff.as_bytes());
+        out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+        out.extend_from_slice(self.proto.as_bytes());
+        if let Some(h) = host {
+            out.extend_from_slice(b"\r\nx-forwarded-host: ");
+            out.extend_from_slice(h);
+        }
+        out.extend_from_slice(b"\r\nforwarded: ");
+        out.extend_from_slice(self.element.as_bytes());
+        if let Some(h) = host {
+            out.extend_from_slice(b";host=\"");
+            out.extend(h.iter().filter(|&&c| c != b'"'));
+            out.push(b'"');
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 /// Adds `X-Request-Id` when the request has none: 16 hex digits.
 pub fn add_request_id(headers: &mut HeaderMap) {
     let name = HeaderName::from_static("x-request-id");

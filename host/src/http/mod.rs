@@ -11,6 +11,7 @@
 //! first, and checks every later head before hyper sees it).
 
 mod body;
+mod direct;
 pub mod guard;
 pub mod headers;
 mod upstream;
@@ -203,6 +204,11 @@ pub async fn serve(
         forwarded: headers::Forwarded::new(peer, false),
         ..ConnInfo::default()
     };
+    if version == Version::HTTP_11 && ctx.http.backend_protocol == BackendProtocol::Http1 {
+        // Requests without a body, over HTTP/1.1 to HTTP/1.1 backends, skip
+        // hyper (`direct.rs`); anything else hands the connection back here.
+        return direct::serve(ctx, prefix, client, peer, info).await;
+    }
     serve_io(ctx, prefix, client, peer, version, info).await
 }
 
@@ -238,6 +244,9 @@ pub async fn serve_tls(
         alt_svc: ctx.alt_svc.clone(),
         forwarded: headers::Forwarded::new(peer, true),
     };
+    if version == Version::HTTP_11 && ctx.http.backend_protocol == BackendProtocol::Http1 {
+        return direct::serve(ctx, &[], tls, peer, info).await;
+    }
     serve_io(ctx, &[], tls, peer, version, info).await
 }
 
