@@ -477,3 +477,33 @@ fn a_certificate_swapped_by_a_directory_symlink_is_served() {
     let mut tls = tls_connect(s.port, "a.test");
     assert!(tls_get(&mut tls).starts_with("HTTP/1.1 200"));
 }
+
+/// Over TLS with ALPN `http/1.1`, requests skip hyper (`http/direct.rs`),
+/// and TLS holds written bytes until they are flushed: a 3 MB answer and a
+/// small one after it on the same connection both arrive whole, at once.
+#[test]
+fn tls_http1_keep_alive_answers_arrive_whole() {
+    let dir = TempDir::new("tls-h1");
+    let (crt, key) = cert_pair(&dir.0, "a", "a.test");
+    let s = serve_https(&crt, &key, &[]);
+    let url = |p: &str| format!("https://a.test:{}{p}", s.port);
+    let started = std::time::Instant::now();
+    let out = curl_tls(
+        s.port,
+        "a.test",
+        &[
+            "--http1.1",
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{size_download} %{num_connects}\n",
+            &url("/bytes?n=3000000"),
+            &url("/bytes?n=5"),
+        ],
+    );
+    assert_eq!(out, "1.1 3000000 1\n1.1 5 0\n");
+    // Not held until the keep-alive timeout closed the connection.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

@@ -213,6 +213,27 @@ impl Drop for Line<'_> {
     }
 }
 
+/// The access log's line for `send`, when a log is kept.
+fn access_line<'a>(ctx: &'a Context, client: SocketAddr, send: &mut Planned) -> Option<Line<'a>> {
+    let (log, (method, path)) = (ctx.access.as_ref()?, send.logged.take()?);
+    Some(Line {
+        log,
+        start: std::time::SystemTime::now(),
+        started: std::time::Instant::now(),
+        client,
+        method: Some(method),
+        path: Some(path),
+        bytes_in: send.body_len as u64,
+        trace: Trace {
+            attempts: 0,
+            fallback: None,
+            backend: None,
+            status: None,
+            bytes_out: 0,
+        },
+    })
+}
+
 impl Conn<'_> {
     /// Serves requests until the client leaves (`None`) or one needs the
     /// hyper path (`Some`, the bytes it has to read first).
@@ -257,7 +278,7 @@ impl Conn<'_> {
                 }
             }
             let list = ctx.backends.load();
-            let send = match plan(self) {
+            let mut send = match plan(self) {
                 Ok(Plan::Send(s)) => s,
                 // A head in pieces (whose timing the guard keeps), a
                 // refusal (which the guard answers), or a request of
@@ -273,7 +294,11 @@ impl Conn<'_> {
                     let (status, text) = why;
                     METRICS.request(HttpVersion::Http1);
                     METRICS.error(Kind::ClientIo);
-                    self.answer(client, &mut None, status, text, true).await?;
+                    let mut line = access_line(ctx, self.peer, &mut send);
+                    if let Some(l) = &mut line {
+                        l.bytes_in = self.buf.len().saturating_sub(send.head_len) as u64;
+                    }
+                    self.answer(client, &mut line, status, text, true).await?;
                     let _ = client.shutdown().await;
                     return Ok(None);
                 }
@@ -326,25 +351,7 @@ impl Conn<'_> {
     ) -> std::io::Result<bool> {
         let ctx = self.ctx;
         METRICS.request(HttpVersion::Http1);
-        let mut line = match (&ctx.access, send.logged.take()) {
-            (Some(log), Some((method, path))) => Some(Line {
-                log,
-                start: std::time::SystemTime::now(),
-                started: std::time::Instant::now(),
-                client: self.peer,
-                method: Some(method),
-                path: Some(path),
-                bytes_in: send.body_len as u64,
-                trace: Trace {
-                    attempts: 0,
-                    fallback: None,
-                    backend: None,
-                    status: None,
-                    bytes_out: 0,
-                },
-            }),
-            _ => None,
-        };
+        let mut line = access_line(ctx, self.peer, &mut send);
         let close = send.close;
         let (mut index, mut fallback) = self.decide(&send, list, 0, &[]);
         let mut failed: Vec<u32> = Vec::new();
