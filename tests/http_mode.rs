@@ -349,29 +349,14 @@ fn upstream_connections_are_reused_and_ones_closed_by_the_backend_are_not() {
 /// the backend may have acted on, gets 502.
 #[test]
 fn a_request_that_meets_a_pooled_connections_close_goes_again_on_a_new_one() {
-    use std::io::{BufRead, Write};
+    use std::io::Write;
     use std::sync::atomic::Ordering;
     // Answers the first request of each connection; reads the second and
     // closes without answering.
     let racy = FakeBackend::start("127.0.0.1:0", |s| {
         let mut r = std::io::BufReader::new(s.try_clone().unwrap());
         for k in 0..2 {
-            let mut line = String::new();
-            let mut length = 0usize;
-            loop {
-                line.clear();
-                if r.read_line(&mut line).unwrap_or(0) == 0 {
-                    return;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            let mut body = vec![0u8; length];
-            if std::io::Read::read_exact(&mut r, &mut body).is_err() {
+            if read_request(&mut r).is_none() {
                 return;
             }
             if k == 1 {
@@ -420,6 +405,32 @@ fn a_request_that_meets_a_pooled_connections_close_goes_again_on_a_new_one() {
     let out = curl(&args);
     assert!(out.starts_with("first 200\n"), "{out}");
     assert!(out.ends_with(" 502\n"), "{out}");
+}
+
+/// Reads one request from a fake backend's connection: its target and its
+/// `Content-Length` body. `None` at the connection's end.
+fn read_request(r: &mut impl std::io::BufRead) -> Option<(String, Vec<u8>)> {
+    let mut line = String::new();
+    let mut target = String::new();
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        if target.is_empty() {
+            target = line.split(' ').nth(1).unwrap_or("").to_string();
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0u8; length];
+    std::io::Read::read_exact(r, &mut body).ok()?;
+    Some((target, body))
 }
 
 /// Writes `bytes` on a fresh connection and reads until the balancer
@@ -1040,35 +1051,19 @@ fn http_mode_closes_what_is_not_http_and_says_why() {
 /// every later request).
 #[test]
 fn requests_without_hyper_follow_every_response_framing() {
-    use std::io::{BufRead, Write};
-    use std::sync::atomic::Ordering;
-    let backend = FakeBackend::start("127.0.0.1:0", |s| {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // Requests `/drop` took (it reads them and closes without answering).
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let counter = dropped.clone();
+    let backend = FakeBackend::start("127.0.0.1:0", move |s| {
         let mut r = std::io::BufReader::new(s.try_clone().unwrap());
         // This connection sent bytes after a body: nothing may come on it.
         let mut tainted = false;
         for _ in 0..50 {
-            let mut line = String::new();
-            let mut target = String::new();
-            let mut length = 0usize;
-            loop {
-                line.clear();
-                if r.read_line(&mut line).unwrap_or(0) == 0 {
-                    return;
-                }
-                if target.is_empty() {
-                    target = line.split(' ').nth(1).unwrap_or("").to_string();
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            let mut body = vec![0u8; length];
-            if std::io::Read::read_exact(&mut r, &mut body).is_err() {
+            let Some((target, body)) = read_request(&mut r) else {
                 return;
-            }
+            };
             let (answer, close): (&[u8], bool) = match target.as_str() {
                 "/close" => (b"HTTP/1.1 200 OK\r\n\r\nuntil-close", true),
                 "/http10" => (b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nhttp10", true),
@@ -1086,6 +1081,11 @@ fn requests_without_hyper_follow_every_response_framing() {
                     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
                     true,
                 ),
+                "/drop" => {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                "/cl-list" => (b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok", false),
                 "/extra" => {
                     tainted = true;
                     (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA", false)
@@ -1111,6 +1111,8 @@ fn requests_without_hyper_follow_every_response_framing() {
             }
         }
     });
+    let dir = support::TempDir::new("direct");
+    let log = dir.0.join("access.log");
     let s = serve_http_in_front_of(
         &backend.arg(),
         &[
@@ -1118,6 +1120,8 @@ fn requests_without_hyper_follow_every_response_framing() {
             "500",
             "--head-timeout-ms",
             "1000",
+            "--access-log",
+            log.to_str().unwrap(),
         ],
     );
     let url = |p: &str| format!("http://127.0.0.1:{}{p}", s.port);
@@ -1157,8 +1161,21 @@ fn requests_without_hyper_follow_every_response_framing() {
     assert!(out.contains("204 No Content\r\n\r\n 204\n"), "{out}");
     assert!(out.ends_with("Content-Length: 100\r\n\r\n 200\n"), "{out}");
 
-    let out = curl(&["-w", fmt, &url("/conflict")]);
-    assert!(out.ends_with(" 502\n"), "{out}");
+    let out = curl(&["-w", fmt, &url("/conflict"), &url("/cl-list")]);
+    assert!(out.ends_with(" 502\nok 200\n"), "{out}");
+    // A request with a body is not sent again once it may have reached a
+    // backend, idempotent or not (as in the hyper path).
+    let out = curl(&[
+        "-w",
+        fmt,
+        "-X",
+        "PUT",
+        "--data-binary",
+        "once",
+        &url("/drop"),
+    ]);
+    assert_eq!(out, "the backend failed to answer\n 502\n");
+    assert_eq!(dropped.load(Ordering::Relaxed), 1);
 
     // What followed the body is dropped with the connection.
     let out = curl(&["-w", fmt, &url("/extra"), &url("/"), &url("/"), &url("/")]);
@@ -1236,4 +1253,18 @@ fn requests_without_hyper_follow_every_response_framing() {
         &url("/"),
     ]);
     assert_eq!(out, format!("ok 200\n{big} 200\nok 200\n"));
+
+    // The access log counts a chunked body's payload, not its framing.
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    support::eventually("the access log's lines", 5, || read().contains("\"/echo\""));
+    let lines = read();
+    let chunked: Vec<&str> = lines
+        .lines()
+        .filter(|l| l.contains("\"/chunked\""))
+        .collect();
+    assert_eq!(chunked.len(), 2, "{lines}");
+    assert!(
+        chunked.iter().all(|l| l.contains("\"bytes_out\":7,")),
+        "{lines}"
+    );
 }

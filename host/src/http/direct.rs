@@ -45,11 +45,13 @@ use crate::metrics::{HttpVersion, METRICS};
 use crate::proxy::Context;
 use crate::strategy::{Protocol, RequestHead};
 
+/// The `502` answer's text, as the hyper path's.
+const FAILED: &str = "the backend failed to answer\n";
 /// Read buffer for each side; a body larger than this is copied through it.
 const BUF: usize = 16 * 1024;
-/// Largest response head taken from a backend (hyper's default limit is
-/// about 400 KB; nginx's 4-8 KB; a backend sending more is broken).
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Largest response head taken from a backend: hyper's client's buffer
+/// limit, so both paths take the same heads.
+const MAX_RESPONSE_HEAD: usize = 400 * 1024;
 /// Headers a response may have.
 const MAX_RESPONSE_HEADERS: usize = 100;
 /// Largest request body this path takes (held whole); a larger one, or a
@@ -142,8 +144,8 @@ struct Planned {
     close: bool,
     /// `HEAD`: the response has no body whatever its head says.
     head_only: bool,
-    /// RFC 9110 9.2.2: may be sent again after a failure that may have
-    /// reached the backend.
+    /// RFC 9110 9.2.2, and no body: may be sent again after a failure that
+    /// may have reached the backend.
     idempotent: bool,
     /// Method and path, for the access log (when one is kept).
     logged: Option<(Box<str>, Box<str>)>,
@@ -286,6 +288,7 @@ impl Conn<'_> {
                 Ok(Plan::Handover) | Err(_) => return Ok(Some(std::mem::take(&mut self.buf))),
             };
             let whole = send.head_len + send.body_len;
+            let mut line = access_line(ctx, self.peer, &mut send);
             if send.body_len > 0 {
                 // The body, held whole (it is small): then the request can
                 // go again as it is, and nothing waits on the client once a
@@ -294,7 +297,6 @@ impl Conn<'_> {
                     let (status, text) = why;
                     METRICS.request(HttpVersion::Http1);
                     METRICS.error(Kind::ClientIo);
-                    let mut line = access_line(ctx, self.peer, &mut send);
                     if let Some(l) = &mut line {
                         l.bytes_in = self.buf.len().saturating_sub(send.head_len) as u64;
                     }
@@ -304,7 +306,7 @@ impl Conn<'_> {
                 }
                 self.out.extend_from_slice(&self.buf[send.head_len..whole]);
             }
-            let keep = self.exchange(client, send, &list).await?;
+            let keep = self.exchange(client, send, &list, line).await?;
             self.buf.drain(..whole);
             served += 1;
             done_ms = now_ms();
@@ -346,12 +348,12 @@ impl Conn<'_> {
     async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         client: &mut S,
-        mut send: Planned,
+        send: Planned,
         list: &Arc<BackendList>,
+        mut line: Option<Line<'_>>,
     ) -> std::io::Result<bool> {
         let ctx = self.ctx;
         METRICS.request(HttpVersion::Http1);
-        let mut line = access_line(ctx, self.peer, &mut send);
         let close = send.close;
         let (mut index, mut fallback) = self.decide(&send, list, 0, &[]);
         let mut failed: Vec<u32> = Vec::new();
@@ -431,15 +433,7 @@ impl Conn<'_> {
                         .because(std::io::Error::other(why));
                     health::failed(ctx.proxy.eject_after_failures, backend, &err);
                     tracing::debug!(client = %self.peer, error = %err, "bad response head");
-                    return self
-                        .answer(
-                            client,
-                            &mut line,
-                            502,
-                            "the backend failed to answer\n",
-                            close,
-                        )
-                        .await;
+                    return self.answer(client, &mut line, 502, FAILED, close).await;
                 }
                 Err(HeadError::Nothing(e)) => {
                     if reused && send.idempotent {
@@ -459,15 +453,7 @@ impl Conn<'_> {
                     tracing::debug!(client = %self.peer, attempt, error = %err, "backend attempt failed");
                     failed.push(i as u32);
                     if !send.idempotent {
-                        return self
-                            .answer(
-                                client,
-                                &mut line,
-                                502,
-                                "the backend failed to answer\n",
-                                close,
-                            )
-                            .await;
+                        return self.answer(client, &mut line, 502, FAILED, close).await;
                     }
                     last = err;
                     match self.next_attempt(&send, list, &mut attempt, &failed) {
@@ -489,12 +475,14 @@ impl Conn<'_> {
             if let Some(l) = &mut line {
                 l.trace.status = Some(self.status);
             }
-            let (sent, whole, reusable) = self
-                .copy_response(client, &mut up, head_len, framing, close_client)
-                .await?;
+            let mut sent = 0;
+            let copied = self
+                .copy_response(client, &mut up, head_len, framing, close_client, &mut sent)
+                .await;
             if let Some(l) = &mut line {
                 l.trace.bytes_out = sent;
             }
+            let (whole, reusable) = copied?;
             if keep_up && reusable {
                 pool::checkin(backend, up, ctx.http.pool_max_idle);
             }
@@ -512,16 +500,7 @@ impl Conn<'_> {
                 self.answer(client, &mut line, 503, "no backend available\n", close)
                     .await
             }
-            _ => {
-                self.answer(
-                    client,
-                    &mut line,
-                    502,
-                    "the backend failed to answer\n",
-                    close,
-                )
-                .await
-            }
+            _ => self.answer(client, &mut line, 502, FAILED, close).await,
         }
     }
 
@@ -648,14 +627,17 @@ impl Conn<'_> {
                     }
                 }
             } else if name.eq_ignore_ascii_case(b"content-length") {
-                let v = std::str::from_utf8(h.value)
-                    .ok()
-                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|v| v.parse::<u64>().ok());
-                match (v, lengths) {
-                    (Some(v), None) => lengths = Some(v),
-                    (Some(v), Some(l)) if v == l => {}
-                    _ => bad_length = true,
+                // RFC 9110 8.6: a list of one value repeated is that value.
+                for v in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    let v = std::str::from_utf8(v)
+                        .ok()
+                        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                        .and_then(|v| v.parse::<u64>().ok());
+                    match (v, lengths) {
+                        (Some(v), None) => lengths = Some(v),
+                        (Some(v), Some(l)) if v == l => {}
+                        _ => bad_length = true,
+                    }
                 }
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 if codings.is_some() {
@@ -721,8 +703,9 @@ impl Conn<'_> {
         Ok(Some(Parsed::Final(len, framing, keep)))
     }
 
-    /// Writes the response head (`out`) and body to the client. Returns
-    /// the body bytes sent, whether the body went whole, and whether the
+    /// Writes the response head (`out`) and body to the client, counting
+    /// the body's payload into `sent` (for the access log, also when the
+    /// client fails). Returns whether the body went whole, and whether the
     /// backend connection can be reused (whole, and nothing after it).
     async fn copy_response<S: AsyncWrite + Unpin>(
         &mut self,
@@ -731,7 +714,8 @@ impl Conn<'_> {
         head_len: usize,
         framing: Framing,
         close_client: bool,
-    ) -> std::io::Result<(u64, bool, bool)> {
+        sent: &mut u64,
+    ) -> std::io::Result<(bool, bool)> {
         if close_client {
             self.out.extend_from_slice(b"connection: close\r\n");
         }
@@ -750,15 +734,14 @@ impl Conn<'_> {
             ),
             Framing::Close => State::Passthrough,
         };
-        let mut sent = 0u64;
-        let (body, ok) = body_part(&mut state, after);
+        let (body, data, ok) = body_part(&mut state, after);
         let mut extra = ok && body < after.len();
         self.out.extend_from_slice(&after[..body]);
-        sent += body as u64;
+        *sent += data;
         client.write_all(&self.out).await?;
         if !ok {
             client.flush().await?;
-            return Ok((sent, false, false));
+            return Ok((false, false));
         }
         let body_timeout = self.ctx.http.upstream_body_timeout;
         while !matches!(state, State::Idle) {
@@ -774,7 +757,7 @@ impl Conn<'_> {
                         r = up.read_buf(&mut self.resp) => r,
                         _ = self.deadline.until(due) => {
                             tracing::debug!(client = %self.peer, "the backend stopped sending the body");
-                            return Ok((sent, false, false));
+                            return Ok((false, false));
                         }
                     }
                 }
@@ -782,24 +765,24 @@ impl Conn<'_> {
             };
             let n = match n {
                 Ok(n) => n,
-                Err(_) => return Ok((sent, false, false)),
+                Err(_) => return Ok((false, false)),
             };
             if n == 0 {
                 // The end of a body that runs to the close; a cut one
                 // otherwise.
-                return Ok((sent, matches!(state, State::Passthrough), false));
+                return Ok((matches!(state, State::Passthrough), false));
             }
-            let (body, ok) = body_part(&mut state, &self.resp);
+            let (body, data, ok) = body_part(&mut state, &self.resp);
+            *sent += data;
             client.write_all(&self.resp[..body]).await?;
-            sent += body as u64;
             if !ok {
-                return Ok((sent, false, false));
+                return Ok((false, false));
             }
             extra = body < self.resp.len();
         }
         // TLS holds written bytes until a flush; TCP does nothing here.
         client.flush().await?;
-        Ok((sent, true, !extra))
+        Ok((true, !extra))
     }
 
     /// Writes an answer of Switchyard's own. Returns whether the connection
@@ -814,6 +797,7 @@ impl Conn<'_> {
     ) -> std::io::Result<bool> {
         if let Some(l) = line {
             l.trace.status = Some(status);
+            l.trace.bytes_out = text.len() as u64;
         }
         let close = close || self.ctx.graceful.is_cancelled();
         let reason = match status {
@@ -855,16 +839,17 @@ enum Parsed {
 }
 
 /// How much of `bytes` belongs to the body whose framing is `state`
-/// (`Passthrough`: everything, to the close), and whether the framing held.
-/// Fewer than all with the framing held: the body ended, and the backend
-/// sent more than it framed.
-fn body_part(state: &mut State, bytes: &[u8]) -> (usize, bool) {
+/// (`Passthrough`: everything, to the close), how much of that is payload
+/// (not chunk framing or trailers), and whether the framing held. Fewer
+/// than all with the framing held: the body ended, and the backend sent
+/// more than it framed.
+fn body_part(state: &mut State, bytes: &[u8]) -> (usize, u64, bool) {
     if matches!(state, State::Passthrough) {
-        return (bytes.len(), true);
+        return (bytes.len(), bytes.len() as u64, true);
     }
-    match guard::advance(state, bytes) {
-        Ok(n) => (n, true),
-        Err(_) => (0, false),
+    match guard::advance_counting(state, bytes) {
+        Ok((n, data)) => (n, data, true),
+        Err(_) => (0, 0, false),
     }
 }
 
@@ -1028,10 +1013,13 @@ fn plan(conn: &mut Conn<'_>) -> Result<Plan, Checked> {
         }
         out.extend_from_slice(b"\r\n");
         let out_head = out.len();
-        let idempotent = matches!(
-            method,
-            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-        );
+        // As the hyper path: only a request without a body goes again
+        // after a failure that may have reached the backend.
+        let idempotent = body_len == 0
+            && matches!(
+                method,
+                "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+            );
         Plan::Send(Planned {
             head_len: len,
             body_len,

@@ -416,12 +416,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientIo<S> {
 /// how many belong to the body; the state is `Idle` if the body ended
 /// before the rest.
 pub(super) fn advance(state: &mut State, bytes: &[u8]) -> Result<usize, &'static str> {
+    advance_counting(state, bytes).map(|(n, _)| n)
+}
+
+/// [`advance`], also counting the body's payload among the bytes (its data,
+/// without chunk framing or trailers).
+pub(super) fn advance_counting(
+    state: &mut State,
+    bytes: &[u8],
+) -> Result<(usize, u64), &'static str> {
     let mut i = 0;
+    let mut data = 0u64;
     while i < bytes.len() {
         match *state {
             State::Body(left) => {
                 let n = (left.min((bytes.len() - i) as u64)) as usize;
                 i += n;
+                data += n as u64;
                 *state = if left == n as u64 {
                     State::Idle
                 } else {
@@ -431,6 +442,7 @@ pub(super) fn advance(state: &mut State, bytes: &[u8]) -> Result<usize, &'static
             State::Chunked(Chunk::Data(left), size) => {
                 let n = (left.min((bytes.len() - i) as u64)) as usize;
                 i += n;
+                data += n as u64;
                 *state = State::Chunked(
                     if left == n as u64 {
                         Chunk::DataCr
@@ -451,7 +463,7 @@ pub(super) fn advance(state: &mut State, bytes: &[u8]) -> Result<usize, &'static
             break;
         }
     }
-    Ok(i)
+    Ok((i, data))
 }
 
 /// One byte of chunked framing outside data.

@@ -53,12 +53,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    // `Host` and `Content-Length` stay whatever `Connection` says: the
+    // backend would get its own address as the host, and the client a body
+    // without its length.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| n != header::HOST && n != header::CONTENT_LENGTH)
         .collect();
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         if upgrade && (name == header::CONNECTION || name == header::UPGRADE) {

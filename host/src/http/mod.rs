@@ -1016,6 +1016,12 @@ fn respond(
         // splice's business (its own connection), not keep-alive's.
         return Response::from_parts(parts, Tracked::full(Bytes::new(), busy));
     }
+    // RFC 9112 6.3: with both, the length is not the body's (hyper read it
+    // chunked); passed on, it would have the client wait for bytes that
+    // never come.
+    if resp.headers().contains_key(header::TRANSFER_ENCODING) {
+        resp.headers_mut().remove(header::CONTENT_LENGTH);
+    }
     headers::strip_hop_by_hop(resp.headers_mut());
     resp.map(|b| Tracked::upstream(b, busy, guard, body_timeout, lease))
 }
