@@ -1268,3 +1268,56 @@ fn requests_without_hyper_follow_every_response_framing() {
         "{lines}"
     );
 }
+
+/// Both paths: a backend answering with both `Content-Length` and
+/// `Transfer-Encoding` has the length dropped (the body is the chunks; the
+/// client would wait for bytes that never come), and `Connection: host`
+/// leaves `Host` as the client sent it. HTTP/1.0 (`curl -0`) takes the
+/// hyper path, HTTP/1.1 the direct one.
+#[test]
+fn a_length_beside_chunked_is_dropped_and_connection_cannot_take_host() {
+    use std::io::{BufRead, Write};
+    let backend = FakeBackend::start("127.0.0.1:0", |s| {
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        for _ in 0..10 {
+            let (mut target, mut host) = (String::new(), String::new());
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                if target.is_empty() {
+                    target = line.split(' ').nth(1).unwrap_or("").to_string();
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("host:") {
+                    host = v.trim().to_string();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let answer = match target.as_str() {
+                "/both" => "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_string(),
+                _ => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{host}", host.len()),
+            };
+            if (&s).write_all(answer.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let s = serve_http_in_front_of(&backend.arg(), &[]);
+    let url = |p: &str| format!("http://127.0.0.1:{}{p}", s.port);
+    for version in ["-0", "--http1.1"] {
+        let out = curl(&[version, "-w", " %{http_code}\n", &url("/both")]);
+        assert_eq!(out, "abc 200\n", "{version}");
+        let out = curl(&[
+            version,
+            "-H",
+            "Connection: host",
+            "-H",
+            "Host: app.test",
+            &url("/host"),
+        ]);
+        assert_eq!(out, "app.test", "{version}");
+    }
+}
