@@ -61,6 +61,25 @@ const MAX_BODY: usize = 64 * 1024;
 /// request with more goes to the hyper path.
 const MAX_NAMED: usize = 8;
 
+/// Ends a client connection whose response was cut short, so the client
+/// can tell it from a whole one.
+pub(super) trait Abort {
+    /// Makes the close that follows an error for the client.
+    fn abort(&mut self);
+}
+
+impl Abort for TcpStream {
+    fn abort(&mut self) {
+        // A reset instead of a FIN.
+        let _ = self.set_zero_linger();
+    }
+}
+
+impl<IO> Abort for tokio_rustls::server::TlsStream<IO> {
+    // Dropped without close_notify, which a TLS client reads as a cut.
+    fn abort(&mut self) {}
+}
+
 /// Serves `client` until it closes, or hands it to the hyper path.
 pub(super) async fn serve<S>(
     ctx: Arc<Context>,
@@ -69,7 +88,7 @@ pub(super) async fn serve<S>(
     peer: SocketAddr,
     info: ConnInfo,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Abort + Unpin + Send + 'static,
 {
     let mut conn = Conn {
         ctx: &ctx,
@@ -81,6 +100,7 @@ pub(super) async fn serve<S>(
         spans: Vec::new(),
         deadline: Deadline::new(),
         status: 0,
+        cut: false,
     };
     conn.buf.extend_from_slice(prefix);
     let rest = match conn.run(&mut client).await {
@@ -120,6 +140,8 @@ struct Conn<'a> {
     deadline: Deadline,
     /// The status of the response being sent.
     status: u16,
+    /// The response just sent was cut short.
+    cut: bool,
 }
 
 /// What to do with the head at the front of the buffer.
@@ -239,7 +261,7 @@ fn access_line<'a>(ctx: &'a Context, client: SocketAddr, send: &mut Planned) -> 
 impl Conn<'_> {
     /// Serves requests until the client leaves (`None`) or one needs the
     /// hyper path (`Some`, the bytes it has to read first).
-    async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn run<S: AsyncRead + AsyncWrite + Abort + Unpin>(
         &mut self,
         client: &mut S,
     ) -> std::io::Result<Option<Vec<u8>>> {
@@ -308,8 +330,21 @@ impl Conn<'_> {
             }
             let keep = self.exchange(client, send, &list, line).await?;
             self.buf.drain(..whole);
+            // A large head or body does not stay held by an idle connection.
+            for v in [&mut self.buf, &mut self.resp] {
+                if v.capacity() > 2 * BUF && v.len() <= BUF {
+                    v.shrink_to(BUF);
+                }
+            }
             served += 1;
             done_ms = now_ms();
+            if std::mem::take(&mut self.cut) {
+                // No clean end for a body cut short: a close-delimited one
+                // would look whole. TLS ends without close_notify, TCP with
+                // a reset.
+                client.abort();
+                return Ok(None);
+            }
             if !keep || ctx.graceful.is_cancelled() {
                 let _ = client.shutdown().await;
                 return Ok(None);
@@ -487,7 +522,8 @@ impl Conn<'_> {
                 pool::checkin(backend, up, ctx.http.pool_max_idle);
             }
             // A cut body leaves the client nothing to tell it from a whole
-            // one but the close.
+            // one but how the connection ends (`run`).
+            self.cut = !whole;
             return Ok(whole && !close_client);
         }
         // As in TCP mode: nothing could be reached is 503, a backend that
@@ -532,6 +568,9 @@ impl Conn<'_> {
     ) -> Result<(usize, Framing, bool), HeadError> {
         self.resp.clear();
         let mut got_any = false;
+        // Where the search for the head's end resumes: a head trickled in
+        // small pieces is parsed once it is whole, not once per piece.
+        let mut scanned = 0usize;
         loop {
             if self.resp.capacity() - self.resp.len() < 1024 {
                 if self.resp.len() >= MAX_RESPONSE_HEAD {
@@ -556,6 +595,14 @@ impl Conn<'_> {
                 return Err(HeadError::Bad("the backend closed inside a response head"));
             }
             got_any = true;
+            let from = scanned.saturating_sub(3);
+            scanned = self.resp.len();
+            if !self.resp[from..]
+                .windows(2)
+                .any(|w| w == b"\n\n" || w == b"\n\r")
+            {
+                continue;
+            }
             loop {
                 match self.client_head() {
                     Ok(Some(Parsed::Final(len, framing, keep))) => return Ok((len, framing, keep)),
@@ -571,6 +618,7 @@ impl Conn<'_> {
                             return Err(HeadError::Client(e));
                         }
                         self.resp.drain(..len);
+                        scanned = 0;
                         if self.resp.is_empty() {
                             break;
                         }
@@ -597,6 +645,9 @@ impl Conn<'_> {
         };
         if code == 101 {
             return Err("101 to a request that asked for no upgrade");
+        }
+        if code < 100 {
+            return Err("a status code below 100");
         }
         if (100..200).contains(&code) {
             return Ok(Some(Parsed::Informational(len)));
@@ -686,13 +737,21 @@ impl Conn<'_> {
                     .iter()
                     .any(|n| name.eq_ignore_ascii_case(n))
                 || (self.info.alt_svc.is_some() && name.eq_ignore_ascii_case(b"alt-svc"))
-                || (codings.is_some() && name.eq_ignore_ascii_case(b"content-length"));
+                || (name.eq_ignore_ascii_case(b"content-length")
+                    && (codings.is_some() || lengths.is_some()));
             if drop {
                 continue;
             }
             out.extend_from_slice(name);
             out.extend_from_slice(b": ");
             out.extend_from_slice(h.value);
+            out.extend_from_slice(b"\r\n");
+        }
+        if let (Some(l), None) = (lengths, codings) {
+            // One value, written once: a list of one value repeated is valid
+            // but some clients read it as no length at all.
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(l.to_string().as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         if let Some(alt) = &self.info.alt_svc {

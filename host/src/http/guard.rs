@@ -477,7 +477,13 @@ fn chunk_byte(c: Chunk, size: u64, b: u8) -> Result<State, &'static str> {
             let len = len + 1;
             match b {
                 b'\r' if digits > 0 => return Ok(State::Chunked(Chunk::SizeLf, size)),
-                _ if ext => Chunk::Size { digits, ext, len },
+                // An extension is text: a bare LF or another control byte
+                // would let a reader that ends lines at LF see another
+                // message boundary than this one (hyper refuses them too).
+                _ if ext && (b == b'\t' || (b >= 0x20 && b != 0x7f)) => {
+                    Chunk::Size { digits, ext, len }
+                }
+                _ if ext => return Err("control byte in a chunk extension"),
                 b';' | b' ' | b'\t' if digits > 0 => Chunk::Size {
                     digits,
                     ext: true,
@@ -1105,6 +1111,10 @@ mod tests {
             b"\r\n",
             b"5\r\nhelloXY",
             b"11111111111111111\r\n",
+            // A bare LF or another control byte in an extension: a reader
+            // that ends lines at LF would see another boundary.
+            b"0;\n\r\n",
+            b"5;a\x00b\r\nhello\r\n",
         ] {
             let mut state =
                 check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
