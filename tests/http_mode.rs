@@ -234,7 +234,14 @@ fn the_backend_learns_who_the_client_is_and_hop_by_hop_headers_stop_here() {
         seen.contains("forwarded: for=127.0.0.1;proto=http;host="),
         "{seen}"
     );
-    assert!(seen.contains("x-request-id: "), "{seen}");
+    let id = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .unwrap_or_else(|| panic!("a request id in {seen}"));
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "16 hex digits: {id:?}"
+    );
     assert!(
         !seen.contains("x-secret"),
         "a header named in Connection is hop-by-hop:\n{seen}"

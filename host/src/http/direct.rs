@@ -751,7 +751,8 @@ impl Conn<'_> {
             // One value, written once: a list of one value repeated is valid
             // but some clients read it as no length at all.
             out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(l.to_string().as_bytes());
+            // Formatted into the buffer: no allocation per response.
+            let _ = std::io::Write::write_fmt(out, format_args!("{l}"));
             out.extend_from_slice(b"\r\n");
         }
         if let Some(alt) = &self.info.alt_svc {
@@ -1067,8 +1068,12 @@ fn plan(conn: &mut Conn<'_>) -> Result<Plan, Checked> {
             at += end + 2;
         }
         if ctx.http.request_id && !has_id {
-            let id = format!("{:016x}", crate::clock::random_u64());
-            line(out, spans, b"x-request-id", id.as_bytes());
+            let mut id = [0u8; 16];
+            let _ = std::io::Write::write_fmt(
+                &mut &mut id[..],
+                format_args!("{:016x}", crate::clock::random_u64()),
+            );
+            line(out, spans, b"x-request-id", &id);
         }
         out.extend_from_slice(b"\r\n");
         let out_head = out.len();
