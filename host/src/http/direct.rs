@@ -99,8 +99,6 @@ pub(super) async fn serve<S>(
         resp: Vec::with_capacity(BUF),
         spans: Vec::new(),
         deadline: Deadline::new(),
-        status: 0,
-        cut: false,
     };
     conn.buf.extend_from_slice(prefix);
     let rest = match conn.run(&mut client).await {
@@ -138,10 +136,6 @@ struct Conn<'a> {
     /// Where each header of the head in `out` is, for the strategy.
     spans: Vec<Span>,
     deadline: Deadline,
-    /// The status of the response being sent.
-    status: u16,
-    /// The response just sent was cut short.
-    cut: bool,
 }
 
 /// What to do with the head at the front of the buffer.
@@ -180,6 +174,26 @@ enum Framing {
     Chunked,
     /// At the backend's close; the client connection closes after it.
     Close,
+}
+
+/// How the client connection goes on after a response.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum After {
+    Keep,
+    Close,
+    /// The response was cut short: ended so the client can tell it from a
+    /// whole one.
+    Cut,
+}
+
+/// A final response head, as the client gets it (in `out`).
+struct Head {
+    /// Its length in `resp`.
+    len: usize,
+    status: u16,
+    framing: Framing,
+    /// The backend keeps the connection.
+    keep: bool,
 }
 
 /// Why no usable response head came.
@@ -328,7 +342,7 @@ impl Conn<'_> {
                 }
                 self.out.extend_from_slice(&self.buf[send.head_len..whole]);
             }
-            let keep = self.exchange(client, send, &list, line).await?;
+            let after = self.exchange(client, send, &list, line).await?;
             self.buf.drain(..whole);
             // A large head or body does not stay held by an idle connection.
             for v in [&mut self.buf, &mut self.resp] {
@@ -338,14 +352,14 @@ impl Conn<'_> {
             }
             served += 1;
             done_ms = now_ms();
-            if std::mem::take(&mut self.cut) {
+            if after == After::Cut {
                 // No clean end for a body cut short: a close-delimited one
                 // would look whole. TLS ends without close_notify, TCP with
                 // a reset.
                 client.abort();
                 return Ok(None);
             }
-            if !keep || ctx.graceful.is_cancelled() {
+            if after == After::Close || ctx.graceful.is_cancelled() {
                 let _ = client.shutdown().await;
                 return Ok(None);
             }
@@ -378,15 +392,15 @@ impl Conn<'_> {
         Ok(())
     }
 
-    /// One request: decide, send, answer. Returns whether the client
-    /// connection can carry another.
+    /// One request: decide, send, answer. Returns how the client
+    /// connection goes on.
     async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         client: &mut S,
         send: Planned,
         list: &Arc<BackendList>,
         mut line: Option<Line<'_>>,
-    ) -> std::io::Result<bool> {
+    ) -> std::io::Result<After> {
         let ctx = self.ctx;
         METRICS.request(HttpVersion::Http1);
         let close = send.close;
@@ -446,7 +460,7 @@ impl Conn<'_> {
                 Ok(()) => self.response_head(&mut up, client, now_ms() + limit).await,
                 Err(e) => Err(e),
             };
-            let (head_len, framing, keep_up) = match head {
+            let head = match head {
                 Ok(h) => h,
                 Err(HeadError::Client(e)) => return Err(e),
                 Err(HeadError::Late) => {
@@ -504,27 +518,30 @@ impl Conn<'_> {
             let framing = if send.head_only {
                 Framing::Length(0)
             } else {
-                framing
+                head.framing
             };
             let close_client = close || framing == Framing::Close || ctx.graceful.is_cancelled();
             if let Some(l) = &mut line {
-                l.trace.status = Some(self.status);
+                l.trace.status = Some(head.status);
             }
             let mut sent = 0;
             let copied = self
-                .copy_response(client, &mut up, head_len, framing, close_client, &mut sent)
+                .copy_response(client, &mut up, head.len, framing, close_client, &mut sent)
                 .await;
             if let Some(l) = &mut line {
                 l.trace.bytes_out = sent;
             }
             let (whole, reusable) = copied?;
-            if keep_up && reusable {
+            if head.keep && reusable {
                 pool::checkin(backend, up, ctx.http.pool_max_idle);
             }
             // A cut body leaves the client nothing to tell it from a whole
             // one but how the connection ends (`run`).
-            self.cut = !whole;
-            return Ok(whole && !close_client);
+            return Ok(match (whole, close_client) {
+                (false, _) => After::Cut,
+                (true, true) => After::Close,
+                (true, false) => After::Keep,
+            });
         }
         // As in TCP mode: nothing could be reached is 503, a backend that
         // took the request and failed it is 502.
@@ -558,14 +575,13 @@ impl Conn<'_> {
 
     /// Reads the response head into `resp`, passing any informational
     /// (1xx) heads before it to the client, and writes the client's head
-    /// into `out`. Returns its length, the body's framing and whether the
-    /// backend connection may be kept.
+    /// into `out`.
     async fn response_head<S: AsyncWrite + Unpin>(
         &mut self,
         up: &mut TcpStream,
         client: &mut S,
         due: u64,
-    ) -> Result<(usize, Framing, bool), HeadError> {
+    ) -> Result<Head, HeadError> {
         self.resp.clear();
         let mut got_any = false;
         // Where the search for the head's end resumes: a head trickled in
@@ -605,18 +621,14 @@ impl Conn<'_> {
             }
             loop {
                 match self.client_head() {
-                    Ok(Some(Parsed::Final(len, framing, keep))) => return Ok((len, framing, keep)),
+                    Ok(Some(Parsed::Final(head))) => return Ok(head),
                     Ok(Some(Parsed::Informational(len))) => {
                         // `103 Early Hints` and the like go on as they are.
-                        let sent = client.write_all(&self.resp[..len]).await;
-                        if let Err(e) = async {
-                            sent?;
-                            client.flush().await
-                        }
-                        .await
-                        {
-                            return Err(HeadError::Client(e));
-                        }
+                        let sent = match client.write_all(&self.resp[..len]).await {
+                            Ok(()) => client.flush().await,
+                            Err(e) => Err(e),
+                        };
+                        sent.map_err(HeadError::Client)?;
                         self.resp.drain(..len);
                         scanned = 0;
                         if self.resp.is_empty() {
@@ -631,7 +643,7 @@ impl Conn<'_> {
     }
 
     /// Parses the response head at the front of `resp`; for a final one,
-    /// writes the head the client gets into `out` and sets `status`.
+    /// writes the head the client gets into `out`.
     fn client_head(&mut self) -> Result<Option<Parsed>, &'static str> {
         let mut store = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
         let mut r = httparse::Response::new(&mut store);
@@ -691,14 +703,10 @@ impl Conn<'_> {
                     }
                 }
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                if codings.is_some() {
-                    // Two lines: treat as a list ending where the last
-                    // line ends.
-                    codings = Some(h.value);
-                    keep = false;
-                } else {
-                    codings = Some(h.value);
-                }
+                // Two lines are a list ending where the last line ends; not
+                // a backend connection to keep.
+                keep &= codings.is_none();
+                codings = Some(h.value);
             }
         }
         let no_body = code == 204 || code == 304;
@@ -722,7 +730,6 @@ impl Conn<'_> {
         if framing == Framing::Close {
             keep = false;
         }
-        self.status = code;
         let out = &mut self.out;
         out.clear();
         out.extend_from_slice(b"HTTP/1.1 ");
@@ -739,13 +746,9 @@ impl Conn<'_> {
                 || (self.info.alt_svc.is_some() && name.eq_ignore_ascii_case(b"alt-svc"))
                 || (name.eq_ignore_ascii_case(b"content-length")
                     && (codings.is_some() || lengths.is_some()));
-            if drop {
-                continue;
+            if !drop {
+                header(out, name, &[h.value]);
             }
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(h.value);
-            out.extend_from_slice(b"\r\n");
         }
         if let (Some(l), None) = (lengths, codings) {
             // One value, written once: a list of one value repeated is valid
@@ -756,11 +759,14 @@ impl Conn<'_> {
             out.extend_from_slice(b"\r\n");
         }
         if let Some(alt) = &self.info.alt_svc {
-            out.extend_from_slice(b"alt-svc: ");
-            out.extend_from_slice(alt.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            header(out, b"alt-svc", &[alt.as_bytes()]);
         }
-        Ok(Some(Parsed::Final(len, framing, keep)))
+        Ok(Some(Parsed::Final(Head {
+            len,
+            status: code,
+            framing,
+            keep,
+        })))
     }
 
     /// Writes the response head (`out`) and body to the client, counting
@@ -845,7 +851,7 @@ impl Conn<'_> {
         Ok((true, !extra))
     }
 
-    /// Writes an answer of Switchyard's own. Returns whether the connection
+    /// Writes an answer of Switchyard's own. Returns how the connection
     /// goes on.
     async fn answer<S: AsyncWrite + Unpin>(
         &mut self,
@@ -854,38 +860,26 @@ impl Conn<'_> {
         status: u16,
         text: &str,
         close: bool,
-    ) -> std::io::Result<bool> {
+    ) -> std::io::Result<After> {
         if let Some(l) = line {
             l.trace.status = Some(status);
             l.trace.bytes_out = text.len() as u64;
         }
         let close = close || self.ctx.graceful.is_cancelled();
-        let reason = match status {
-            400 => "Bad Request",
-            408 => "Request Timeout",
-            502 => "Bad Gateway",
-            503 => "Service Unavailable",
-            _ => "Gateway Timeout",
-        };
-        let out = &mut self.out;
-        out.clear();
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(itoa3(status).as_slice());
-        out.push(b' ');
-        out.extend_from_slice(reason.as_bytes());
-        out.extend_from_slice(
-            b"\r\ncontent-type: text/plain; charset=utf-8\r\ncache-control: no-store\r\ncontent-length: ",
+        let reason = hyper::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("");
+        self.out.clear();
+        crate::proxy::answer::write(
+            &mut self.out,
+            format_args!("{status} {reason}"),
+            text,
+            close,
         );
-        out.extend_from_slice(text.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
-        if close {
-            out.extend_from_slice(b"connection: close\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(text.as_bytes());
-        client.write_all(out).await?;
+        client.write_all(&self.out).await?;
         client.flush().await?;
-        Ok(!close)
+        Ok(if close { After::Close } else { After::Keep })
     }
 }
 
@@ -893,9 +887,8 @@ impl Conn<'_> {
 enum Parsed {
     /// 1xx, this long.
     Informational(usize),
-    /// The final head: its length, the body's framing, and whether the
-    /// backend keeps the connection.
-    Final(usize, Framing, bool),
+    /// The final head.
+    Final(Head),
 }
 
 /// How much of `bytes` belongs to the body whose framing is `state`
@@ -1039,7 +1032,7 @@ fn plan(conn: &mut Conn<'_>) -> Result<Plan, Checked> {
                     .split(|&b| b == b',')
                     .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
                 {
-                    line(out, spans, b"te", b"trailers");
+                    line(out, spans, b"te", &[b"trailers"]);
                 }
                 continue;
             }
@@ -1051,29 +1044,20 @@ fn plan(conn: &mut Conn<'_>) -> Result<Plan, Checked> {
             {
                 continue;
             }
-            line(out, spans, name, h.value);
+            line(out, spans, name, &[h.value]);
             if name.len() == 4 && name.eq_ignore_ascii_case(b"host") {
                 host_at = spans[spans.len() - 1].1;
             }
         }
-        let forwarded_at = out.len();
-        info.forwarded.write_h1(out, Some(host));
-        // Where the forwarded lines' names and values are, for the strategy.
-        let mut at = forwarded_at;
-        while let Some(end) = out[at..].windows(2).position(|w| w == b"\r\n") {
-            let l = &out[at..at + end];
-            if let Some(colon) = l.iter().position(|&b| b == b':') {
-                spans.push(((at, colon), (at + colon + 2, end - colon - 2)));
-            }
-            at += end + 2;
-        }
+        info.forwarded
+            .h1_headers(host, |name, value| line(out, spans, name, value));
         if ctx.http.request_id && !has_id {
             let mut id = [0u8; 16];
             let _ = std::io::Write::write_fmt(
                 &mut &mut id[..],
                 format_args!("{:016x}", crate::clock::random_u64()),
             );
-            line(out, spans, b"x-request-id", &id);
+            line(out, spans, b"x-request-id", &[&id]);
         }
         out.extend_from_slice(b"\r\n");
         let out_head = out.len();
@@ -1102,14 +1086,22 @@ fn plan(conn: &mut Conn<'_>) -> Result<Plan, Checked> {
     })
 }
 
-/// Writes one header line, noting where its name and value are.
-fn line(out: &mut Vec<u8>, spans: &mut Vec<Span>, name: &[u8], value: &[u8]) {
-    let at = out.len();
+/// Writes one header line, its value in pieces. Returns the value's length.
+fn header(out: &mut Vec<u8>, name: &[u8], value: &[&[u8]]) -> usize {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
+    let at = out.len();
+    value.iter().for_each(|v| out.extend_from_slice(v));
+    let len = out.len() - at;
     out.extend_from_slice(b"\r\n");
-    spans.push(((at, name.len()), (at + name.len() + 2, value.len())));
+    len
+}
+
+/// [`header`], noting where its name and value are.
+fn line(out: &mut Vec<u8>, spans: &mut Vec<Span>, name: &[u8], value: &[&[u8]]) {
+    let at = out.len();
+    let value_len = header(out, name, value);
+    spans.push(((at, name.len()), (at + name.len() + 2, value_len)));
 }
 
 /// Where a header's name and value are in `out`: (start, length) each.
@@ -1229,12 +1221,8 @@ mod pool {
     ) -> Option<TcpStream> {
         POOLS.with(|p| {
             let mut p = p.borrow_mut();
-            if p.list != list.id() {
-                p.list = list.id();
-                p.idle.retain(|i| {
-                    !i.backend.is_draining() && list.iter().any(|l| Arc::ptr_eq(l, &i.backend))
-                });
-            }
+            let p = &mut *p;
+            super::super::prune_pools(&mut p.list, list, &mut p.idle, |i| &i.backend);
             let idle = p
                 .idle
                 .iter_mut()

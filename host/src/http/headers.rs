@@ -160,25 +160,20 @@ impl Forwarded {
 }
 
 impl Forwarded {
-    /// [`Forwarded::apply`] without trust, as HTTP/1 header lines for the
-    /// direct path: the client's own values were left out of the head.
-    pub(crate) fn write_h1(&self, out: &mut Vec<u8>, host: Option<&[u8]>) {
-        out.extend_from_slice(b"x-forwarded-for: ");
-        out.extend_from_slice(self.xff.as_bytes());
-        out.extend_from_slice(b"\r\nx-forwarded-proto: ");
-        out.extend_from_slice(self.proto.as_bytes());
-        if let Some(h) = host {
-            out.extend_from_slice(b"\r\nx-forwarded-host: ");
-            out.extend_from_slice(h);
-        }
-        out.extend_from_slice(b"\r\nforwarded: ");
-        out.extend_from_slice(self.element.as_bytes());
-        if let Some(h) = host {
-            out.extend_from_slice(b";host=\"");
-            out.extend(h.iter().filter(|&&c| c != b'"'));
-            out.push(b'"');
-        }
-        out.extend_from_slice(b"\r\n");
+    /// [`Forwarded::apply`] without trust, for the direct path (the
+    /// client's own values were left out of the head): each header as its
+    /// name and the pieces of its value, given to `header`. `host` passed
+    /// the guard's `valid_host`, which allows no quote, so it goes into
+    /// `Forwarded`'s quoted string as it is.
+    pub(crate) fn h1_headers(&self, host: &[u8], mut header: impl FnMut(&[u8], &[&[u8]])) {
+        debug_assert!(!host.contains(&b'"'), "a checked Host has no quote");
+        header(b"x-forwarded-for", &[self.xff.as_bytes()]);
+        header(b"x-forwarded-proto", &[self.proto.as_bytes()]);
+        header(b"x-forwarded-host", &[host]);
+        header(
+            b"forwarded",
+            &[self.element.as_bytes(), b";host=\"", host, b"\""],
+        );
     }
 }
 

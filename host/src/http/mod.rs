@@ -146,6 +146,24 @@ fn new_client(opts: &HttpOptions, connect_timeout: Duration) -> Upstream {
         .build(connector)
 }
 
+/// The rule of every per-thread pool of upstream connections: once per new
+/// backend list, the entries of backends that left it or drain go, and
+/// their idle connections with them. `seen`: the list last pruned against.
+pub(crate) fn prune_pools<T>(
+    seen: &mut u64,
+    list: &BackendList,
+    entries: &mut Vec<T>,
+    backend: impl Fn(&T) -> &Arc<Backend>,
+) {
+    if *seen != list.id() {
+        *seen = list.id();
+        entries.retain(|e| {
+            let b = backend(e);
+            !b.is_draining() && list.iter().any(|l| Arc::ptr_eq(l, b))
+        });
+    }
+}
+
 /// The pool for `backend` and its address as a URI authority, after
 /// dropping the pools of backends that left `list` or drain.
 fn client(
@@ -156,12 +174,8 @@ fn client(
 ) -> (Upstream, hyper::http::uri::Authority) {
     POOLS.with(|p| {
         let mut p = p.borrow_mut();
-        let key = list.id();
-        if p.list != key {
-            p.list = key;
-            p.clients
-                .retain(|(b, ..)| !b.is_draining() && list.iter().any(|l| Arc::ptr_eq(l, b)));
-        }
+        let p = &mut *p;
+        prune_pools(&mut p.list, list, &mut p.clients, |(b, ..)| b);
         if let Some((_, c, a)) = p.clients.iter().find(|(b, ..)| Arc::ptr_eq(b, backend)) {
             return (c.clone(), a.clone());
         }

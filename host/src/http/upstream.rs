@@ -106,13 +106,8 @@ pub(crate) async fn checkout(
         .then(|| {
             POOLS.with(|p| {
                 let mut p = p.borrow_mut();
-                let key = list.id();
-                if p.list != key {
-                    p.list = key;
-                    p.senders.retain(|s| {
-                        !s.backend.is_draining() && list.iter().any(|l| Arc::ptr_eq(l, &s.backend))
-                    });
-                }
+                let p = &mut *p;
+                super::prune_pools(&mut p.list, list, &mut p.senders, |s| &s.backend);
                 let pool = p
                     .senders
                     .iter_mut()

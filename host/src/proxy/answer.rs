@@ -2,17 +2,30 @@
 //! response with a short plain-text body, `Cache-Control: no-store` (an
 //! error about this moment must not be cached) and `Connection: close`.
 //! Only connections that spoke HTTP get one; anything else is just closed.
+//! HTTP mode's direct path writes its answers with [`write`] too, keeping
+//! the connection when it can.
 
 use std::sync::LazyLock;
 
 use crate::error::Kind;
 
+/// Writes an answer of Switchyard's own into `out`: `status` is the code
+/// and reason (`502 Bad Gateway`), `body` a short text; with `close`, the
+/// connection ends after it.
+pub fn write(out: &mut Vec<u8>, status: std::fmt::Arguments<'_>, body: &str, close: bool) {
+    use std::io::Write as _;
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{}\r\n{body}",
+        body.len(),
+        if close { "Connection: close\r\n" } else { "" },
+    );
+}
+
 fn response(status: &str, body: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+    let mut out = Vec::new();
+    write(&mut out, format_args!("{status}"), body, true);
+    out
 }
 
 static BAD_REQUEST: LazyLock<Vec<u8>> =
