@@ -22,6 +22,7 @@
 #   CLOSE=1 bash benches/e2e.sh                 # a connection (and a decision) per request
 #   FORWARD=copy bash benches/e2e.sh            # Switchyard's forwarding mode
 #   BASELINE=/path/to/old/switchyard bash benches/e2e.sh   # an older build, same rounds
+#   BIN=/path/to/switchyard bash benches/e2e.sh        # a build other than target/release
 #   BASELINE="/a/switchyard /b/switchyard" ...          # several (switchyard-base, -base2)
 #   HAPROXY_SPLICE=response URLPATH=/huge bash benches/e2e.sh   # HAProxy always splicing responses
 #   NATIVE=1 CLOSE=1 bash benches/e2e.sh       # adds the same strategy run natively
@@ -81,7 +82,7 @@ for port in 9001 9002 9100 9200 9201 9202 9203 9204 9300; do
 done
 bash scripts/setup.sh
 cargo build --release --locked -p switchyard >/dev/null 2>&1 || cargo build --release --locked -p switchyard
-BIN=target/release/switchyard
+BIN=${BIN:-target/release/switchyard}
 
 # ---- backends: two nginx instances, one worker each, on core 1 -------------
 BACKENDS=()
@@ -103,7 +104,8 @@ PIDS+=($!); HAPROXY=$!
 
 mkdir -p "$WORK/stream"
 if [ "$MODE" = tcp ]; then
-# nginx stream: one worker, round-robin, reuseport; it has no splice.
+# nginx stream: one worker, round-robin, reuseport; it has no splice, and
+# its listen takes no `deferred` (nginx http and HAProxy defer accepts).
 cat > "$WORK/stream/nginx.conf" <<CONF
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 worker_processes 1;
@@ -132,7 +134,7 @@ http {
   fastcgi_temp_path $WORK/stream; uwsgi_temp_path $WORK/stream; scgi_temp_path $WORK/stream;
   upstream b { server 127.0.0.1:9001; server 127.0.0.1:9002; keepalive 256; keepalive_requests 1000000; }
   server {
-    listen 127.0.0.1:9300 reuseport;
+    listen 127.0.0.1:9300 reuseport deferred;
     location / {
       proxy_pass http://b;
       proxy_http_version 1.1;

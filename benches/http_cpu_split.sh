@@ -8,6 +8,7 @@
 #   bash benches/http_cpu_split.sh                # target/release/switchyard
 #   BIN=/path/to/switchyard DUR=10 bash benches/http_cpu_split.sh
 #   FLOOR=target/release/examples/h1_floor bash benches/http_cpu_split.sh
+#   CLOSE=1 bash benches/http_cpu_split.sh        # a connection per request
 #
 # FLOOR adds the floor of a hand-written HTTP/1.1 path
 # (benches/examples/h1_floor.rs) on port 9300, measured in the same rounds.
@@ -15,6 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/switchyard}
 DUR=${DUR:-6}
+WRK_HEADER=()
+[ "${CLOSE:-0}" = 1 ] && WRK_HEADER=(-H "Connection: close")
 [ -x "$BIN" ] || { echo "no $BIN: cargo build --release -p switchyard" >&2; exit 1; }
 for port in 9001 9002 9100 9200 9299 9300; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -41,7 +44,7 @@ sleep 1.5
 measure() { # NAME PORT PID
   local u0 s0 u1 s1 out n
   read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$3/stat")
-  out=$(taskset -c 1 wrk -t1 -c50 -d"${DUR}s" "http://127.0.0.1:$2/" 2>&1)
+  out=$(taskset -c 1 wrk -t1 -c50 -d"${DUR}s" "${WRK_HEADER[@]}" "http://127.0.0.1:$2/" 2>&1)
   read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$3/stat")
   n=$(awk '/requests in/ {print $1}' <<<"$out")
   awk -v n="$n" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v hz="$(getconf CLK_TCK)" -v name="$1" \

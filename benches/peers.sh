@@ -39,7 +39,9 @@ CONF
 
 # haproxy_config FILE LINE...: HAProxy on one thread, on 127.0.0.1:9100 in
 # front of both backends, round-robin, each LINE added to its defaults (the
-# mode and what suits it). e2e.sh's TCP and HTTP runs and http_cpu_split.sh
+# mode and what suits it). `defer-accept` (TCP_DEFER_ACCEPT), as Switchyard
+# and the nginx peer (`deferred`) listen: a connection is accepted once its
+# first bytes are in. e2e.sh's TCP and HTTP runs and http_cpu_split.sh
 # differ only in those lines.
 haproxy_config() {
   local file=$1; shift
@@ -49,7 +51,7 @@ haproxy_config() {
     printf '  %s\n' "$@"
     cat <<CONF
 frontend f
-  bind 127.0.0.1:9100
+  bind 127.0.0.1:9100 defer-accept
   default_backend b
 backend b
   balance roundrobin

@@ -282,3 +282,49 @@ fn refused_opaque_connects_are_retried_and_the_cause_is_logged() {
     }
     s.wait_for_log("backend attempt failed", 5);
 }
+
+/// States of this machine's IPv4 TCP sockets whose local port is `port`
+/// (`/proc/net/tcp`: `0A` listening, `03` half-open, `01` established).
+fn socket_states(port: u16) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            let state = f.get(3)?;
+            (local == port).then(|| state.to_string())
+        })
+        .collect()
+}
+
+/// The kernel holds a new connection until its client has sent something
+/// (`TCP_DEFER_ACCEPT`): a silent one stays half-open on the balancer's side
+/// and takes nothing of it, and is served as soon as it speaks. Where
+/// server-first protocols are routed, whose clients wait for the server,
+/// connections are accepted at once.
+#[test]
+fn connections_are_accepted_once_their_clients_speak_unless_servers_speak_first() {
+    let s = Serve::start(1, &[]);
+    let mut c = connect(s.port);
+    std::thread::sleep(Duration::from_millis(200));
+    let states = socket_states(s.port);
+    assert!(states.iter().any(|st| st == "03"), "{states:?}");
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+    drop(s);
+
+    let s = Serve::start(1, &["--server-first-after-ms", "50"]);
+    let _c = connect(s.port);
+    std::thread::sleep(Duration::from_millis(200));
+    let states = socket_states(s.port);
+    assert!(
+        !states.iter().any(|st| st == "03") && states.iter().any(|st| st == "01"),
+        "{states:?}"
+    );
+}

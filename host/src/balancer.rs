@@ -168,9 +168,10 @@ impl BalancerBuilder {
         let shutdown = ShutdownHandle::new();
         let inherited_admin = self.inherited.as_mut().and_then(|i| i.admin.take());
         let inherited_udp = self.inherited.as_mut().and_then(|i| i.udp.take());
+        let defer = cfg.sniff.server_first_after.is_none();
         let listeners = match self.inherited.as_mut() {
-            Some(i) => listener::adopt(std::mem::take(&mut i.tcp)),
-            None => listener::listeners(self.listener, cfg.listen, cfg.threads),
+            Some(i) => listener::adopt(std::mem::take(&mut i.tcp), defer),
+            None => listener::listeners(self.listener, cfg.listen, cfg.threads, defer),
         }
         .map_err(|e| BuildError::Listen(cfg.listen, e))?;
         // Duplicates to hand over to the next binary (see `upgrade`).

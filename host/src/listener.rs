@@ -7,6 +7,18 @@
 //! less CPU per request than a work-stealing runtime sharing the cores, and
 //! nothing a connection does needs another thread.
 //!
+//! Accepted when the first bytes are in: unless a listener routes
+//! server-speaks-first protocols (`server_first_after_ms`), the kernel holds
+//! a new connection until its client has sent something
+//! (`TCP_DEFER_ACCEPT`), so the sniffer's first read finds the bytes there
+//! and a connection served in one exchange never waits on the reactor (see
+//! `proxy/client.rs`). Measured with a connection per request, the first
+//! read found nothing for 9 connections in 10 without it: each then cost an
+//! extra `recv` and two `epoll_ctl` calls. A client that connects and stays
+//! silent is accepted about a second later (when the kernel retries the
+//! handshake) and then gets the head timeout; until then it holds no
+//! descriptor and no memory of ours.
+//!
 //! Backpressure before accept: a permit from `max_connections` is taken
 //! *before* `accept`, so overload waits in the kernel backlog, not in
 //! memory; accept errors (EMFILE) back off instead of ending the loop.
@@ -15,11 +27,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::proxy::{self, Context};
+use crate::proxy::{self, Acceptor, Context};
 use crate::shutdown::Tokens;
 
 /// Binds a listening socket with SO_REUSEADDR (so a restart does not wait
@@ -42,12 +53,15 @@ pub fn bind(addr: SocketAddr, reuseport: bool) -> std::io::Result<std::net::TcpL
 
 /// Listeners taken over from a running balancer (binary upgrade): one per
 /// serving thread, set up as [`listeners`] sets up its own.
-pub fn adopt(all: Vec<std::net::TcpListener>) -> std::io::Result<Vec<std::net::TcpListener>> {
-    prepare(&all)?;
+pub fn adopt(
+    all: Vec<std::net::TcpListener>,
+    defer: bool,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    prepare(&all, defer)?;
     Ok(all)
 }
 
-fn prepare(all: &[std::net::TcpListener]) -> std::io::Result<()> {
+fn prepare(all: &[std::net::TcpListener], defer: bool) -> std::io::Result<()> {
     for l in all {
         l.set_nonblocking(true)?;
         // Accepted sockets inherit both from the listener on Linux: no
@@ -56,6 +70,7 @@ fn prepare(all: &[std::net::TcpListener]) -> std::io::Result<()> {
         let s = socket2::SockRef::from(l);
         s.set_tcp_nodelay(true)?;
         s.set_keepalive(true)?;
+        defer_accept(l, defer);
     }
     Ok(())
 }
@@ -63,11 +78,13 @@ fn prepare(all: &[std::net::TcpListener]) -> std::io::Result<()> {
 /// One non-blocking listener per serving thread. Bound here: a group of
 /// `SO_REUSEPORT` sockets, so each thread accepts only its own share. Given
 /// by the embedder: that socket, shared (each thread polls its own
-/// duplicate).
+/// duplicate). `defer`: accept connections once their first bytes are in
+/// (see the module doc).
 pub fn listeners(
     given: Option<std::net::TcpListener>,
     addr: SocketAddr,
     threads: usize,
+    defer: bool,
 ) -> std::io::Result<Vec<std::net::TcpListener>> {
     let threads = threads.max(1);
     let mut all = Vec::with_capacity(threads);
@@ -89,7 +106,7 @@ pub fn listeners(
             }
         }
     }
-    prepare(&all)?;
+    prepare(&all, defer)?;
     Ok(all)
 }
 
@@ -119,7 +136,7 @@ pub async fn serve(listeners: Vec<std::net::TcpListener>, s: Arc<Serving>) -> st
             .spawn(move || serve_thread(l, s, done_tx))?;
         others.push(done_rx);
     }
-    let first = TcpListener::from_std(first)?;
+    let first = Acceptor::new(first)?;
     // A task of its own rather than part of the caller's future: when that
     // is a runtime's `block_on` future (as in the binary), each wake-up of
     // the loop would otherwise write the runtime's eventfd.
@@ -146,7 +163,7 @@ fn serve_thread(l: std::net::TcpListener, s: Arc<Serving>, done: tokio::sync::on
         }
     };
     runtime.block_on(async move {
-        match TcpListener::from_std(l) {
+        match Acceptor::new(l) {
             Ok(l) => {
                 if let Err(e) = tokio::spawn(accept_loop(l, s)).await {
                     tracing::error!(error = %e, "an accept loop failed");
@@ -160,10 +177,18 @@ fn serve_thread(l: std::net::TcpListener, s: Arc<Serving>, done: tokio::sync::on
 
 /// Accepts until a graceful stop, then waits up to the graceful timeout for
 /// open connections (or until a forced stop) and aborts the rest.
-async fn accept_loop(listener: TcpListener, s: Arc<Serving>) {
+async fn accept_loop(listener: Acceptor, s: Arc<Serving>) {
     let mut conns = JoinSet::new();
     let mut backoff = Duration::from_millis(5);
     let stop = &s.tokens.graceful;
+    // Whether the listener defers accepts, as the current context wants
+    // (a reload may change it: checked at each accept).
+    let mut deferring = None;
+    if let Some(ctx) = s.ctx.load().as_ref() {
+        let on = ctx.sniff.server_first_after.is_none();
+        defer_accept(listener.listener(), on);
+        deferring = Some(on);
+    }
     loop {
         let permit = tokio::select! {
             p = s.limit.clone().acquire_owned() => p.expect("the semaphore is never closed"),
@@ -177,6 +202,11 @@ async fn accept_loop(listener: TcpListener, s: Arc<Serving>) {
             Ok((socket, peer)) => {
                 backoff = Duration::from_millis(5);
                 let ctx = s.ctx.load_full().expect("set before serving");
+                let on = ctx.sniff.server_first_after.is_none();
+                if deferring != Some(on) {
+                    defer_accept(listener.listener(), on);
+                    deferring = Some(on);
+                }
                 // Boxed: a connection's future is a few KiB, and tokio moves
                 // a task's whole stage on spawn and on completion; a box makes
                 // those moves a pointer's (measured: 4% of the instructions
@@ -212,14 +242,40 @@ async fn accept_loop(listener: TcpListener, s: Arc<Serving>) {
     }
 }
 
+/// Sets or clears `TCP_DEFER_ACCEPT` on `l`. Off where server-first
+/// protocols are routed: their clients send nothing until the server has
+/// spoken. A failure is logged and leaves accepts as they were.
+fn defer_accept(l: &std::net::TcpListener, on: bool) {
+    use std::os::fd::AsRawFd;
+    // Seconds before the kernel retries the handshake and then accepts a
+    // connection that is still silent: its smallest setting.
+    let secs: libc::c_int = on.into();
+    // SAFETY: a valid descriptor (the listener is borrowed) and an int
+    // option of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            l.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::warn!(error = %e, on, "cannot set TCP_DEFER_ACCEPT");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // A runtime because binding goes through tokio's TcpSocket.
+    // A runtime because binding goes through tokio's TcpSocket. Accepts are
+    // not deferred: these clients send nothing.
     #[tokio::test]
     async fn accepted_sockets_inherit_nodelay_and_keepalive_from_every_listener() {
-        let all = listeners(None, "127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let all = listeners(None, "127.0.0.1:0".parse().unwrap(), 3, false).unwrap();
         assert_eq!(all.len(), 3);
         let port = all[0].local_addr().unwrap().port();
         assert!(all.iter().all(|l| l.local_addr().unwrap().port() == port));

@@ -61,21 +61,21 @@ const MAX_BODY: usize = 64 * 1024;
 /// request with more goes to the hyper path.
 const MAX_NAMED: usize = 8;
 
-/// Ends a client connection whose response was cut short, so the client
-/// can tell it from a whole one.
-pub(super) trait Abort {
-    /// Makes the close that follows an error for the client.
+/// How a client connection ends.
+pub(crate) trait ClientEnd {
+    /// Makes the close that follows an error for the client: a response
+    /// cut short must not look whole.
     fn abort(&mut self);
-}
 
-impl Abort for TcpStream {
-    fn abort(&mut self) {
-        // A reset instead of a FIN.
-        let _ = self.set_zero_linger();
+    /// Whether dropping the connection ends it as cleanly as a shutdown
+    /// first would (a TCP socket: the FIN follows the data either way), so
+    /// the shutdown's system call can be left out.
+    fn drop_ends_cleanly(&self) -> bool {
+        false
     }
 }
 
-impl<IO> Abort for tokio_rustls::server::TlsStream<IO> {
+impl<IO> ClientEnd for tokio_rustls::server::TlsStream<IO> {
     // Dropped without close_notify, which a TLS client reads as a cut.
     fn abort(&mut self) {}
 }
@@ -88,7 +88,7 @@ pub(super) async fn serve<S>(
     peer: SocketAddr,
     info: ConnInfo,
 ) where
-    S: AsyncRead + AsyncWrite + Abort + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + ClientEnd + Unpin + Send + 'static,
 {
     let mut conn = Conn {
         ctx: &ctx,
@@ -275,7 +275,7 @@ fn access_line<'a>(ctx: &'a Context, client: SocketAddr, send: &mut Planned) -> 
 impl Conn<'_> {
     /// Serves requests until the client leaves (`None`) or one needs the
     /// hyper path (`Some`, the bytes it has to read first).
-    async fn run<S: AsyncRead + AsyncWrite + Abort + Unpin>(
+    async fn run<S: AsyncRead + AsyncWrite + ClientEnd + Unpin>(
         &mut self,
         client: &mut S,
     ) -> std::io::Result<Option<Vec<u8>>> {
@@ -360,7 +360,9 @@ impl Conn<'_> {
                 return Ok(None);
             }
             if after == After::Close || ctx.graceful.is_cancelled() {
-                let _ = client.shutdown().await;
+                if !client.drop_ends_cleanly() {
+                    let _ = client.shutdown().await;
+                }
                 return Ok(None);
             }
         }

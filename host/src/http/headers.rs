@@ -2,7 +2,6 @@
 //! (RFC 9110 7.6.1: they describe one connection, not the message), and the
 //! backend learns who the client is (`X-Forwarded-*`, RFC 7239 `Forwarded`).
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use hyper::HeaderMap;
@@ -102,16 +101,17 @@ impl Forwarded {
     pub fn new(client: SocketAddr, tls: bool) -> Forwarded {
         let ip = client.ip();
         let proto = if tls { "https" } else { "http" };
+        // Formatted once (made for every connection).
+        let text = ip.to_string();
         let mut element = String::with_capacity(48);
         match ip {
-            IpAddr::V4(a) => write!(element, "for={a}"),
-            IpAddr::V6(a) => write!(element, "for=\"[{a}]\""),
+            IpAddr::V4(_) => element.extend(["for=", &text]),
+            IpAddr::V6(_) => element.extend(["for=\"[", &text, "]\""]),
         }
-        .expect("writing to a String");
-        write!(element, ";proto={proto}").expect("writing to a String");
+        element.extend([";proto=", proto]);
         Forwarded {
             ip,
-            xff: HeaderValue::from_str(&ip.to_string()).expect("an address is a valid value"),
+            xff: HeaderValue::from_str(&text).expect("an address is a valid value"),
             proto: HeaderValue::from_static(proto),
             element,
         }

@@ -16,6 +16,8 @@ pub mod guard;
 pub mod headers;
 mod upstream;
 
+pub(crate) use direct::ClientEnd;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -209,14 +211,18 @@ pub struct ConnInfo {
 pub async fn serve(
     ctx: Arc<Context>,
     prefix: &[u8],
-    client: tokio::net::TcpStream,
+    client: crate::proxy::ClientStream,
     peer: SocketAddr,
     version: Version,
 ) {
     let info = ConnInfo {
         alt_svc: ctx.alt_svc.clone(),
         forwarded: headers::Forwarded::new(peer, false),
-        ..ConnInfo::default()
+        // Spelled out: `..ConnInfo::default()` would make (and drop) a
+        // default `Forwarded` for every connection.
+        tls: false,
+        sni: None,
+        alpn: None,
     };
     if version == Version::HTTP_11 && ctx.http.backend_protocol == BackendProtocol::Http1 {
         // Requests without a body, over HTTP/1.1 to HTTP/1.1 backends, skip
@@ -232,7 +238,7 @@ pub async fn serve_tls(
     ctx: Arc<Context>,
     acceptor: tokio_rustls::TlsAcceptor,
     prefix: &[u8],
-    client: tokio::net::TcpStream,
+    client: crate::proxy::ClientStream,
     peer: SocketAddr,
 ) {
     let io = ClientIo::plain(prefix, client);

@@ -18,6 +18,7 @@
 //! Every failure is an [`Error`] naming who caused it and why.
 
 pub(crate) mod answer;
+mod client;
 pub mod forward;
 mod idle;
 pub mod proxy_v2;
@@ -29,7 +30,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use crate::backends::Backends;
 use crate::error::{Error, Side};
@@ -38,6 +38,7 @@ use crate::metrics::{METRICS, Path};
 use crate::sniff::{self, Sniffed};
 use crate::strategy::Strategy;
 use crate::telemetry::RateLimit;
+pub use client::{Acceptor, ClientStream};
 pub use forward::{Buffer, Forward};
 
 /// How connections are proxied once sniffed.
@@ -123,7 +124,7 @@ fn access(
 }
 
 /// One client connection, start to end.
-pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr) {
+pub async fn handle(ctx: Arc<Context>, mut client: ClientStream, peer: SocketAddr) {
     // The clock is read for the access log only when one is kept.
     let began = ctx
         .access
@@ -170,6 +171,14 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr) 
         return Box::pin(crate::http::serve(ctx, &buf, client, peer, version)).await;
     }
     let ctx = &*ctx;
+    // TCP mode waits on both sides at once: the reactor must know the
+    // client.
+    let mut client = match client.into_tokio() {
+        Ok(c) => c,
+        Err(e) => {
+            return tracing::debug!(client = %peer, error = %e, "cannot register the client socket");
+        }
+    };
     let _open = METRICS.connection(Path::Tcp);
     let idle = idle::Idle::new(ctx.proxy.idle_timeout);
     let timer = idle.timer(http.then_some(ctx.proxy.response_timeout));
@@ -221,7 +230,12 @@ pub async fn handle(ctx: Arc<Context>, mut client: TcpStream, peer: SocketAddr) 
 
 /// Ends a connection that cannot be served: the HTTP answer for `e` when the
 /// client spoke HTTP, and a log line naming the cause.
-async fn refuse(client: &mut TcpStream, peer: SocketAddr, e: &Error, http: bool) {
+async fn refuse<S: tokio::io::AsyncWrite + Unpin>(
+    client: &mut S,
+    peer: SocketAddr,
+    e: &Error,
+    http: bool,
+) {
     // Clients misbehave all the time: debug. Backends failing matters, but
     // an outage must not write a line per connection: one a second, with
     // the count of those left out.

@@ -20,7 +20,6 @@ pub mod tls;
 use std::time::Duration;
 
 use tokio::io::AsyncRead;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::error::{Error, Kind};
@@ -141,8 +140,8 @@ fn line_class(buf: &[u8]) -> Class {
 
 /// Reads more bytes into `buf` (at most `cap` in total) by `deadline`.
 /// Reads into the vector's spare capacity: nothing is zeroed first.
-async fn read_more(
-    s: &mut TcpStream,
+async fn read_more<S: AsyncRead + Unpin>(
+    s: &mut S,
     buf: &mut Vec<u8>,
     cap: usize,
     deadline: Instant,
@@ -183,8 +182,8 @@ fn closed(e: Option<std::io::Error>) -> Error {
 /// Reads and classifies the connection's head into `buf`. An `Err` names why
 /// the connection cannot be routed (the proxy answers `408`, `431` or `400`
 /// for the HTTP ones and closes).
-pub async fn read_head(
-    stream: &mut TcpStream,
+pub async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
     buf: &mut Vec<u8>,
     limits: &Limits,
 ) -> Result<Sniffed, Error> {
@@ -238,8 +237,8 @@ pub async fn read_head(
     }
 }
 
-async fn http1_head(
-    stream: &mut TcpStream,
+async fn http1_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
     buf: &mut Vec<u8>,
     max: usize,
     deadline: Instant,
@@ -259,8 +258,8 @@ async fn http1_head(
     }
 }
 
-async fn tls_hello(
-    stream: &mut TcpStream,
+async fn tls_hello<S: AsyncRead + Unpin>(
+    stream: &mut S,
     buf: &mut Vec<u8>,
     deadline: Instant,
 ) -> Result<Sniffed, Error> {
