@@ -873,6 +873,48 @@ fn the_access_log_has_a_line_per_request_and_per_spliced_connection() {
     });
 }
 
+/// Accepts wait for a client's first bytes unless server-first protocols
+/// are routed; a reload that sets `server_first_after_ms` changes that on
+/// every serving thread's listener at once, and one that clears it changes
+/// it back.
+#[test]
+fn a_reload_of_server_first_changes_whether_accepts_wait_for_the_first_bytes() {
+    let dir = TempDir::new("defer");
+    let file = dir.0.join("switchyard.toml");
+    let port = support::free_ports(7);
+    let (base, admin) = (port + 1, port + 7);
+    let config = |extra: &str| config_file(port, base, admin, &format!("threads = 2\n{extra}"));
+    std::fs::write(&file, config("")).unwrap();
+    let s = Serve::start_config(&file, port, base, admin);
+    // Six connections a batch, each batch kept open to the end (a closed
+    // one's port could be taken again by the next batch while the
+    // balancer's end of it is still listed). Deferring, the balancer's end
+    // of a silent connection stays half-open (`03`); when the suite runs
+    // in parallel some are nevertheless established early, so a batch
+    // shows deferral when any is half-open, and its absence when none is.
+    let batch = |deferring: bool| {
+        let conns: Vec<_> = (0..6)
+            .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let got: Vec<_> = conns.iter().map(support::server_side_state).collect();
+        let half_open = got.iter().any(|g| g.as_deref() == Some("03"));
+        assert_eq!(half_open, deferring, "{got:?}");
+        conns
+    };
+    let _first = batch(true);
+    std::fs::write(&file, config("server_first_after_ms = 50")).unwrap();
+    s.signal(libc::SIGHUP);
+    s.wait_for_log("configuration reloaded", 30);
+    let _second = batch(false);
+    std::fs::write(&file, config("")).unwrap();
+    s.signal(libc::SIGHUP);
+    support::eventually("a second reload", 30, || {
+        s.log().matches("configuration reloaded").count() >= 2
+    });
+    let _third = batch(true);
+}
+
 #[test]
 fn sighup_applies_a_good_file_without_a_failed_request_and_keeps_the_old_one_for_a_bad_file() {
     let dir = TempDir::new("sighup");

@@ -590,3 +590,19 @@ pub fn cert_pair(dir: &std::path::Path, file: &str, name: &str) -> (String, Stri
         key.to_str().unwrap().to_string(),
     )
 }
+
+/// The state of the balancer's end of `client`'s connection, from
+/// `/proc/net/tcp` (IPv4): `03` half-open (not accepted yet), `01`
+/// established.
+pub fn server_side_state(client: &std::net::TcpStream) -> Option<String> {
+    let (local, remote) = (client.local_addr().ok()?, client.peer_addr().ok()?);
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let port = |field: &str| u16::from_str_radix(field.rsplit(':').next()?, 16).ok();
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // The balancer's end: its local port is the listener's, its remote
+        // port the client's.
+        (port(f.get(1)?)? == remote.port() && port(f.get(2)?)? == local.port())
+            .then(|| f.get(3).map(|s| s.to_string()))?
+    })
+}

@@ -67,6 +67,9 @@ pub enum BuildError {
     Admin(SocketAddr, std::io::Error),
 }
 
+/// Duplicates of the serving listeners, for a reload (see `Balancer`).
+pub(crate) type ListenerFds = Arc<std::sync::Mutex<Vec<std::os::fd::OwnedFd>>>;
+
 /// Builds a [`Balancer`].
 #[derive(Default)]
 pub struct BalancerBuilder {
@@ -184,6 +187,14 @@ impl BalancerBuilder {
                 .map_err(|e| BuildError::Listen(cfg.listen, e))?,
             None::<std::os::fd::OwnedFd>,
         );
+        // And for a reload that changes whether accepts are deferred.
+        let listener_fds = Arc::new(std::sync::Mutex::new(
+            listeners
+                .iter()
+                .map(dup)
+                .collect::<std::io::Result<Vec<_>>>()
+                .map_err(|e| BuildError::Listen(cfg.listen, e))?,
+        ));
         // The old process's admin socket only where the admin API stays:
         // a new address is bound anew (the old one goes with that process).
         let inherited_admin = inherited_admin.filter(|l| {
@@ -319,6 +330,7 @@ impl BalancerBuilder {
             cfg_cell,
             ctx_cell: Arc::new(ArcSwapOption::empty()),
             reloadable: Arc::new(std::sync::Mutex::new(reloadable)),
+            listener_fds,
             _watchers: watchers,
         })
     }
@@ -427,6 +439,9 @@ pub struct Balancer {
     ctx_cell: Arc<ArcSwapOption<Context>>,
     /// The watchers a reload replaces.
     reloadable: Arc<std::sync::Mutex<crate::reload::Watchers>>,
+    /// Duplicates of the serving listeners, on which a reload sets whether
+    /// accepts are deferred; closed when a graceful stop begins.
+    listener_fds: ListenerFds,
     /// Certificates, when TLS is terminated or HTTP/3 listens.
     certs: Option<Arc<crate::tls::Certs>>,
     /// HTTP/3's socket.
@@ -484,6 +499,7 @@ impl Balancer {
             backends: self.backends.clone(),
             workers: self.workers.clone(),
             watchers: self.reloadable.clone(),
+            listeners: self.listener_fds.clone(),
             busy: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -513,8 +529,22 @@ impl Balancer {
             tokens,
             ctx_cell,
             reloadable: _reloadable,
+            listener_fds,
             _watchers,
         } = self;
+        {
+            // Copies keep a socket listening: a stop closes them, as the
+            // accept loops close theirs, so new connections are refused at
+            // once instead of queueing until the exit resets them.
+            let graceful = tokens.graceful.clone();
+            tokio::spawn(async move {
+                graceful.cancelled().await;
+                listener_fds
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clear();
+            });
+        }
         workers.start();
         tokio::spawn(health::run(
             backends.clone(),

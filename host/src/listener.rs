@@ -17,7 +17,9 @@
 //! extra `recv` and two `epoll_ctl` calls. A client that connects and stays
 //! silent is accepted about a second later (when the kernel retries the
 //! handshake) and then gets the head timeout; until then it holds no
-//! descriptor and no memory of ours.
+//! descriptor and no memory of ours. A reload that sets or clears
+//! `server_first_after_ms` changes it on every listener (through
+//! duplicates of them that the reloader keeps).
 //!
 //! Backpressure before accept: a permit from `max_connections` is taken
 //! *before* `accept`, so overload waits in the kernel backlog, not in
@@ -70,7 +72,7 @@ fn prepare(all: &[std::net::TcpListener], defer: bool) -> std::io::Result<()> {
         let s = socket2::SockRef::from(l);
         s.set_tcp_nodelay(true)?;
         s.set_keepalive(true)?;
-        defer_accept(l, defer);
+        defer_accept(std::os::fd::AsFd::as_fd(l), defer);
     }
     Ok(())
 }
@@ -181,14 +183,6 @@ async fn accept_loop(listener: Acceptor, s: Arc<Serving>) {
     let mut conns = JoinSet::new();
     let mut backoff = Duration::from_millis(5);
     let stop = &s.tokens.graceful;
-    // Whether the listener defers accepts, as the current context wants
-    // (a reload may change it: checked at each accept).
-    let mut deferring = None;
-    if let Some(ctx) = s.ctx.load().as_ref() {
-        let on = ctx.sniff.server_first_after.is_none();
-        defer_accept(listener.listener(), on);
-        deferring = Some(on);
-    }
     loop {
         let permit = tokio::select! {
             p = s.limit.clone().acquire_owned() => p.expect("the semaphore is never closed"),
@@ -202,11 +196,6 @@ async fn accept_loop(listener: Acceptor, s: Arc<Serving>) {
             Ok((socket, peer)) => {
                 backoff = Duration::from_millis(5);
                 let ctx = s.ctx.load_full().expect("set before serving");
-                let on = ctx.sniff.server_first_after.is_none();
-                if deferring != Some(on) {
-                    defer_accept(listener.listener(), on);
-                    deferring = Some(on);
-                }
                 // Boxed: a connection's future is a few KiB, and tokio moves
                 // a task's whole stage on spawn and on completion; a box makes
                 // those moves a pointer's (measured: 4% of the instructions
@@ -242,16 +231,17 @@ async fn accept_loop(listener: Acceptor, s: Arc<Serving>) {
     }
 }
 
-/// Sets or clears `TCP_DEFER_ACCEPT` on `l`. Off where server-first
-/// protocols are routed: their clients send nothing until the server has
-/// spoken. A failure is logged and leaves accepts as they were.
-fn defer_accept(l: &std::net::TcpListener, on: bool) {
+/// Sets or clears `TCP_DEFER_ACCEPT` on the listening socket `l` (any
+/// descriptor of it: a reload sets it through duplicates). Off where
+/// server-first protocols are routed: their clients send nothing until the
+/// server has spoken. A failure is logged and leaves accepts as they were.
+pub(crate) fn defer_accept(l: std::os::fd::BorrowedFd<'_>, on: bool) {
     use std::os::fd::AsRawFd;
     // Seconds before the kernel retries the handshake and then accepts a
     // connection that is still silent: its smallest setting.
     let secs: libc::c_int = on.into();
-    // SAFETY: a valid descriptor (the listener is borrowed) and an int
-    // option of the size given.
+    // SAFETY: a valid descriptor (borrowed) and an int option of the size
+    // given.
     let r = unsafe {
         libc::setsockopt(
             l.as_raw_fd(),

@@ -103,6 +103,9 @@ pub struct Reloader {
     /// The strategy file's and the backends file's watchers, replaced when
     /// their paths change.
     pub(crate) watchers: Arc<Mutex<Watchers>>,
+    /// Duplicates of the serving listeners (whether accepts are deferred
+    /// follows `server_first_after_ms`).
+    pub(crate) listeners: crate::balancer::ListenerFds,
     /// One reload at a time.
     pub(crate) busy: Arc<tokio::sync::Mutex<()>>,
 }
@@ -245,6 +248,16 @@ impl Reloader {
         if old.worker_count() != new.worker_count() {
             self.workers.resize(new.worker_count()).await?;
             done.applied.push("workers");
+        }
+        let defer = new.sniff.server_first_after.is_none();
+        if defer != old.sniff.server_first_after.is_none() {
+            let listeners = self
+                .listeners
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for l in listeners.iter() {
+                crate::listener::defer_accept(std::os::fd::AsFd::as_fd(l), defer);
+            }
         }
         if let Some(cur) = self.ctx.load_full() {
             let limits_changed =

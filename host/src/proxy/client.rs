@@ -16,12 +16,17 @@
 //! registers the socket (once, for the rest of its life) and waits as tokio
 //! does. A connection that never waits is closed by the drop without any
 //! epoll call.
+//!
+//! Bare operations spend tokio's cooperative budget as registered ones do:
+//! a client that keeps both directions busy (pipelined requests answered by
+//! Switchyard itself, say) never meets `WouldBlock`, and without the budget
+//! its task would never yield its thread to the other connections.
 
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -139,10 +144,12 @@ impl AsyncRead for ClientStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some(s) = this.bare()
-            && let Some(r) = tried(recv(s, buf))
-        {
-            return Poll::Ready(r);
+        if let Some(s) = this.bare() {
+            let coop = ready!(tokio::task::coop::poll_proceed(cx));
+            if let Some(r) = tried(recv(s, buf)) {
+                coop.made_progress();
+                return Poll::Ready(r);
+            }
         }
         Pin::new(this.waiting()?).poll_read(cx, buf)
     }
@@ -155,11 +162,13 @@ impl AsyncWrite for ClientStream {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        // `Write for &TcpStream` sends with MSG_NOSIGNAL.
-        if let Some(mut s) = this.bare()
-            && let Some(r) = tried(s.write(data))
-        {
-            return Poll::Ready(r);
+        if let Some(mut s) = this.bare() {
+            let coop = ready!(tokio::task::coop::poll_proceed(cx));
+            // `Write for &TcpStream` sends with MSG_NOSIGNAL.
+            if let Some(r) = tried(s.write(data)) {
+                coop.made_progress();
+                return Poll::Ready(r);
+            }
         }
         Pin::new(this.waiting()?).poll_write(cx, data)
     }
@@ -170,10 +179,12 @@ impl AsyncWrite for ClientStream {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if let Some(mut s) = this.bare()
-            && let Some(r) = tried(s.write_vectored(bufs))
-        {
-            return Poll::Ready(r);
+        if let Some(mut s) = this.bare() {
+            let coop = ready!(tokio::task::coop::poll_proceed(cx));
+            if let Some(r) = tried(s.write_vectored(bufs)) {
+                coop.made_progress();
+                return Poll::Ready(r);
+            }
         }
         Pin::new(this.waiting()?).poll_write_vectored(cx, bufs)
     }
@@ -184,8 +195,9 @@ impl AsyncWrite for ClientStream {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().state {
+            State::Bare(_) => Poll::Ready(Ok(())),
             State::Waiting(s) => Pin::new(s).poll_flush(cx),
-            _ => Poll::Ready(Ok(())),
+            State::Gone => Poll::Ready(Err(gone())),
         }
     }
 
@@ -235,11 +247,6 @@ impl Acceptor {
         let listener =
             unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) }?;
         Ok(Acceptor { listener })
-    }
-
-    /// The listening socket.
-    pub fn listener(&self) -> &std::net::TcpListener {
-        self.listener.get_ref()
     }
 
     /// The next connection.
@@ -358,6 +365,31 @@ mod tests {
         .unwrap();
         assert!(got == expected, "{} bytes of {}", got.len(), expected.len());
         assert!(writer.await.unwrap(), "a full buffer made the write wait");
+    }
+
+    /// Reads that never wait still let the thread's other tasks run: the
+    /// bare socket spends tokio's cooperative budget.
+    #[tokio::test(flavor = "current_thread")]
+    async fn reads_that_never_wait_still_yield_the_thread() {
+        let (acceptor, addr) = pair().await;
+        let mut peer = std::net::TcpStream::connect(addr).unwrap();
+        let (mut client, _) = acceptor.accept().await.unwrap();
+        std::io::Write::write_all(&mut peer, &[7u8; 64 * 1024]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let other_ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = other_ran.clone();
+        tokio::spawn(async move { flag.store(true, std::sync::atomic::Ordering::Relaxed) });
+        let mut byte = [0u8; 1];
+        let mut seen_at = None;
+        for i in 0..64 * 1024 {
+            assert_eq!(client.read(&mut byte).await.unwrap(), 1);
+            if seen_at.is_none() && other_ran.load(std::sync::atomic::Ordering::Relaxed) {
+                seen_at = Some(i);
+            }
+        }
+        assert!(!client.is_registered(), "every byte was there");
+        let at = seen_at.expect("the other task ran during the reads");
+        assert!(at < 1024, "the other task waited for {at} reads");
     }
 
     /// A client gone before its first read: the error or end comes at once.
