@@ -171,7 +171,7 @@ impl BalancerBuilder {
         let shutdown = ShutdownHandle::new();
         let inherited_admin = self.inherited.as_mut().and_then(|i| i.admin.take());
         let inherited_udp = self.inherited.as_mut().and_then(|i| i.udp.take());
-        let defer = cfg.sniff.server_first_after.is_none();
+        let defer = cfg.sniff.defer_accept();
         let listeners = match self.inherited.as_mut() {
             Some(i) => listener::adopt(std::mem::take(&mut i.tcp), defer),
             None => listener::listeners(self.listener, cfg.listen, cfg.threads, defer),

@@ -249,8 +249,8 @@ impl Reloader {
             self.workers.resize(new.worker_count()).await?;
             done.applied.push("workers");
         }
-        let defer = new.sniff.server_first_after.is_none();
-        if defer != old.sniff.server_first_after.is_none() {
+        let defer = new.sniff.defer_accept();
+        if defer != old.sniff.defer_accept() {
             let listeners = self
                 .listeners
                 .lock()

@@ -137,21 +137,41 @@ fn recv(s: &std::net::TcpStream, buf: &mut ReadBuf<'_>) -> io::Result<()> {
     }
 }
 
+impl ClientStream {
+    /// One operation: tried on the bare socket (spending tokio's budget as
+    /// a registered one does), or, once it would block or the socket is
+    /// registered already, `waiting` on the tokio stream. `arg` is what
+    /// both ways need mutably (a read's buffer).
+    fn poll_op<A: ?Sized, T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        arg: &mut A,
+        bare: impl FnOnce(&std::net::TcpStream, &mut A) -> io::Result<T>,
+        waiting: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>, &mut A) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if let Some(s) = self.bare() {
+            let coop = ready!(tokio::task::coop::poll_proceed(cx));
+            if let Some(r) = tried(bare(s, arg)) {
+                coop.made_progress();
+                return Poll::Ready(r);
+            }
+        }
+        waiting(Pin::new(self.waiting()?), cx, arg)
+    }
+}
+
 impl AsyncRead for ClientStream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if let Some(s) = this.bare() {
-            let coop = ready!(tokio::task::coop::poll_proceed(cx));
-            if let Some(r) = tried(recv(s, buf)) {
-                coop.made_progress();
-                return Poll::Ready(r);
-            }
-        }
-        Pin::new(this.waiting()?).poll_read(cx, buf)
+        self.get_mut().poll_op(
+            cx,
+            buf,
+            |s, buf| recv(s, buf),
+            |s, cx, buf| s.poll_read(cx, buf),
+        )
     }
 }
 
@@ -161,16 +181,13 @@ impl AsyncWrite for ClientStream {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if let Some(mut s) = this.bare() {
-            let coop = ready!(tokio::task::coop::poll_proceed(cx));
-            // `Write for &TcpStream` sends with MSG_NOSIGNAL.
-            if let Some(r) = tried(s.write(data)) {
-                coop.made_progress();
-                return Poll::Ready(r);
-            }
-        }
-        Pin::new(this.waiting()?).poll_write(cx, data)
+        // `Write for &TcpStream` sends with MSG_NOSIGNAL.
+        self.get_mut().poll_op(
+            cx,
+            &mut (),
+            |mut s, _| s.write(data),
+            |s, cx, _| s.poll_write(cx, data),
+        )
     }
 
     fn poll_write_vectored(
@@ -178,15 +195,12 @@ impl AsyncWrite for ClientStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if let Some(mut s) = this.bare() {
-            let coop = ready!(tokio::task::coop::poll_proceed(cx));
-            if let Some(r) = tried(s.write_vectored(bufs)) {
-                coop.made_progress();
-                return Poll::Ready(r);
-            }
-        }
-        Pin::new(this.waiting()?).poll_write_vectored(cx, bufs)
+        self.get_mut().poll_op(
+            cx,
+            &mut (),
+            |mut s, _| s.write_vectored(bufs),
+            |s, cx, _| s.poll_write_vectored(cx, bufs),
+        )
     }
 
     fn is_write_vectored(&self) -> bool {

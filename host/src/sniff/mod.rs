@@ -61,6 +61,15 @@ pub struct Limits {
     pub opaque: OpaquePolicy,
 }
 
+impl Limits {
+    /// Whether listeners may hold a connection until its first bytes are in
+    /// (`TCP_DEFER_ACCEPT`): not where server-first protocols are routed,
+    /// whose clients send nothing until the server has spoken.
+    pub fn defer_accept(&self) -> bool {
+        self.server_first_after.is_none()
+    }
+}
+
 /// What a connection turned out to be.
 #[derive(Debug)]
 pub enum Sniffed {
